@@ -1,0 +1,1 @@
+"""The engine. Private: import from ``asyncflow`` instead."""

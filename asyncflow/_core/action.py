@@ -1,0 +1,193 @@
+"""``@action``: turns a function (or a class) into a step with retry and timeout."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import math
+import types
+from collections.abc import Callable
+from typing import Any, overload
+
+from asyncflow._core.errors import ConfigurationError
+
+__all__ = ["Action", "action", "as_action"]
+
+_CONTEXT_PARAMS = ("initial_context", "previous_context")
+
+
+class Action:
+    """A step: the wrapped callable plus how to run it.
+
+    ``retry`` is the total number of attempts, as in Dotflow (``0`` and ``1``
+    both mean one attempt). ``timeout`` (seconds, ``None`` for none) cancels
+    an attempt; ``retry_delay`` is the wait before the next attempt, doubled
+    after each one with ``backoff=True`` and capped by ``max_delay``.
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        retry: int = 1,
+        timeout: float | None = None,
+        retry_delay: float = 0,
+        backoff: bool = False,
+        max_delay: float | None = None,
+    ) -> None:
+        if not callable(func):
+            raise ConfigurationError(f"@action needs a function or class, got {func!r}")
+        self.func = func
+        self.name: str = getattr(func, "__qualname__", repr(func))
+        self.module: str = getattr(func, "__module__", "") or ""
+        self.retry = _check_int(retry, "retry", self.name)
+        self.attempts = max(1, self.retry)
+        self.timeout = _check_seconds(timeout, "timeout", self.name, allow_none=True) or None
+        self.retry_delay = _check_seconds(retry_delay, "retry_delay", self.name) or 0.0
+        self.max_delay = _check_seconds(max_delay, "max_delay", self.name, allow_none=True)
+        if not isinstance(backoff, bool):
+            raise ConfigurationError(f"@action backoff of {self.name} must be a bool")
+        self.backoff = backoff
+        self.is_class = isinstance(func, type)
+        target = func.__init__ if self.is_class else func
+        self.is_async = not self.is_class and _is_async(func)
+        self.params = _context_params(target, self.name)
+        self._code_hash: str | None = None
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the step directly, outside any flow (handy in unit tests)."""
+        return self.func(*args, **kwargs)
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return types.MethodType(self.func, instance)
+
+    def delays(self) -> list[float]:
+        """The waits between attempts: ``attempts - 1`` of them."""
+        out: list[float] = []
+        delay = self.retry_delay
+        for _ in range(self.attempts - 1):
+            out.append(delay if self.max_delay is None else min(delay, self.max_delay))
+            if self.backoff:
+                delay *= 2
+        return out
+
+    @property
+    def code_hash(self) -> str:
+        """A hash of the step's source, so a record says which code produced it."""
+        if self._code_hash is None:
+            try:
+                text = inspect.getsource(self.func).encode()
+            except (OSError, TypeError):
+                code = getattr(self.func, "__code__", None)
+                text = code.co_code if code is not None else self.name.encode()
+            self._code_hash = hashlib.sha256(text).hexdigest()[:16]
+        return self._code_hash
+
+    def methods(self) -> list[Action]:
+        """For a class step: its ``@action`` methods in definition order, bases first."""
+        found: dict[str, Action] = {}
+        for klass in reversed(self.func.__mro__):  # type: ignore[attr-defined]
+            for attr, value in vars(klass).items():
+                if isinstance(value, Action):
+                    found[attr] = value
+        return list(found.values())
+
+    def __repr__(self) -> str:
+        return f"<action {self.name}>"
+
+
+@overload
+def action(func: Callable[..., Any], /) -> Action: ...
+
+
+@overload
+def action(
+    *,
+    retry: int = 1,
+    timeout: float | None = None,
+    retry_delay: float = 0,
+    backoff: bool = False,
+    max_delay: float | None = None,
+) -> Callable[[Callable[..., Any]], Action]: ...
+
+
+def action(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    retry: int = 1,
+    timeout: float | None = None,
+    retry_delay: float = 0,
+    backoff: bool = False,
+    max_delay: float | None = None,
+) -> Action | Callable[[Callable[..., Any]], Action]:
+    """Mark a function, coroutine function or class as a workflow step.
+
+    Usable bare (``@action``) or with options (``@action(retry=3, timeout=10)``).
+    """
+    options: dict[str, Any] = {
+        "retry": retry,
+        "timeout": timeout,
+        "retry_delay": retry_delay,
+        "backoff": backoff,
+        "max_delay": max_delay,
+    }
+    if func is not None:
+        return Action(func, **options)
+
+    def decorate(inner: Callable[..., Any]) -> Action:
+        return Action(inner, **options)
+
+    return decorate
+
+
+def as_action(step: object) -> Action:
+    """The ``Action`` for what ``task.add`` was given: plain callables are wrapped."""
+    if isinstance(step, Action):
+        return step
+    if callable(step):
+        return Action(step)
+    raise ConfigurationError(
+        f"step must be a function, coroutine function or class decorated with @action,"
+        f" got {type(step).__name__}: {step!r}"
+    )
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004
+    )
+
+
+def _context_params(func: Callable[..., Any], name: str) -> frozenset[str]:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return frozenset()
+    return frozenset(p for p in signature.parameters if p in _CONTEXT_PARAMS)
+
+
+def _check_int(value: object, what: str, name: str) -> int:
+    if type(value) is not int or value < 0:
+        raise ConfigurationError(f"@action {what} of {name} must be an int >= 0, got {value!r}")
+    return value
+
+
+def _check_seconds(
+    value: object, what: str, name: str, *, allow_none: bool = False
+) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(
+            f"@action {what} of {name} must be a number of seconds, got {value!r}"
+        )
+    if not math.isfinite(value) or value < 0:
+        raise ConfigurationError(f"@action {what} of {name} must be finite and >= 0, got {value!r}")
+    return float(value)

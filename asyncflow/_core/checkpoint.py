@@ -1,0 +1,367 @@
+"""Checkpoint records: their layout in storage, their bytes, and bulk loading.
+
+Layout, identical on every backend::
+
+    {workflow_id}/run.json            run manifest
+    {workflow_id}/lease.json          the live runner's lease
+    {workflow_id}/tasks/{key}.json    one record per completed task
+
+A record is one JSON object. ``output`` is whatever the serializer made of
+the step's output; ``output_digest`` hashes those bytes so that a later step
+can tell whether the input it was checkpointed with is the input it would
+get now (``input_digest``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from asyncflow._core.errors import CheckpointCorrupt, CheckpointError, SerializationError
+from asyncflow._core.storage import Storage
+from asyncflow.serializers import Serializer
+
+__all__ = [
+    "FORMAT",
+    "CheckpointRecord",
+    "Manifest",
+    "clear_workflow",
+    "decode_record",
+    "encode_record",
+    "load_records",
+    "manifest_key",
+    "task_prefix",
+    "task_storage_key",
+]
+
+FORMAT = 1
+_SIG_PREFIX = b"asyncflow-hmac-sha256:"
+
+
+def task_prefix(workflow_id: str) -> str:
+    return f"{workflow_id}/tasks/"
+
+
+def task_storage_key(workflow_id: str, key: str) -> str:
+    return f"{workflow_id}/tasks/{key}.json"
+
+
+def manifest_key(workflow_id: str) -> str:
+    return f"{workflow_id}/run.json"
+
+
+def digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def dumps(value: Any) -> bytes:
+    """Canonical JSON: ASCII-only so lone surrogates survive, no NaN."""
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """What a checkpoint says about one completed task."""
+
+    workflow_id: str
+    key: str
+    task_id: int
+    step: str
+    module: str
+    attempts: int
+    started_at: float
+    finished_at: float
+    input_digest: str | None
+    output_digest: str
+    code_hash: str
+    serializer: str
+    output: Any
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedOutput:
+    """An output already encoded, so its digest and bytes are computed once."""
+
+    payload: bytes
+    digest: str
+
+
+def encode_output(serializer: Serializer, value: Any, step: str) -> EncodedOutput:
+    """Encode ``value`` strictly; a refusal names the step and the type."""
+    try:
+        payload = dumps(serializer.encode(value))
+    except SerializationError as exc:
+        raise SerializationError(f"step {step}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"step {step}: cannot encode output of type {type(value).__qualname__}: {exc}"
+        ) from exc
+    return EncodedOutput(payload, digest(payload))
+
+
+def encode_record(
+    *,
+    workflow_id: str,
+    key: str,
+    task_id: int,
+    step: str,
+    module: str,
+    attempts: int,
+    started_at: float,
+    finished_at: float,
+    input_digest: str | None,
+    code_hash: str,
+    serializer: str,
+    output: EncodedOutput,
+    signing_key: bytes | None = None,
+) -> bytes:
+    header = dumps(
+        {
+            "asyncflow": FORMAT,
+            "workflow_id": workflow_id,
+            "key": key,
+            "task_id": task_id,
+            "step": step,
+            "module": module,
+            "status": "completed",
+            "attempts": attempts,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "input_digest": input_digest,
+            "output_digest": output.digest,
+            "code_hash": code_hash,
+            "serializer": serializer,
+        }
+    )
+    body = header[:-1] + b',"output":' + output.payload + b"}"
+    return sign(body, signing_key)
+
+
+def sign(body: bytes, signing_key: bytes | None) -> bytes:
+    """Prefix a signature line when a key is configured; the body stays readable JSON."""
+    if signing_key is None:
+        return body
+    mac = hmac.new(signing_key, body, hashlib.sha256).hexdigest().encode()
+    return _SIG_PREFIX + mac + b"\n" + body
+
+
+def verify(data: bytes, signing_key: bytes | None, where: str) -> bytes:
+    if not data.startswith(_SIG_PREFIX):
+        if signing_key is not None:
+            raise CheckpointCorrupt(f"{where} is not signed but a signing_key is set", key=where)
+        return data
+    if signing_key is None:
+        raise CheckpointCorrupt(f"{where} is signed; configure Config(signing_key=...)", key=where)
+    line, _, body = data.partition(b"\n")
+    expected = hmac.new(signing_key, body, hashlib.sha256).hexdigest().encode()
+    if not hmac.compare_digest(line[len(_SIG_PREFIX) :], expected):
+        raise CheckpointCorrupt(f"{where} has a bad signature: it was altered", key=where)
+    return body
+
+
+def decode_record(
+    data: bytes,
+    *,
+    where: str,
+    workflow_id: str,
+    key: str,
+    serializers: dict[str, Serializer],
+    signing_key: bytes | None = None,
+) -> CheckpointRecord:
+    """Parse and check a record; anything wrong is ``CheckpointCorrupt`` naming ``where``."""
+    body = verify(data, signing_key, where)
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointCorrupt(f"{where} is not valid JSON: {exc}", key=where) from exc
+    if not isinstance(raw, dict) or type(raw.get("asyncflow")) is not int:
+        raise CheckpointCorrupt(f"{where} is not an asyncflow checkpoint record", key=where)
+    if raw["asyncflow"] > FORMAT:
+        raise CheckpointCorrupt(
+            f"{where} was written in record format {raw['asyncflow']} by a newer asyncflow;"
+            f" this version reads format {FORMAT}: upgrade asyncflow",
+            key=where,
+        )
+    try:
+        record = CheckpointRecord(
+            workflow_id=_field(raw, "workflow_id", str),
+            key=_field(raw, "key", str),
+            task_id=_field(raw, "task_id", int),
+            step=_field(raw, "step", str),
+            module=_field(raw, "module", str),
+            attempts=_field(raw, "attempts", int),
+            started_at=float(_field(raw, "started_at", (int, float))),
+            finished_at=float(_field(raw, "finished_at", (int, float))),
+            input_digest=_field(raw, "input_digest", (str, type(None))),
+            output_digest=_field(raw, "output_digest", str),
+            code_hash=_field(raw, "code_hash", str),
+            serializer=_field(raw, "serializer", str),
+            output=None,
+        )
+        if "output" not in raw:
+            raise ValueError("field 'output' is missing")
+    except ValueError as exc:
+        raise CheckpointCorrupt(f"{where} is malformed: {exc}", key=where) from exc
+    if record.workflow_id != workflow_id or record.key != key:
+        raise CheckpointCorrupt(
+            f"{where} belongs to workflow {record.workflow_id!r} key {record.key!r},"
+            f" not {workflow_id!r} key {key!r}",
+            key=where,
+        )
+    serializer = serializers.get(record.serializer)
+    if serializer is None:
+        raise CheckpointError(
+            f"{where} was written with the {record.serializer!r} serializer, which this flow"
+            f" does not use (configured: {', '.join(sorted(serializers))})"
+        )
+    payload = raw["output"]
+    if digest(dumps(payload)) != record.output_digest:
+        raise CheckpointCorrupt(f"{where}: output does not match its digest", key=where)
+    try:
+        output = serializer.decode(payload)
+    except Exception as exc:
+        raise CheckpointCorrupt(f"{where}: cannot decode output: {exc}", key=where) from exc
+    return _with_output(record, output)
+
+
+def _with_output(record: CheckpointRecord, output: Any) -> CheckpointRecord:
+    values = {name: getattr(record, name) for name in CheckpointRecord.__slots__}
+    values["output"] = output
+    return CheckpointRecord(**values)
+
+
+def _field(raw: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = raw.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"field {name!r} is missing or has the wrong type")
+    return value
+
+
+async def load_records(
+    storage: Storage,
+    workflow_id: str,
+    keys: Iterable[str],
+    *,
+    serializers: dict[str, Serializer],
+    signing_key: bytes | None = None,
+    concurrency: int = 32,
+) -> dict[str, CheckpointRecord]:
+    """All records of ``keys`` that exist: one listing, then bounded concurrent reads."""
+    wanted = {task_storage_key(workflow_id, key): key for key in keys}
+    found = [name async for name in storage.list(task_prefix(workflow_id)) if name in wanted]
+    records: dict[str, CheckpointRecord] = {}
+    if not found:
+        return records
+    pending = iter(found)
+
+    async def worker() -> None:
+        for where in pending:
+            blob = await storage.read(where)
+            if blob is None:
+                continue
+            key = wanted[where]
+            records[key] = decode_record(
+                blob.data,
+                where=where,
+                workflow_id=workflow_id,
+                key=key,
+                serializers=serializers,
+                signing_key=signing_key,
+            )
+
+    async with anyio.create_task_group() as group:
+        for _ in range(min(concurrency, len(found))):
+            group.start_soon(worker)
+    return records
+
+
+async def clear_workflow(storage: Storage, workflow_id: str, *, tasks_only: bool = False) -> int:
+    """Delete a workflow's records (the lease is never touched); returns how many."""
+    prefix = task_prefix(workflow_id) if tasks_only else f"{workflow_id}/"
+    lease = f"{workflow_id}/lease.json"
+    names = [name async for name in storage.list(prefix) if name != lease]
+    batch = getattr(storage, "delete_many", None)
+    if batch is not None:
+        await batch(names)
+    else:
+        pending = iter(names)
+
+        async def worker() -> None:
+            for name in pending:
+                await storage.delete(name)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(min(16, len(names))):
+                group.start_soon(worker)
+    return len(names)
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """``run.json``: the latest run's status and the inputs' fingerprint."""
+
+    workflow_id: str
+    status: str
+    fingerprint: str | None
+    mode: str
+    tasks: tuple[str, ...]
+    created_at: float
+    updated_at: float
+
+    def encode(self) -> bytes:
+        return dumps(
+            {
+                "asyncflow": FORMAT,
+                "workflow_id": self.workflow_id,
+                "status": self.status,
+                "fingerprint": self.fingerprint,
+                "mode": self.mode,
+                "tasks": list(self.tasks),
+                "created_at": self.created_at,
+                "updated_at": self.updated_at,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes, where: str) -> Manifest:
+        try:
+            raw = json.loads(data)
+            if not isinstance(raw, dict) or type(raw.get("asyncflow")) is not int:
+                raise ValueError("not an asyncflow run manifest")
+            if raw["asyncflow"] > FORMAT:
+                raise ValueError(f"format {raw['asyncflow']} is newer than {FORMAT}: upgrade")
+            return cls(
+                workflow_id=_field(raw, "workflow_id", str),
+                status=_field(raw, "status", str),
+                fingerprint=_field(raw, "fingerprint", (str, type(None))),
+                mode=_field(raw, "mode", str),
+                tasks=tuple(_field(raw, "tasks", list)),
+                created_at=float(_field(raw, "created_at", (int, float))),
+                updated_at=float(_field(raw, "updated_at", (int, float))),
+            )
+        except ValueError as exc:
+            raise CheckpointCorrupt(f"{where} is malformed: {exc}", key=where) from exc
+
+    def replace(self, **changes: Any) -> Manifest:
+        values = {name: getattr(self, name) for name in Manifest.__slots__}
+        values.update(changes)
+        values["updated_at"] = time.time()
+        return Manifest(**values)
+
+
+def fingerprint_of(values: Iterator[Any] | list[Any], serializer: Serializer) -> str:
+    """A stable hash of the initial contexts, via the same strict encoding as outputs."""
+    try:
+        payload = dumps(serializer.encode(list(values)))
+    except (SerializationError, TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"cannot fingerprint the initial contexts ({exc}); pass start(fingerprint=...)"
+        ) from exc
+    return hashlib.sha256(payload).hexdigest()

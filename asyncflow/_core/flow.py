@@ -1,0 +1,356 @@
+"""``AsyncFlow``: a list of steps, run on the caller's event loop, checkpointed."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+
+from asyncflow import events
+from asyncflow._core.background import Detached
+from asyncflow._core.bus import EventBus, EventStream
+from asyncflow._core.checkpoint import (
+    CheckpointRecord,
+    Manifest,
+    clear_workflow,
+    fingerprint_of,
+    load_records,
+    manifest_key,
+)
+from asyncflow._core.config import Config
+from asyncflow._core.context import Context
+from asyncflow._core.errors import (
+    ConfigurationError,
+    InputChangedError,
+    SerializationError,
+    TaskFailed,
+    TaskTimeout,
+)
+from asyncflow._core.ids import validate_id
+from asyncflow._core.modes import MODES
+from asyncflow._core.runner import Runner, call_callback
+from asyncflow._core.task import Task, TaskBuilder, TaskStatus
+
+__all__ = ["AsyncFlow", "Mode"]
+
+logger = logging.getLogger("asyncflow")
+
+Mode = Literal["sequential", "sequential_group", "background", "parallel"]
+_POLICIES = ("reuse", "reset", "raise")
+
+
+@dataclass(frozen=True, slots=True)
+class _RunOptions:
+    mode: str
+    resume: bool
+    keep_going: bool
+    on_success: Callable[..., Any] | None
+    on_failure: Callable[..., Any] | None
+    on_input_change: str
+    fingerprint: str | None
+    max_concurrency: int | None
+    raise_on_failure: bool
+
+
+class AsyncFlow:
+    """A workflow: add steps with ``flow.task.add``, run them with ``await flow.start()``.
+
+    ``workflow_id`` names the checkpoints; without one a random id is used and
+    the run cannot be resumed by another process.
+    """
+
+    def __init__(self, config: Config | None = None, workflow_id: str | None = None) -> None:
+        if config is not None and not isinstance(config, Config):
+            raise ConfigurationError(f"config must be an asyncflow Config, got {config!r}")
+        self.config = config if config is not None else Config()
+        self.fixed_id = workflow_id is not None
+        self.workflow_id = (
+            validate_id(workflow_id, "workflow_id") if workflow_id is not None else uuid.uuid4().hex
+        )
+        self.task = TaskBuilder(self.workflow_id)
+        self.status = "new"
+        self._bus = EventBus()
+        self._running = False
+        self._scope: anyio.CancelScope | None = None
+        self._cancel_requested = False
+        self._background: Detached | None = None
+
+    async def start(
+        self,
+        mode: Mode = "sequential",
+        *,
+        resume: bool = False,
+        keep_going: bool = False,
+        on_success: Callable[..., Any] | None = None,
+        on_failure: Callable[..., Any] | None = None,
+        on_input_change: Literal["reuse", "reset", "raise"] = "reuse",
+        fingerprint: str | None = None,
+        max_concurrency: int | None = None,
+        raise_on_failure: bool = False,
+    ) -> AsyncFlow:
+        """Run every task; with ``resume=True`` restore those that have a checkpoint.
+
+        Returns when the run ends (at once in ``background`` mode: then
+        ``await flow.wait()``). A failed step leaves its task FAILED with
+        ``task.error`` set and does not raise, unless ``raise_on_failure``;
+        storage and configuration errors always raise.
+        """
+        self._check_start(
+            mode, resume, on_success, on_failure, on_input_change, fingerprint, max_concurrency
+        )
+        self._running = True
+        self._cancel_requested = False
+        for task in self.task.queue:
+            task.reset()
+        options = _RunOptions(
+            mode=mode,
+            resume=resume,
+            keep_going=keep_going,
+            on_success=on_success,
+            on_failure=on_failure,
+            on_input_change=on_input_change,
+            fingerprint=fingerprint,
+            max_concurrency=max_concurrency,
+            raise_on_failure=raise_on_failure,
+        )
+        if mode == "background":
+
+            async def job() -> None:
+                await self._run(options)
+
+            self._background = Detached(job, self.workflow_id)
+            return self
+        self._background = None
+        await self._run(options)
+        return self
+
+    def _check_start(
+        self,
+        mode: object,
+        resume: object,
+        on_success: object,
+        on_failure: object,
+        on_input_change: object,
+        fingerprint: object,
+        max_concurrency: object,
+    ) -> None:
+        if self._running:
+            raise ConfigurationError(
+                f"workflow {self.workflow_id} is already running on this object;"
+                " await flow.wait() first"
+            )
+        if mode not in MODES:
+            raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if on_input_change not in _POLICIES:
+            raise ConfigurationError(
+                f"on_input_change must be one of {', '.join(_POLICIES)}, got {on_input_change!r}"
+            )
+        for name, value in (("on_success", on_success), ("on_failure", on_failure)):
+            if value is not None and not callable(value):
+                raise ConfigurationError(f"{name} must be callable, got {value!r}")
+        if fingerprint is not None and not isinstance(fingerprint, str):
+            raise ConfigurationError(f"fingerprint must be a str, got {fingerprint!r}")
+        if max_concurrency is not None and (
+            type(max_concurrency) is not int or max_concurrency < 1
+        ):
+            raise ConfigurationError(
+                f"max_concurrency must be an int >= 1 or None, got {max_concurrency!r}"
+            )
+        if resume and not self.fixed_id:
+            raise ConfigurationError(
+                "resume=True needs a fixed workflow id: AsyncFlow(workflow_id='...'),"
+                " so that a later run can find this run's checkpoints"
+            )
+
+    async def _run(self, options: _RunOptions) -> None:
+        mode = options.mode
+        resume = options.resume
+        on_success = options.on_success
+        on_failure = options.on_failure
+        tasks = self.task.queue
+        clock = time.perf_counter()
+        self.status = "running"
+        storage = self.config.storage
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                if self._cancel_requested:
+                    scope.cancel()
+                logger.info(
+                    "%s: starting %d task(s), mode=%s resume=%s",
+                    self.workflow_id,
+                    len(tasks),
+                    mode,
+                    resume,
+                )
+                if self._bus.active:
+                    self._bus.publish(
+                        events.WorkflowStarted(
+                            workflow_id=self.workflow_id, mode=mode, resume=resume, tasks=len(tasks)
+                        )
+                    )
+                manifest, records = await self._prepare(
+                    resume, options.on_input_change, options.fingerprint, mode
+                )
+                runner = Runner(
+                    workflow_id=self.workflow_id,
+                    config=self.config,
+                    bus=self._bus,
+                    records=records,
+                    keep_going=options.keep_going,
+                )
+                await MODES[mode](runner, tasks, options.max_concurrency)
+            failed = [t for t in tasks if t.status is TaskStatus.FAILED]
+            if scope.cancelled_caught:
+                status = "cancelled"
+            else:
+                status = "failed" if failed else "completed"
+            with anyio.CancelScope(shield=True):
+                await storage.write(
+                    manifest_key(self.workflow_id), manifest.replace(status=status).encode()
+                )
+        except BaseException as exc:
+            ending = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else "failed"
+            self.status = ending
+            self._finish(ending, clock)
+            raise
+        finally:
+            self._scope = None
+            self._running = False
+        self.status = status
+        self._finish(status, clock)
+        if status == "completed" and on_success is not None:
+            await call_callback(on_success, tasks=tasks)
+        elif status == "failed" and on_failure is not None:
+            await call_callback(on_failure, tasks=tasks)
+        if options.raise_on_failure and failed:
+            first = failed[0]
+            if isinstance(first.error, TaskTimeout):
+                raise first.error
+            raise TaskFailed(
+                f"step {first.name} (key {first.key}) failed after {first.attempts} attempt(s):"
+                f" {first.error!r}",
+                key=first.key,
+                step=first.name,
+            ) from first.error
+
+    def _finish(self, status: str, clock: float) -> None:
+        tasks = self.task.queue
+        skipped = sum(1 for t in tasks if t.restored)
+        completed = sum(1 for t in tasks if t.status is TaskStatus.COMPLETED) - skipped
+        failed = sum(1 for t in tasks if t.status is TaskStatus.FAILED)
+        duration = time.perf_counter() - clock
+        logger.info(
+            "%s: %s in %.3fs (%d ran, %d restored, %d failed)",
+            self.workflow_id,
+            status,
+            duration,
+            completed,
+            skipped,
+            failed,
+        )
+        if self._bus.active:
+            self._bus.publish(
+                events.WorkflowFinished(
+                    workflow_id=self.workflow_id,
+                    status=status,
+                    duration=duration,
+                    completed=completed,
+                    skipped=skipped,
+                    failed=failed,
+                )
+            )
+
+    async def _prepare(
+        self, resume: bool, policy: str, fingerprint: str | None, mode: str
+    ) -> tuple[Manifest, dict[str, CheckpointRecord]]:
+        """Read the manifest, apply the input-change policy, load what resume needs."""
+        storage = self.config.storage
+        serializer = self.config.serializer
+        where = manifest_key(self.workflow_id)
+        blob = await storage.read(where)
+        previous = Manifest.decode(blob.data, where) if blob is not None else None
+        payloads = [task.initial_context.storage for task in self.task.queue]
+        if fingerprint is None:
+            try:
+                fingerprint = fingerprint_of(payloads, serializer)
+            except SerializationError:
+                if resume:
+                    raise
+                fingerprint = None
+        records: dict[str, CheckpointRecord] = {}
+        if resume:
+            stored = previous.fingerprint if previous is not None else None
+            reset = False
+            if stored is not None and stored != fingerprint:
+                if policy == "raise":
+                    raise InputChangedError(
+                        f"workflow {self.workflow_id}: the initial contexts differ from the"
+                        " checkpointed run's; pass on_input_change='reset' to start over or"
+                        " 'reuse' to keep the checkpoints"
+                    )
+                if policy == "reset":
+                    logger.info("%s: inputs changed; clearing checkpoints", self.workflow_id)
+                    await clear_workflow(storage, self.workflow_id, tasks_only=True)
+                    reset = True
+                else:
+                    fingerprint = stored
+            if not reset:
+                records = await load_records(
+                    storage,
+                    self.workflow_id,
+                    [task.key for task in self.task.queue],
+                    serializers={serializer.name: serializer},
+                    signing_key=self.config.signing_key,
+                    concurrency=self.config.read_concurrency,
+                )
+        else:
+            await clear_workflow(storage, self.workflow_id, tasks_only=True)
+        now = time.time()
+        manifest = Manifest(
+            workflow_id=self.workflow_id,
+            status="running",
+            fingerprint=fingerprint,
+            mode=mode,
+            tasks=tuple(task.key for task in self.task.queue),
+            created_at=previous.created_at if previous is not None and resume else now,
+            updated_at=now,
+        )
+        with anyio.CancelScope(shield=True):
+            await storage.write(where, manifest.encode())
+        return manifest, records
+
+    async def wait(self) -> None:
+        """Join a background run; raise what it raised. Returns at once otherwise."""
+        if self._background is not None:
+            await self._background.wait()
+
+    def cancel(self) -> None:
+        """Stop the current run; committed checkpoints stay, the interrupted step has none."""
+        self._cancel_requested = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def events(self, maxlen: int = 10_000) -> EventStream:
+        """Subscribe now to the events of the current or next run.
+
+        Iterate with ``async for``; the stream ends after ``WorkflowFinished``.
+        """
+        return self._bus.subscribe(maxlen)
+
+    def result_task(self) -> list[Task]:
+        return list(self.task.queue)
+
+    def result_context(self) -> list[Context]:
+        return [task.current_context for task in self.task.queue]
+
+    def result_storage(self) -> list[Any]:
+        return [task.current_context.storage for task in self.task.queue]
+
+    def __repr__(self) -> str:
+        return f"<AsyncFlow {self.workflow_id} {len(self.task.queue)} tasks {self.status}>"

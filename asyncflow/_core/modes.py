@@ -1,0 +1,102 @@
+"""The execution modes: how a run's tasks are ordered and awaited."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from asyncflow._core.context import Context
+from asyncflow._core.runner import Runner
+from asyncflow._core.task import Task
+
+__all__ = ["MODES", "group_tasks", "run_chain", "run_groups", "run_parallel"]
+
+
+async def run_chain(runner: Runner, tasks: list[Task]) -> None:
+    """Each task gets the previous output; a failure stops the chain unless keep_going."""
+    empty = Context(workflow_id=runner.workflow_id)
+    previous = empty
+    digest: str | None = None
+    for task in tasks:
+        if await runner.step(task, previous, digest):
+            previous = task.current_context
+            digest = task.digest
+        elif not runner.keep_going:
+            return
+        else:
+            previous = empty
+            digest = None
+
+
+def group_tasks(tasks: list[Task]) -> list[list[Task]]:
+    groups: dict[str, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(task.group_name, []).append(task)
+    return list(groups.values())
+
+
+async def _together(jobs: list[Callable[[], Awaitable[None]]]) -> None:
+    """Run jobs in one task group; the first error cancels the rest and is raised as-is.
+
+    anyio would wrap it in an ExceptionGroup; callers of ``start`` expect the
+    ``StorageError`` or ``CheckpointMismatch`` itself.
+    """
+    failure: list[BaseException] = []
+
+    async def guarded(job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await job()
+        except Exception as exc:
+            if not failure:
+                failure.append(exc)
+            group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        for job in jobs:
+            group.start_soon(guarded, job)
+    if failure:
+        raise failure[0]
+
+
+async def run_groups(runner: Runner, tasks: list[Task], max_concurrency: int | None) -> None:
+    """Groups run concurrently, each one a chain."""
+    await _together([_bind_chain(runner, group) for group in group_tasks(tasks)])
+
+
+def _bind_chain(runner: Runner, tasks: list[Task]) -> Callable[[], Awaitable[None]]:
+    async def job() -> None:
+        await run_chain(runner, tasks)
+
+    return job
+
+
+async def run_parallel(runner: Runner, tasks: list[Task], max_concurrency: int | None) -> None:
+    """Every task on its own, each checkpointed on its own; at most ``max_concurrency`` at once."""
+    pending = iter(tasks)
+    empty = Context(workflow_id=runner.workflow_id)
+
+    async def worker() -> None:
+        for task in pending:
+            if runner.halted:
+                return
+            await runner.step(task, empty, None)
+
+    workers = len(tasks) if max_concurrency is None else min(max_concurrency, len(tasks))
+    await _together([worker] * workers)
+
+
+async def run_sequential(runner: Runner, tasks: list[Task], max_concurrency: int | None) -> None:
+    groups = group_tasks(tasks)
+    if len(groups) > 1:
+        await run_groups(runner, tasks, max_concurrency)
+    else:
+        await run_chain(runner, tasks)
+
+
+MODES: dict[str, Callable[[Runner, list[Task], int | None], Awaitable[None]]] = {
+    "sequential": run_sequential,
+    "sequential_group": run_groups,
+    "background": run_sequential,
+    "parallel": run_parallel,
+}

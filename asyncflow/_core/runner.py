@@ -1,0 +1,321 @@
+"""Running one task: restore it from its checkpoint, or execute and commit it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from asyncflow import events
+from asyncflow._core.action import Action
+from asyncflow._core.bus import EventBus
+from asyncflow._core.checkpoint import (
+    CheckpointRecord,
+    encode_output,
+    encode_record,
+    task_storage_key,
+)
+from asyncflow._core.config import Config
+from asyncflow._core.context import Context
+from asyncflow._core.errors import CheckpointMismatch, SerializationError, TaskTimeout
+from asyncflow._core.task import Task, TaskStatus
+
+__all__ = ["Runner", "call_callback"]
+
+logger = logging.getLogger("asyncflow")
+
+
+async def call_callback(callback: Callable[..., Any], **kwargs: Any) -> None:
+    """Call a user callback, awaiting it if it is async; Dotflow passes keywords."""
+    result = callback(**kwargs)
+    if inspect.isawaitable(result):
+        await result
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Runner:
+    """The state of one run that every task of it shares.
+
+    ``halted`` is set when a task fails and ``keep_going`` is false, so that
+    concurrent modes stop starting new tasks.
+    """
+
+    def __init__(
+        self,
+        *,
+        workflow_id: str,
+        config: Config,
+        bus: EventBus,
+        records: dict[str, CheckpointRecord],
+        keep_going: bool,
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.config = config
+        self.storage = config.storage
+        self.serializer = config.serializer
+        self.bus = bus
+        self.records = records
+        self.keep_going = keep_going
+        self.halted = False
+
+    async def step(self, task: Task, previous: Context, input_digest: str | None) -> bool:
+        """Restore or run ``task``; true if it ends COMPLETED."""
+        task.previous_context = previous
+        record = self.records.get(task.key)
+        if record is not None:
+            if record.step != task.name:
+                raise CheckpointMismatch(
+                    f"checkpoint {task_storage_key(self.workflow_id, task.key)} was written by"
+                    f" step {record.step!r} but the step at key {task.key!r} is now"
+                    f" {task.name!r}; give steps stable keys with task.add(..., key=...)"
+                    " or clear the workflow"
+                )
+            if record.input_digest == input_digest:
+                self._restore(task, record)
+                return True
+            logger.info(
+                "%s: checkpoint of %s (key %s) was made from a different input; re-running it",
+                self.workflow_id,
+                task.name,
+                task.key,
+            )
+        await self._execute(task, input_digest)
+        if task.callback is not None:
+            await call_callback(task.callback, task=task)
+        if task.status is not TaskStatus.COMPLETED and not self.keep_going:
+            self.halted = True
+        return task.status is TaskStatus.COMPLETED
+
+    def _restore(self, task: Task, record: CheckpointRecord) -> None:
+        task.current_context = Context(
+            storage=record.output, task_id=task.task_id, workflow_id=self.workflow_id, key=task.key
+        )
+        task.digest = record.output_digest
+        task.attempts = record.attempts
+        task.duration = record.finished_at - record.started_at
+        task.restored = True
+        task.status = TaskStatus.COMPLETED
+        if self.bus.active:
+            self.bus.publish(
+                events.TaskSkipped(
+                    workflow_id=self.workflow_id,
+                    task_id=task.task_id,
+                    key=task.key,
+                    step=task.name,
+                    reason="checkpoint",
+                )
+            )
+
+    async def _execute(self, task: Task, input_digest: str | None) -> None:
+        action = task.step
+        kwargs: dict[str, Context] = {}
+        if "initial_context" in action.params:
+            kwargs["initial_context"] = task.initial_context
+        if "previous_context" in action.params:
+            kwargs["previous_context"] = task.previous_context
+        task.status = TaskStatus.IN_PROGRESS
+        task.started_at = _utcnow()
+        started = time.time()
+        clock = time.perf_counter()
+        try:
+            ok, output = await self._attempts(task, action, kwargs)
+            if not ok:
+                return
+            try:
+                encoded = encode_output(self.serializer, output, action.name)
+            except SerializationError as exc:
+                self._fail(task, exc, clock)
+                return
+            where = task_storage_key(self.workflow_id, task.key)
+            data = encode_record(
+                workflow_id=self.workflow_id,
+                key=task.key,
+                task_id=task.task_id,
+                step=action.name,
+                module=action.module,
+                attempts=task.attempts,
+                started_at=started,
+                finished_at=time.time(),
+                input_digest=input_digest,
+                code_hash=action.code_hash,
+                serializer=self.serializer.name,
+                output=encoded,
+                signing_key=self.config.signing_key,
+            )
+            write_clock = time.perf_counter()
+            with anyio.CancelScope(shield=True):
+                await self.storage.write(where, data)
+        except anyio.get_cancelled_exc_class():
+            task.status = TaskStatus.CANCELLED
+            task.finished_at = _utcnow()
+            raise
+        except BaseException as exc:
+            task.status = TaskStatus.FAILED
+            task.error = exc
+            task.finished_at = _utcnow()
+            raise
+        task.digest = encoded.digest
+        task.current_context = Context(
+            storage=output, task_id=task.task_id, workflow_id=self.workflow_id, key=task.key
+        )
+        task.status = TaskStatus.COMPLETED
+        task.finished_at = _utcnow()
+        task.duration = time.perf_counter() - clock
+        if self.bus.active:
+            common: dict[str, Any] = {
+                "workflow_id": self.workflow_id,
+                "task_id": task.task_id,
+                "key": task.key,
+                "step": task.name,
+            }
+            self.bus.publish(
+                events.CheckpointWritten(
+                    **common,
+                    storage_key=where,
+                    size=len(data),
+                    duration=time.perf_counter() - write_clock,
+                )
+            )
+            self.bus.publish(
+                events.TaskCompleted(**common, attempts=task.attempts, duration=task.duration)
+            )
+
+    async def _attempts(
+        self, task: Task, action: Action, kwargs: dict[str, Context]
+    ) -> tuple[bool, Any]:
+        delays = action.delays()
+        for attempt in range(1, action.attempts + 1):
+            task.attempts = attempt
+            if self.bus.active:
+                self.bus.publish(
+                    events.TaskStarted(
+                        workflow_id=self.workflow_id,
+                        task_id=task.task_id,
+                        key=task.key,
+                        step=task.name,
+                        attempt=attempt,
+                    )
+                )
+            try:
+                output = await self._attempt(task, action, kwargs)
+            except Exception as exc:
+                task.errors.append(exc)
+                if attempt == action.attempts:
+                    self._fail(task, exc, None)
+                    return False, None
+                delay = delays[attempt - 1]
+                task.status = TaskStatus.RETRY
+                logger.warning(
+                    "%s: step %s attempt %d/%d failed (%r); retrying in %.3gs",
+                    self.workflow_id,
+                    task.name,
+                    attempt,
+                    action.attempts,
+                    exc,
+                    delay,
+                )
+                if self.bus.active:
+                    self.bus.publish(
+                        events.TaskRetrying(
+                            workflow_id=self.workflow_id,
+                            task_id=task.task_id,
+                            key=task.key,
+                            step=task.name,
+                            attempt=attempt,
+                            error=repr(exc),
+                            delay=delay,
+                        )
+                    )
+                if delay > 0:
+                    await anyio.sleep(delay)
+                task.status = TaskStatus.IN_PROGRESS
+            else:
+                if isinstance(output, Context):
+                    output = output.storage
+                return True, output
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, task: Task, action: Action, kwargs: dict[str, Context]) -> Any:
+        if action.timeout is None:
+            return await self._invoke(task, action, kwargs, abandon=False)
+        with anyio.CancelScope(deadline=anyio.current_time() + action.timeout):
+            return await self._invoke(task, action, kwargs, abandon=True)
+        raise TaskTimeout(
+            f"step {action.name} (key {task.key}) timed out after {action.timeout:g}s",
+            key=task.key,
+            step=action.name,
+        )
+
+    async def _invoke(
+        self, task: Task, action: Action, kwargs: dict[str, Context], *, abandon: bool
+    ) -> Any:
+        if action.is_async:
+            return await action.func(**kwargs)
+        if action.is_class:
+            return await self._invoke_class(task, action, kwargs, abandon=abandon)
+        return await anyio.to_thread.run_sync(
+            functools.partial(action.func, **kwargs), abandon_on_cancel=abandon
+        )
+
+    async def _invoke_class(
+        self, task: Task, action: Action, kwargs: dict[str, Context], *, abandon: bool
+    ) -> list[Any]:
+        instance = await anyio.to_thread.run_sync(
+            functools.partial(action.func, **kwargs), abandon_on_cancel=abandon
+        )
+        previous = task.previous_context
+        outputs: list[Any] = []
+        for method in action.methods():
+            method_kwargs: dict[str, Context] = {}
+            if "initial_context" in method.params:
+                method_kwargs["initial_context"] = task.initial_context
+            if "previous_context" in method.params:
+                method_kwargs["previous_context"] = previous
+            if method.is_async:
+                output = await method.func(instance, **method_kwargs)
+            else:
+                output = await anyio.to_thread.run_sync(
+                    functools.partial(method.func, instance, **method_kwargs),
+                    abandon_on_cancel=abandon,
+                )
+            if isinstance(output, Context):
+                output = output.storage
+            outputs.append(output)
+            previous = Context(storage=output, task_id=task.task_id, workflow_id=self.workflow_id)
+        return outputs
+
+    def _fail(self, task: Task, exc: BaseException, clock: float | None) -> None:
+        task.status = TaskStatus.FAILED
+        task.error = exc
+        task.finished_at = _utcnow()
+        if task.started_at is not None:
+            task.duration = (task.finished_at - task.started_at).total_seconds()
+        logger.error(
+            "%s: step %s (key %s) failed after %d attempt(s): %r",
+            self.workflow_id,
+            task.name,
+            task.key,
+            task.attempts,
+            exc,
+        )
+        if self.bus.active:
+            self.bus.publish(
+                events.TaskFailed(
+                    workflow_id=self.workflow_id,
+                    task_id=task.task_id,
+                    key=task.key,
+                    step=task.name,
+                    attempts=task.attempts,
+                    error=repr(exc),
+                )
+            )

@@ -1,0 +1,68 @@
+"""The byte-level storage protocol every backend implements.
+
+Backends move opaque bytes and answer conditional writes; everything about
+records (encoding, verification, layout) lives once above them, in
+``asyncflow._core.checkpoint``. That keeps a new backend to five methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Blob", "Storage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """The bytes stored at a key and the backend's version token for them.
+
+    ``version`` is opaque (a content hash, an ETag, a GCS generation); it is
+    only ever handed back as ``if_version`` to make a compare-and-swap.
+    """
+
+    data: bytes
+    version: str
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """What a checkpoint backend must provide.
+
+    Contract (checked by ``asyncflow.testing``):
+
+    * ``read`` returns ``None`` only when the key does not exist; any failure
+      to find out raises ``StorageError``: a failed read must never look like
+      "no checkpoint", or a completed step would silently run again.
+    * ``write`` is atomic: a concurrent reader sees the old bytes or the new,
+      never a mix. With ``if_absent=True`` it succeeds only if the key does not
+      exist; with ``if_version=v`` only if the current version is ``v``.
+      Otherwise it raises ``PreconditionFailed`` and writes nothing. Of many
+      concurrent conditional writers, exactly one wins.
+    * ``delete`` of a missing key is not an error.
+    * ``list(prefix)`` yields every key starting with ``prefix``, in
+      lexicographic order, across all pages.
+    """
+
+    @property
+    def persistent(self) -> bool:
+        """Whether records outlive this process (a fresh process can resume)."""
+        ...
+
+    async def read(self, key: str) -> Blob | None: ...
+
+    async def write(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_absent: bool = False,
+        if_version: str | None = None,
+    ) -> str: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,224 @@
+"""``StorageFile``: durable checkpoints in a local directory."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import hashlib
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import TracebackType
+
+import anyio.to_thread
+
+from asyncflow._core.errors import PreconditionFailed, StorageError
+from asyncflow._core.ids import validate_storage_key
+from asyncflow._core.storage import Blob
+
+__all__ = ["StorageFile"]
+
+if sys.platform != "win32":
+    import fcntl
+
+
+def _version(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class StorageFile:
+    """One file per record under ``path``, written so a crash never tears one.
+
+    A write goes to a hidden temp file in the same directory, is fsynced,
+    renamed over the target with ``os.replace`` (atomic on POSIX) and the
+    directory is fsynced, so after ``write`` returns the record survives a
+    power cut and a reader only ever sees a whole old or a whole new file.
+    Conditional writes hold an ``flock`` on a per-key lock file, so two
+    processes cannot both win. Every blocking call of one operation runs in a
+    single worker-thread hop (measured faster than aiofiles, which pays a hop
+    per call and does not run on trio; see ``docs/benchmarks.md``).
+
+    ``durable=False`` skips the fsyncs: still atomic against a process crash,
+    not against a power cut.
+    """
+
+    persistent = True
+
+    def __init__(
+        self, path: str | os.PathLike[str] = ".asyncflow", *, durable: bool = True
+    ) -> None:
+        self.path = Path(path)
+        self.durable = durable
+
+    def _target(self, key: str) -> Path:
+        return self.path.joinpath(*validate_storage_key(key).split("/"))
+
+    async def read(self, key: str) -> Blob | None:
+        target = self._target(key)
+        return await anyio.to_thread.run_sync(self._read_sync, key, target)
+
+    def _read_sync(self, key: str, target: Path) -> Blob | None:
+        try:
+            with open(target, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"file storage cannot read {key!r} at {target}: {exc}") from exc
+        return Blob(data, _version(data))
+
+    async def write(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_absent: bool = False,
+        if_version: str | None = None,
+    ) -> str:
+        target = self._target(key)
+        if not isinstance(data, bytes):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        return await anyio.to_thread.run_sync(
+            self._write_sync, key, target, data, if_absent, if_version
+        )
+
+    def _write_sync(
+        self, key: str, target: Path, data: bytes, if_absent: bool, if_version: str | None
+    ) -> str:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not (if_absent or if_version is not None):
+                self._replace(target, data)
+                return _version(data)
+            with self._locked(target):
+                try:
+                    current: bytes | None = target.read_bytes()
+                except FileNotFoundError:
+                    current = None
+                if if_absent and current is not None:
+                    raise PreconditionFailed(f"{key} already exists")
+                if if_version is not None and (current is None or _version(current) != if_version):
+                    raise PreconditionFailed(f"{key} is not at version {if_version}")
+                self._replace(target, data)
+                return _version(data)
+        except PreconditionFailed:
+            raise
+        except OSError as exc:
+            raise StorageError(f"file storage cannot write {key!r} at {target}: {exc}") from exc
+
+    def _replace(self, target: Path, data: bytes) -> None:
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        if self.durable:
+            _fsync_dir(target.parent)
+
+    def _locked(self, target: Path) -> _FileLock:
+        return _FileLock(target.with_name(f".{target.name}.lock"))
+
+    async def delete(self, key: str) -> None:
+        target = self._target(key)
+        await anyio.to_thread.run_sync(self._delete_sync, key, target)
+
+    def _delete_sync(self, key: str, target: Path) -> None:
+        try:
+            os.unlink(target)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"file storage cannot delete {key!r} at {target}: {exc}") from exc
+        if self.durable:
+            _fsync_dir(target.parent)
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        keys = await anyio.to_thread.run_sync(self._list_sync, prefix)
+        for key in keys:
+            yield key
+
+    def _list_sync(self, prefix: str) -> builtins.list[str]:
+        head = prefix.rpartition("/")[0]
+        base = self._target(head) if head else self.path
+        try:
+            found = sorted(k for k in self._walk(base, head) if k.startswith(prefix))
+        except OSError as exc:
+            raise StorageError(f"file storage cannot list {prefix!r} under {base}: {exc}") from exc
+        return found
+
+    def _walk(self, directory: Path, rel: str) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            key = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), key)
+            elif entry.is_file(follow_symlinks=False):
+                yield key
+
+    async def aclose(self) -> None:
+        return None
+
+    async def __aenter__(self) -> StorageFile:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"StorageFile({str(self.path)!r})"
+
+
+def _fsync_dir(directory: Path) -> None:
+    if sys.platform == "win32":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+class _FileLock:
+    """An exclusive ``flock`` held across processes for one conditional write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if sys.platform != "win32":
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if sys.platform != "win32":
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)

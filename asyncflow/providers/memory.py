@@ -1,0 +1,77 @@
+"""``StorageDefault``: checkpoints in this process's memory."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+from asyncflow._core.errors import PreconditionFailed
+from asyncflow._core.ids import validate_storage_key
+from asyncflow._core.storage import Blob
+
+__all__ = ["StorageDefault"]
+
+_versions = itertools.count(1)
+
+
+class StorageDefault:
+    """Keeps records in a dict: fast, and gone when the process exits.
+
+    Resume works within one process (a second ``start(resume=True)`` on the
+    same storage skips completed steps); across processes use ``StorageFile``
+    or an object store. Conditional writes are atomic because nothing awaits
+    between the check and the store.
+    """
+
+    persistent = False
+
+    def __init__(self) -> None:
+        self._data: dict[str, Blob] = {}
+
+    async def read(self, key: str) -> Blob | None:
+        return self._data.get(validate_storage_key(key))
+
+    async def write(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_absent: bool = False,
+        if_version: str | None = None,
+    ) -> str:
+        validate_storage_key(key)
+        if not isinstance(data, bytes):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        current = self._data.get(key)
+        if if_absent and current is not None:
+            raise PreconditionFailed(f"{key} already exists")
+        if if_version is not None and (current is None or current.version != if_version):
+            raise PreconditionFailed(f"{key} is not at version {if_version}")
+        version = str(next(_versions))
+        self._data[key] = Blob(data, version)
+        return version
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(validate_storage_key(key), None)
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        for key in sorted(k for k in self._data if k.startswith(prefix)):
+            yield key
+
+    async def aclose(self) -> None:
+        return None
+
+    async def __aenter__(self) -> StorageDefault:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"StorageDefault(<{len(self._data)} records>)"
