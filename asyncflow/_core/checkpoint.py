@@ -22,8 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-
+from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt, CheckpointError, SerializationError
 from asyncflow._core.storage import Storage
 from asyncflow.serializers import Serializer
@@ -276,9 +275,7 @@ async def load_records(
                 signing_key=signing_key,
             )
 
-    async with anyio.create_task_group() as group:
-        for _ in range(min(concurrency, len(found))):
-            group.start_soon(worker)
+    await run_all([worker] * min(concurrency, len(found)))
     return records
 
 
@@ -297,9 +294,7 @@ async def clear_workflow(storage: Storage, workflow_id: str, *, tasks_only: bool
             for name in pending:
                 await storage.delete(name)
 
-        async with anyio.create_task_group() as group:
-            for _ in range(min(16, len(names))):
-                group.start_soon(worker)
+        await run_all([worker] * min(16, len(names)))
     return len(names)
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import anyio
-
+from asyncflow._core.concurrency import run_all
 from asyncflow._core.context import Context
 from asyncflow._core.runner import Runner
 from asyncflow._core.task import Task
@@ -36,32 +35,9 @@ def group_tasks(tasks: list[Task]) -> list[list[Task]]:
     return list(groups.values())
 
 
-async def _together(jobs: list[Callable[[], Awaitable[None]]]) -> None:
-    """Run jobs in one task group; the first error cancels the rest and is raised as-is.
-
-    anyio would wrap it in an ExceptionGroup; callers of ``start`` expect the
-    ``StorageError`` or ``CheckpointMismatch`` itself.
-    """
-    failure: list[BaseException] = []
-
-    async def guarded(job: Callable[[], Awaitable[None]]) -> None:
-        try:
-            await job()
-        except Exception as exc:
-            if not failure:
-                failure.append(exc)
-            group.cancel_scope.cancel()
-
-    async with anyio.create_task_group() as group:
-        for job in jobs:
-            group.start_soon(guarded, job)
-    if failure:
-        raise failure[0]
-
-
 async def run_groups(runner: Runner, tasks: list[Task], max_concurrency: int | None) -> None:
     """Groups run concurrently, each one a chain."""
-    await _together([_bind_chain(runner, group) for group in group_tasks(tasks)])
+    await run_all([_bind_chain(runner, group) for group in group_tasks(tasks)])
 
 
 def _bind_chain(runner: Runner, tasks: list[Task]) -> Callable[[], Awaitable[None]]:
@@ -83,7 +59,7 @@ async def run_parallel(runner: Runner, tasks: list[Task], max_concurrency: int |
             await runner.step(task, empty, None)
 
     workers = len(tasks) if max_concurrency is None else min(max_concurrency, len(tasks))
-    await _together([worker] * workers)
+    await run_all([worker] * workers)
 
 
 async def run_sequential(runner: Runner, tasks: list[Task], max_concurrency: int | None) -> None:

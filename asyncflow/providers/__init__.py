@@ -18,7 +18,15 @@ if TYPE_CHECKING:
     from asyncflow.providers.gcs import StorageGCS
     from asyncflow.providers.s3 import StorageS3
 
-__all__ = ["Blob", "Storage", "StorageDefault", "StorageFile", "StorageGCS", "StorageS3"]
+__all__ = [
+    "Blob",
+    "Storage",
+    "StorageDefault",
+    "StorageFile",
+    "StorageGCS",
+    "StorageS3",
+    "storage_from_url",
+]
 
 _LAZY = {"StorageS3": "asyncflow.providers.s3", "StorageGCS": "asyncflow.providers.gcs"}
 
@@ -31,3 +39,32 @@ def __getattr__(name: str) -> Any:
 
     module = importlib.import_module(module_name)
     return getattr(module, name)
+
+
+def storage_from_url(url: str) -> Storage:
+    """Build a backend from a URL: ``file://PATH``, ``memory://``, ``s3://bucket/prefix``,
+    ``gs://bucket/prefix``. Cloud endpoints and credentials come from the SDKs' usual
+    environment (``AWS_ENDPOINT_URL``, ``STORAGE_EMULATOR_HOST``...)."""
+    from asyncflow._core.errors import ConfigurationError
+
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigurationError(
+            f"storage URL {url!r} needs a scheme: file://, memory://, s3:// or gs://"
+        )
+    if scheme == "file":
+        return StorageFile(rest or ".asyncflow")
+    if scheme == "memory":
+        return StorageDefault()
+    bucket, _, prefix = rest.partition("/")
+    if scheme in ("s3", "gs") and not bucket:
+        raise ConfigurationError(f"storage URL {url!r} names no bucket")
+    if scheme == "s3":
+        storage_s3: Storage = __getattr__("StorageS3")(bucket, prefix=prefix)
+        return storage_s3
+    if scheme == "gs":
+        storage_gcs: Storage = __getattr__("StorageGCS")(bucket, prefix=prefix)
+        return storage_gcs
+    raise ConfigurationError(
+        f"storage URL scheme {scheme!r} is not one of file://, memory://, s3://, gs://"
+    )

@@ -1,0 +1,84 @@
+"""Crash in one interpreter, resume in another: the call log proves what ran."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FLOW = Path(__file__).parent / "flows" / "crashy.py"
+MODES = ["sequential", "sequential_group", "background", "parallel"]
+
+
+def run(url: str, log: Path, mode: str, trouble: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(FLOW), url, str(log), mode, trouble],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def ran(log: Path) -> list[str]:
+    return sorted(line.split()[1] for line in log.read_text().splitlines())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_failed_step_is_the_only_one_rerun_in_a_new_process(tmp_path: Path, mode: str) -> None:
+    url = f"file://{tmp_path / 'store'}"
+    log = tmp_path / "calls.log"
+    first = run(url, log, mode, trouble="2")
+    assert first.returncode == 0, first.stderr
+    assert "statuses Completed,Completed,Failed" in first.stdout
+    log.unlink()
+    second = run(url, log, mode)
+    assert second.returncode == 0, second.stderr
+    if mode == "parallel":
+        # keep_going=False stops new tasks after a failure: step 3 may not have started
+        assert ran(log) in (["2"], ["2", "3"])
+    else:
+        # two groups (g1: 0, 2; g2: 1, 3), so every mode but parallel chains per group
+        assert ran(log) == ["2"]
+    assert "statuses Completed,Completed,Completed,Completed" in second.stdout
+    expected_initial = "'initial': 2"
+    assert expected_initial in second.stdout
+    if mode != "parallel":
+        # chain g1: step 2 received step 0's restored output
+        assert "'previous': {'key': '0'" in second.stdout
+
+
+@pytest.mark.parametrize("mode", ["sequential", "parallel"])
+def test_sigkill_mid_step_then_resume(tmp_path: Path, mode: str) -> None:
+    url = f"file://{tmp_path / 'store'}"
+    log = tmp_path / "calls.log"
+    child = subprocess.Popen(
+        [sys.executable, str(FLOW), url, str(log), mode, "hang:2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "hanging"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    assert "2" in ran(log)
+    tasks_dir = tmp_path / "store" / "crashy" / "tasks"
+    committed = (
+        {p.stem for p in tasks_dir.iterdir() if not p.name.startswith(".")}
+        if tasks_dir.exists()
+        else set()
+    )
+    assert "2" not in committed
+    log.unlink()
+    second = run(url, log, mode)
+    assert second.returncode == 0, second.stderr
+    # exactly the steps that had no checkpoint when the process died run again
+    assert ran(log) == sorted({"0", "1", "2", "3"} - committed)
+    records = sorted(p.name for p in tasks_dir.iterdir() if not p.name.startswith("."))
+    assert records == ["0.json", "1.json", "2.json", "3.json"]
