@@ -8,7 +8,11 @@ through ``str()``.
 Exact round-trip, via a tagged object ``{"__asyncflow__": tag, "v": ...}``:
 ``tuple``, ``set``, ``frozenset``, ``bytes``, ``bytearray``, ``datetime``,
 ``date``, ``time``, ``timedelta``, ``Decimal``, ``UUID``, non-finite floats,
-dicts with non-``str`` keys (or with the tag key itself).
+ints too long for a decimal JSON number (stored as hex), dicts with
+non-``str`` keys (or with the tag key itself). Set items are stored sorted,
+so equal sets encode to the same bytes in every process. ``datetime`` and
+``time`` must be naive or carry a ``datetime.timezone`` offset that their ISO
+text holds exactly (no named timezones, no sub-second offsets, ``fold=0``).
 
 Refused (convert first, or opt into ``PickleSerializer``): dataclasses,
 pydantic models, enums, and subclasses of the built-in types (``IntEnum``,
@@ -24,8 +28,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import math
 import pickle
+import reprlib
 import uuid
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
@@ -52,56 +58,113 @@ class Serializer(Protocol):
     def decode(self, payload: Any) -> Any: ...
 
 
-_SCALARS = (str, int, bool, type(None))
-
-
 class JSONSerializer:
     """Strict JSON with tagged values for the common non-JSON types."""
 
     name = "json"
 
     def encode(self, value: Any) -> Any:
-        return _encode(value, "output")
+        try:
+            return _encode(value, None)
+        except _Refused as refused:
+            raise SerializationError(refused.message()) from None
+        except RecursionError:
+            raise SerializationError(
+                "cannot encode output: it is nested too deeply or contains a reference cycle"
+            ) from None
 
     def decode(self, payload: Any) -> Any:
         return _decode(payload)
+
+
+# ``path`` (where a value sits in the output, for error messages) is ``None``
+# for the output itself, else ``(parent, segment)``: cheap to build, and only
+# formatted when a value is refused.
+
+#: Ints longer than this many bits are stored as hex: the decimal conversion
+#: that ``json`` uses is limited by ``sys.set_int_max_str_digits`` (>= 640).
+_MAX_PLAIN_INT_BITS = 2000
+
+
+class _Refused(Exception):
+    def __init__(self, value: Any, path: Any, reason: str = "") -> None:
+        self.value = value
+        self.path = path
+        self.reason = reason
+
+    def message(self) -> str:
+        return _refusal(self.value, _format_path(self.path), self.reason)
+
+
+def _format_path(path: Any) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, segment = path
+        if type(segment) is int:
+            parts.append(f"[{segment}]")
+        elif type(segment) is tuple:  # (key,): the value at a dict key
+            parts.append(f"[{_short_repr(segment[0])}]")
+        else:
+            parts.append(segment)
+    return "output" + "".join(reversed(parts))
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        return reprlib.repr(value)
+    except Exception:  # e.g. an int too long for repr(), a broken __repr__
+        return f"<{type(value).__name__}>"
 
 
 def _tag(tag: str, v: Any) -> dict[str, Any]:
     return {TAG: tag, "v": v}
 
 
-def _encode(value: Any, path: str) -> Any:
+def _set_sort_key(item: Any) -> str:
+    return json.dumps(item, sort_keys=True, ensure_ascii=True, allow_nan=False)
+
+
+def _encode(value: Any, path: Any) -> Any:
     kind = type(value)
-    if kind in _SCALARS:
+    if kind is str or kind is bool or value is None:
         return value
+    if kind is int:
+        if value.bit_length() <= _MAX_PLAIN_INT_BITS:
+            return value
+        return _tag("int", hex(value))
     if kind is float:
         if math.isfinite(value):
             return value
         return _tag("float", repr(value))
     if kind is list:
-        return [_encode(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [_encode(item, (path, i)) for i, item in enumerate(value)]
     if kind is dict:
         if TAG not in value and all(type(k) is str for k in value):
-            return {k: _encode(v, f"{path}[{k!r}]") for k, v in value.items()}
+            return {k: _encode(v, (path, (k,))) for k, v in value.items()}
         return _tag(
             "dict",
-            [[_encode(k, f"{path}<key>"), _encode(v, f"{path}[{k!r}]")] for k, v in value.items()],
+            [[_encode(k, (path, "<key>")), _encode(v, (path, (k,)))] for k, v in value.items()],
         )
     if kind is tuple:
-        return _tag("tuple", [_encode(item, f"{path}[{i}]") for i, item in enumerate(value)])
+        return _tag("tuple", [_encode(item, (path, i)) for i, item in enumerate(value)])
     if kind is set or kind is frozenset:
-        items = [_encode(item, f"{path}<item>") for item in value]
+        # Sorted, so that equal sets encode (and fingerprint) identically in
+        # every process whatever its hash seed.
+        items = sorted((_encode(item, (path, "<item>")) for item in value), key=_set_sort_key)
         return _tag(kind.__name__, items)
     if kind is bytes or kind is bytearray:
         return _tag(kind.__name__, base64.b64encode(value).decode("ascii"))
     if kind is dt.datetime or kind is dt.time:
         if value.tzinfo is not None and type(value.tzinfo) is not dt.timezone:
-            raise SerializationError(
-                f"cannot encode {path}: its tzinfo {value.tzinfo!r} would come back as a fixed"
-                " offset; convert it with .astimezone(datetime.timezone.utc) first"
+            raise _Refused(
+                value,
+                path,
+                f"its tzinfo {value.tzinfo!r} would come back as a fixed offset;"
+                " convert it with .astimezone(datetime.timezone.utc) first",
             )
-        return _tag(kind.__name__, value.isoformat())
+        text = value.isoformat()
+        _check_exact(value, kind.fromisoformat(text), path)
+        return _tag(kind.__name__, text)
     if kind is dt.date:
         return _tag("date", value.isoformat())
     if kind is dt.timedelta:
@@ -110,19 +173,43 @@ def _encode(value: Any, path: str) -> Any:
         return _tag("decimal", str(value))
     if kind is uuid.UUID:
         return _tag("uuid", str(value))
-    raise SerializationError(_refusal(value, path))
+    raise _Refused(value, path)
 
 
-def _refusal(value: Any, path: str) -> str:
+def _check_exact(value: Any, back: Any, path: Any) -> None:
+    """Refuse a datetime/time that its ISO text does not carry exactly."""
+    if (
+        back == value
+        and back.fold == value.fold
+        and back.utcoffset() == value.utcoffset()
+        and back.tzname() == value.tzname()
+    ):
+        return
+    raise _Refused(
+        value,
+        path,
+        f"{value!r} would come back as {back!r} (named timezones, sub-second UTC offsets"
+        " and fold=1 are not stored); convert it with .astimezone(datetime.timezone.utc)"
+        " or .replace(fold=0) first",
+    )
+
+
+def _refusal(value: Any, path: str, reason: str = "") -> str:
     kind = type(value)
     name = f"{kind.__module__}.{kind.__qualname__}"
+    if reason:
+        return f"cannot encode {path} of type {name}: {reason}"
     hint = ""
-    if hasattr(value, "__dataclass_fields__"):
-        hint = "; return dataclasses.asdict(value) instead"
-    elif hasattr(value, "model_dump"):
-        hint = "; return value.model_dump(mode='json') instead"
-    elif isinstance(value, (str, int, float, list, dict, tuple, set, frozenset, bytes)):
-        hint = f"; subclasses of built-in types would come back as plain {kind.__mro__[1].__name__}"
+    try:
+        if hasattr(value, "__dataclass_fields__"):
+            hint = "; return dataclasses.asdict(value) instead"
+        elif hasattr(value, "model_dump"):
+            hint = "; return value.model_dump(mode='json') instead"
+        elif isinstance(value, (str, int, float, list, dict, tuple, set, frozenset, bytes)):
+            base = next(k for k in kind.__mro__ if k.__module__ == "builtins" and k is not object)
+            hint = f"; subclasses of built-in types would come back as plain {base.__name__}"
+    except Exception:  # a hostile __getattr__ must not hide the refusal
+        hint = ""
     return (
         f"cannot encode {path} of type {name} as JSON exactly{hint}"
         " (or use PickleSerializer on trusted storage)"
@@ -130,6 +217,7 @@ def _refusal(value: Any, path: str) -> str:
 
 
 _DECODERS: dict[str, Any] = {
+    "int": lambda v: int(v, 16),
     "float": float,
     "tuple": lambda v: tuple(_decode(i) for i in v),
     "set": lambda v: {_decode(i) for i in v},

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asyncflow._core.concurrency import run_all
-from asyncflow._core.errors import CheckpointCorrupt, CheckpointError, SerializationError
+from asyncflow._core.errors import CheckpointCorrupt, SerializationError
 from asyncflow._core.storage import Storage
 from asyncflow.serializers import Serializer
 
@@ -65,6 +65,18 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid in a record")
+
+
+def loads(data: bytes) -> Any:
+    """Parse what ``dumps`` wrote; ``NaN``/``Infinity`` and too-deep nesting are ``ValueError``."""
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 @dataclass(frozen=True, slots=True)
 class CheckpointRecord:
     """What a checkpoint says about one completed task."""
@@ -98,7 +110,7 @@ def encode_output(serializer: Serializer, value: Any, step: str) -> EncodedOutpu
         payload = dumps(serializer.encode(value))
     except SerializationError as exc:
         raise SerializationError(f"step {step}: {exc}") from None
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(
             f"step {step}: cannot encode output of type {type(value).__qualname__}: {exc}"
         ) from exc
@@ -177,10 +189,10 @@ def decode_record(
     """Parse and check a record; anything wrong is ``CheckpointCorrupt`` naming ``where``."""
     body = verify(data, signing_key, where)
     try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        raw = loads(body)
+    except ValueError as exc:
         raise CheckpointCorrupt(f"{where} is not valid JSON: {exc}", key=where) from exc
-    if not isinstance(raw, dict) or type(raw.get("asyncflow")) is not int:
+    if not isinstance(raw, dict) or type(raw.get("asyncflow")) is not int or raw["asyncflow"] < 1:
         raise CheckpointCorrupt(f"{where} is not an asyncflow checkpoint record", key=where)
     if raw["asyncflow"] > FORMAT:
         raise CheckpointCorrupt(
@@ -216,9 +228,10 @@ def decode_record(
         )
     serializer = serializers.get(record.serializer)
     if serializer is None:
-        raise CheckpointError(
+        raise CheckpointCorrupt(
             f"{where} was written with the {record.serializer!r} serializer, which this flow"
-            f" does not use (configured: {', '.join(sorted(serializers))})"
+            f" does not use (configured: {', '.join(sorted(serializers))})",
+            key=where,
         )
     payload = raw["output"]
     if digest(dumps(payload)) != record.output_digest:
@@ -234,6 +247,12 @@ def _with_output(record: CheckpointRecord, output: Any) -> CheckpointRecord:
     values = {name: getattr(record, name) for name in CheckpointRecord.__slots__}
     values["output"] = output
     return CheckpointRecord(**values)
+
+
+def _str_tuple(values: list[Any], name: str) -> tuple[str, ...]:
+    if not all(type(v) is str for v in values):
+        raise ValueError(f"field {name!r} must be a list of strings")
+    return tuple(values)
 
 
 def _field(raw: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -275,7 +294,7 @@ async def load_records(
                 signing_key=signing_key,
             )
 
-    await run_all([worker] * min(concurrency, len(found)))
+    await run_all([worker] * max(1, min(concurrency, len(found))))
     return records
 
 
@@ -327,7 +346,7 @@ class Manifest:
     @classmethod
     def decode(cls, data: bytes, where: str) -> Manifest:
         try:
-            raw = json.loads(data)
+            raw = loads(data)
             if not isinstance(raw, dict) or type(raw.get("asyncflow")) is not int:
                 raise ValueError("not an asyncflow run manifest")
             if raw["asyncflow"] > FORMAT:
@@ -337,7 +356,7 @@ class Manifest:
                 status=_field(raw, "status", str),
                 fingerprint=_field(raw, "fingerprint", (str, type(None))),
                 mode=_field(raw, "mode", str),
-                tasks=tuple(_field(raw, "tasks", list)),
+                tasks=_str_tuple(_field(raw, "tasks", list), "tasks"),
                 created_at=float(_field(raw, "created_at", (int, float))),
                 updated_at=float(_field(raw, "updated_at", (int, float))),
             )
@@ -355,7 +374,7 @@ def fingerprint_of(values: Iterator[Any] | list[Any], serializer: Serializer) ->
     """A stable hash of the initial contexts, via the same strict encoding as outputs."""
     try:
         payload = dumps(serializer.encode(list(values)))
-    except (SerializationError, TypeError, ValueError) as exc:
+    except (SerializationError, TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(
             f"cannot fingerprint the initial contexts ({exc}); pass start(fingerprint=...)"
         ) from exc
