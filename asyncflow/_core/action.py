@@ -26,6 +26,8 @@ class Action:
     after each one with ``backoff=True`` and capped by ``max_delay``.
     """
 
+    func: Callable[..., Any]
+
     def __init__(
         self,
         func: Callable[..., Any],
@@ -38,6 +40,8 @@ class Action:
     ) -> None:
         if not callable(func):
             raise ConfigurationError(f"@action needs a function or class, got {func!r}")
+        if isinstance(func, Action):  # @action(retry=3) over an @action: the new options win
+            func = func.func
         self.func = func
         self.name: str = getattr(func, "__qualname__", repr(func))
         self.module: str = getattr(func, "__module__", "") or ""
@@ -54,7 +58,9 @@ class Action:
         self.is_async = not self.is_class and _is_async(func)
         self.params = _context_params(target, self.name)
         self._code_hash: str | None = None
-        functools.update_wrapper(self, func)
+        # updated=(): copying func.__dict__ (a class's attributes, or an inner
+        # Action's settings) would overwrite this Action's own attributes.
+        functools.update_wrapper(self, func, updated=())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the step directly, outside any flow (handy in unit tests)."""
@@ -89,11 +95,15 @@ class Action:
 
     def methods(self) -> list[Action]:
         """For a class step: its ``@action`` methods in definition order, bases first."""
+        if not self.is_class:
+            return []
         found: dict[str, Action] = {}
         for klass in reversed(self.func.__mro__):  # type: ignore[attr-defined]
             for attr, value in vars(klass).items():
                 if isinstance(value, Action):
                     found[attr] = value
+                else:  # overridden by a plain attribute: no longer a step
+                    found.pop(attr, None)
         return list(found.values())
 
     def __repr__(self) -> str:

@@ -7,6 +7,7 @@ from types import TracebackType
 
 import anyio
 
+from asyncflow._core.errors import ConfigurationError
 from asyncflow.events import Event, EventsDropped, WorkflowFinished
 
 __all__ = ["EventBus", "EventStream"]
@@ -33,6 +34,9 @@ class EventStream:
             self._queue.popleft()
             self._dropped += 1
         self._queue.append(event)
+        if isinstance(event, WorkflowFinished):
+            # The stream ends here: a next run's events must not follow it.
+            self._bus._subscribers.discard(self)
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -87,6 +91,8 @@ class EventBus:
         return bool(self._subscribers)
 
     def subscribe(self, maxlen: int = 10_000) -> EventStream:
+        if type(maxlen) is not int or maxlen < 1:
+            raise ConfigurationError(f"events maxlen must be an int >= 1, got {maxlen!r}")
         stream = EventStream(self, maxlen)
         self._subscribers.add(stream)
         return stream

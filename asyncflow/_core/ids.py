@@ -8,6 +8,7 @@ escaping the storage root or colliding with another id after normalisation.
 from __future__ import annotations
 
 import re
+import reprlib
 
 from asyncflow._core.errors import ConfigurationError
 
@@ -27,7 +28,9 @@ def validate_id(value: object, what: str) -> str:
     because two spellings of one name must never share or split a checkpoint.
     """
     if not isinstance(value, str):
-        raise ConfigurationError(f"{what} must be a str, got {type(value).__name__}: {value!r}")
+        raise ConfigurationError(
+            f"{what} must be a str, got {type(value).__name__}: {reprlib.repr(value)}"
+        )
     if not value:
         raise ConfigurationError(f"{what} must not be empty")
     if len(value) > MAX_ID_LENGTH:
