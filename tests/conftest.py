@@ -53,12 +53,12 @@ def _file(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
 #: (returning an object with ``__aenter__``) for backends that need cleanup.
 STORAGE_KINDS: dict[str, StorageFactory] = {"memory": _memory, "file": _file}
 
-try:
-    from tests.servers import CLOUD_STORAGE_KINDS
+from tests.servers import CLOUD_STORAGE_KINDS  # noqa: E402
 
-    STORAGE_KINDS.update(CLOUD_STORAGE_KINDS)
-except ImportError:  # pragma: no cover - servers.py is optional while it is being built
-    pass
+#: registers the session server fixtures that the cloud factories request lazily
+pytest_plugins = ["tests.servers"]
+
+STORAGE_KINDS.update(CLOUD_STORAGE_KINDS)
 
 
 @pytest.fixture(params=sorted(STORAGE_KINDS))

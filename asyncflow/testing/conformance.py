@@ -30,9 +30,10 @@ Without pytest: ``await run_conformance(storage)``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -135,16 +136,41 @@ async def _cleanup(storage: Storage, keys: Iterable[str], concurrency: int = 32)
 
 
 async def _bounded(concurrency: int, calls: Sequence[Callable[[], Awaitable[Any]]]) -> None:
-    """Run ``calls`` with at most ``concurrency`` in flight; the first error propagates."""
-    limiter = anyio.CapacityLimiter(concurrency)
+    """Run ``calls`` with at most ``concurrency`` in flight.
 
-    async def one(call: Callable[[], Awaitable[Any]]) -> None:
+    The first error cancels the rest and is raised as itself, not wrapped in
+    an exception group, so a failing backend reads plainly in the report.
+    """
+    limiter = anyio.CapacityLimiter(concurrency)
+    errors: list[Exception] = []
+
+    async def one(call: Callable[[], Awaitable[Any]], scope: anyio.CancelScope) -> None:
         async with limiter:
-            await call()
+            try:
+                await call()
+            except Exception as exc:
+                errors.append(exc)
+                scope.cancel()
 
     async with anyio.create_task_group() as tg:
         for call in calls:
-            tg.start_soon(one, call)
+            tg.start_soon(one, call, tg.cancel_scope)
+    if errors:
+        raise errors[0]
+
+
+@contextlib.asynccontextmanager
+async def _cleaned_up(
+    storage: Storage, keys: Iterable[str], concurrency: int = 32
+) -> AsyncIterator[None]:
+    """Delete ``keys`` afterwards; a cleanup error never hides the check's own."""
+    try:
+        yield
+    except Exception:
+        with contextlib.suppress(Exception):
+            await _cleanup(storage, keys, concurrency)
+        raise
+    await _cleanup(storage, keys, concurrency)
 
 
 async def _read(storage: Storage, key: str) -> Blob:
@@ -178,7 +204,7 @@ async def check_round_trip(storage: Storage, options: ConformanceOptions) -> Non
         f"{ns}/empty.json": b"",
         f"{ns}/a/b/c/deep.json": b"deep",
     }
-    try:
+    async with _cleaned_up(storage, cases):
         for key, data in cases.items():
             version = await storage.write(key, data)
             _expect(isinstance(version, str), f"write must return a str version, got {version!r}")
@@ -189,14 +215,12 @@ async def check_round_trip(storage: Storage, options: ConformanceOptions) -> Non
                 blob.version == version,
                 f"{key}: read version {blob.version!r} differs from written {version!r}",
             )
-    finally:
-        await _cleanup(storage, cases)
 
 
 async def check_overwrite(storage: Storage, options: ConformanceOptions) -> None:
     """A plain write replaces the record (checkpoints are overwritten on re-run)."""
     key = f"{_namespace()}/tasks/0.json"
-    try:
+    async with _cleaned_up(storage, [key]):
         await storage.write(key, b"first")
         await storage.write(key, b"second, and longer than the first")
         blob = await _read(storage, key)
@@ -204,8 +228,6 @@ async def check_overwrite(storage: Storage, options: ConformanceOptions) -> None
         await storage.write(key, b"3")
         blob = await _read(storage, key)
         _expect(blob.data == b"3", f"a shorter overwrite left {blob.data!r}")
-    finally:
-        await _cleanup(storage, [key])
 
 
 async def check_missing_key(storage: Storage, options: ConformanceOptions) -> None:
@@ -222,20 +244,18 @@ async def check_missing_key(storage: Storage, options: ConformanceOptions) -> No
 async def check_versions(storage: Storage, options: ConformanceOptions) -> None:
     """Versions change when the content does and match between write and read."""
     key = f"{_namespace()}/v.json"
-    try:
+    async with _cleaned_up(storage, [key]):
         v1 = await storage.write(key, b"one")
         v2 = await storage.write(key, b"two")
         _expect(v1 != v2, f"different content kept version {v1!r}")
         blob = await _read(storage, key)
         _expect(blob.version == v2, f"read version {blob.version!r}, last write returned {v2!r}")
-    finally:
-        await _cleanup(storage, [key])
 
 
 async def check_if_absent(storage: Storage, options: ConformanceOptions) -> None:
     """``if_absent=True`` creates only: it is how a lease is first taken."""
     key = f"{_namespace()}/lease.json"
-    try:
+    async with _cleaned_up(storage, [key]):
         version = await storage.write(key, b"mine", if_absent=True)
         try:
             await storage.write(key, b"yours", if_absent=True)
@@ -246,8 +266,6 @@ async def check_if_absent(storage: Storage, options: ConformanceOptions) -> None
         blob = await _read(storage, key)
         _expect(blob.data == b"mine", f"a failed if_absent write changed the data: {blob.data!r}")
         _expect(blob.version == version, f"read version {blob.version!r}, written {version!r}")
-    finally:
-        await _cleanup(storage, [key])
 
 
 async def check_if_version(storage: Storage, options: ConformanceOptions) -> None:
@@ -255,7 +273,7 @@ async def check_if_version(storage: Storage, options: ConformanceOptions) -> Non
     (a lease renewal), loses on a stale version and on a missing key."""
     ns = _namespace()
     key, missing = f"{ns}/lease.json", f"{ns}/missing.json"
-    try:
+    async with _cleaned_up(storage, [key, missing]):
         v1 = await storage.write(key, b"one")
         v2 = await storage.write(key, b"two", if_version=v1)
         _expect(v2 != v1, f"a swap kept version {v1!r}")
@@ -274,8 +292,6 @@ async def check_if_version(storage: Storage, options: ConformanceOptions) -> Non
         else:
             raise AssertionError("if_version on a missing key created it")
         _expect(await storage.read(missing) is None, "a failed if_version write created the key")
-    finally:
-        await _cleanup(storage, [key, missing])
 
 
 async def _race(
@@ -284,20 +300,29 @@ async def _race(
     """Start ``writers`` writes at once; return who lost and who won (with versions)."""
     lost: list[int] = []
     won: dict[int, str] = {}
+    errors: list[Exception] = []
     start = anyio.Event()
 
+    waiting = 0
+
     async def one(index: int) -> None:
+        nonlocal waiting
+        waiting += 1
+        if waiting == writers:  # everyone is lined up: release them together
+            start.set()
         await start.wait()
         try:
             won[index] = await write(index)
         except PreconditionFailed:
             lost.append(index)
+        except Exception as exc:
+            errors.append(exc)
 
     async with anyio.create_task_group() as tg:
         for index in range(writers):
             tg.start_soon(one, index)
-        await anyio.lowlevel.checkpoint()
-        start.set()
+    if errors:
+        raise errors[0]
     return lost, won
 
 
@@ -305,7 +330,7 @@ async def check_concurrent_if_absent(storage: Storage, options: ConformanceOptio
     """Of N concurrent ``if_absent`` writers exactly one wins, and its bytes
     are what is stored: two runners can never both take a lease."""
     key = f"{_namespace()}/lease.json"
-    try:
+    async with _cleaned_up(storage, [key]):
         lost, won = await _race(
             storage,
             options.writers,
@@ -317,15 +342,13 @@ async def check_concurrent_if_absent(storage: Storage, options: ConformanceOptio
         blob = await _read(storage, key)
         _expect(blob.data == f"writer-{winner}".encode(), f"stored {blob.data!r}, winner {winner}")
         _expect(blob.version == version, f"read version {blob.version!r}, written {version!r}")
-    finally:
-        await _cleanup(storage, [key])
 
 
 async def check_concurrent_if_version(storage: Storage, options: ConformanceOptions) -> None:
     """Of N concurrent compare-and-swaps from one version exactly one wins:
     two runners renewing or taking over one lease cannot both succeed."""
     key = f"{_namespace()}/lease.json"
-    try:
+    async with _cleaned_up(storage, [key]):
         base = await storage.write(key, b"base")
         lost, won = await _race(
             storage,
@@ -338,8 +361,6 @@ async def check_concurrent_if_version(storage: Storage, options: ConformanceOpti
         blob = await _read(storage, key)
         _expect(blob.data == f"writer-{winner}".encode(), f"stored {blob.data!r}, winner {winner}")
         _expect(blob.version == version, f"read version {blob.version!r}, written {version!r}")
-    finally:
-        await _cleanup(storage, [key])
 
 
 async def check_listing(storage: Storage, options: ConformanceOptions) -> None:
@@ -356,7 +377,7 @@ async def check_listing(storage: Storage, options: ConformanceOptions) -> None:
         f"{ns}/wf.b/run.json",
         f"{ns}/wfx.json",
     ]
-    try:
+    async with _cleaned_up(storage, keys):
         for key in keys:
             await storage.write(key, b"x")
         everything = await _listed(storage, f"{ns}/")
@@ -377,8 +398,6 @@ async def check_listing(storage: Storage, options: ConformanceOptions) -> None:
         whole = await _listed(storage, "")
         _expect(whole == sorted(whole), "list('') is not sorted")
         _expect(set(keys) <= set(whole), "list('') misses keys")
-    finally:
-        await _cleanup(storage, keys)
 
 
 async def check_many_keys(storage: Storage, options: ConformanceOptions) -> None:
@@ -386,7 +405,7 @@ async def check_many_keys(storage: Storage, options: ConformanceOptions) -> None
     (S3 and GCS answer 1000 per page): resume must not miss a checkpoint."""
     ns = _namespace()
     keys = [f"{ns}/tasks/{i:05d}.json" for i in range(options.many_keys)]
-    try:
+    async with _cleaned_up(storage, keys, options.concurrency):
         await _bounded(
             options.concurrency,
             [functools.partial(storage.write, k, b"{}") for k in keys],
@@ -394,8 +413,6 @@ async def check_many_keys(storage: Storage, options: ConformanceOptions) -> None
         listed = await _listed(storage, f"{ns}/")
         _expect(len(listed) == len(keys), f"listed {len(listed)} of {len(keys)} keys")
         _expect(listed == keys, "listing differs from what was written (order or content)")
-    finally:
-        await _cleanup(storage, keys, options.concurrency)
     _expect(await _listed(storage, f"{ns}/") == [], "keys survived their deletion")
 
 
@@ -404,7 +421,7 @@ async def check_delete(storage: Storage, options: ConformanceOptions) -> None:
     missing key is not an error (``clear`` must be safe to repeat)."""
     ns = _namespace()
     key, other = f"{ns}/tasks/0.json", f"{ns}/tasks/1.json"
-    try:
+    async with _cleaned_up(storage, [key, other]):
         await storage.write(key, b"gone soon")
         await storage.write(other, b"stays")
         await storage.delete(key)
@@ -417,8 +434,6 @@ async def check_delete(storage: Storage, options: ConformanceOptions) -> None:
         _expect(blob.data == b"stays", f"deleting one key changed another: {blob.data!r}")
         version = await storage.write(key, b"back", if_absent=True)
         _expect(version, "a deleted key cannot be created again with if_absent")
-    finally:
-        await _cleanup(storage, [key, other])
 
 
 async def check_hostile_keys(storage: Storage, options: ConformanceOptions) -> None:
