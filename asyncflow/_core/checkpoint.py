@@ -257,7 +257,7 @@ def _str_tuple(values: list[Any], name: str) -> tuple[str, ...]:
 
 def _field(raw: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = raw.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool):
+    if name not in raw or not isinstance(value, kind) or isinstance(value, bool):
         raise ValueError(f"field {name!r} is missing or has the wrong type")
     return value
 
