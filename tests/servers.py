@@ -212,6 +212,8 @@ class _Process:
                 self.proc.wait(STOP_TIMEOUT)
         if self._drainer is not None:
             self._drainer.join(STOP_TIMEOUT)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         if self._log_file is not None:
             self._log_file.close()
 
@@ -471,3 +473,73 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{RACE_MARK}: runs many concurrent conditional writers; skipped on servers "
         "whose conditional writes are not atomic (moto)",
     )
+
+
+# -- fault injection ---------------------------------------------------------------
+
+
+class DroppingProxy:
+    """A loopback TCP proxy that loses the answers on its first ``drop`` connections.
+
+    The request reaches the real server and is carried out; only the reply
+    never comes back (the client's connection is reset as soon as the server
+    starts answering). That is the one fault that makes a retried conditional
+    write ambiguous, reproduced against a real server instead of a mock.
+    Use inside the test's event loop: ``async with DroppingProxy(port) as p``.
+    """
+
+    def __init__(self, upstream_url: str, drop: int = 1) -> None:
+        host_port = upstream_url.split("://", 1)[1].rstrip("/")
+        self.upstream_host, port = host_port.rsplit(":", 1)
+        self.upstream_port = int(port)
+        self.drop = drop
+        self.connections = 0
+        self.dropped = 0
+        self.url = ""
+        self._server: Any = None
+        self._writers: list[Any] = []
+
+    async def __aenter__(self) -> DroppingProxy:
+        import asyncio
+
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _handle(self, client_reader: Any, client_writer: Any) -> None:
+        import asyncio
+
+        self.connections += 1
+        dropping = self.connections <= self.drop
+        upstream_reader, upstream_writer = await asyncio.open_connection(
+            self.upstream_host, self.upstream_port
+        )
+        self._writers += [client_writer, upstream_writer]
+
+        async def pump(reader: Any, writer: Any) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            writer.transport.abort()
+
+        if not dropping:
+            await asyncio.gather(
+                pump(client_reader, upstream_writer), pump(upstream_reader, client_writer)
+            )
+            return
+        forward = asyncio.ensure_future(pump(client_reader, upstream_writer))
+        first = await upstream_reader.read(1)  # the server has done the work and answers
+        client_writer.transport.abort()
+        upstream_writer.transport.abort()
+        forward.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await forward
+        if first:
+            self.dropped += 1

@@ -169,6 +169,7 @@ class StorageS3:
         self._owns_client = client is None
         self._client_cm: Any = None
         self._lock: asyncio.Lock | None = None
+        self._bucket_checked = False
 
     # -- client lifecycle -------------------------------------------------
 
@@ -285,12 +286,36 @@ class StorageS3:
                     won = await self._reconcile(key, data)
                     if won is not None:
                         return won
+                await self._require_bucket("write", full)
                 what = "already exists" if if_absent else f"is not at version {if_version}"
                 raise PreconditionFailed(f"{self._where(full)} {what}") from exc
             raise self._error("write", full, exc) from exc
         except Exception as exc:
             raise self._error("write", full, exc) from exc
         return str(response["ETag"])
+
+    async def _require_bucket(self, op: str, full_key: str) -> None:
+        """Make sure a lost precondition is not a missing bucket in disguise.
+
+        Some servers (SeaweedFS) check ``If-Match`` before the bucket exists,
+        so a typo in the bucket name would read as "another runner won".
+        Checked once per storage object, on the first precondition failure.
+        """
+        if self._bucket_checked:
+            return
+        client = await self.client()
+        try:
+            await client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _status(exc) == 404 or _code(exc) in ("NoSuchBucket", "404"):
+                raise StorageError(
+                    f"S3 {op} {self._where(full_key)} failed: bucket {self.bucket!r} does not exist"
+                ) from exc
+            if _status(exc) != 403:  # no ListBucket right is fine: the 412 stands
+                raise self._error(op, full_key, exc) from exc
+        except Exception as exc:
+            raise self._error(op, full_key, exc) from exc
+        self._bucket_checked = True
 
     async def _reconcile(self, key: str, data: bytes) -> str | None:
         blob = await self.read(key)
