@@ -535,7 +535,15 @@ class DroppingProxy:
             )
             return
         forward = asyncio.ensure_future(pump(client_reader, upstream_writer))
-        first = await upstream_reader.read(1)  # the server has done the work and answers
+        first = b""
+        with contextlib.suppress(ConnectionError, OSError, asyncio.IncompleteReadError):
+            while True:
+                head = await upstream_reader.readuntil(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 1"):  # a final answer: the work is done
+                    first = head
+                    break
+                client_writer.write(head)  # "100 Continue": let the body through
+                await client_writer.drain()
         client_writer.transport.abort()
         upstream_writer.transport.abort()
         forward.cancel()

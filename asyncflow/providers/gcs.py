@@ -99,10 +99,10 @@ class StorageGCS:
 
     gcloud-aio does not retry, so this class does: throttling (429), 5xx,
     408 and connection errors are retried ``retries`` times with jittered
-    exponential backoff before ``StorageUnavailable`` is raised. A retried
-    conditional write that then fails its precondition is checked against
-    the stored bytes: if they are exactly ours, the first attempt landed and
-    only its answer was lost, so the write succeeded.
+    exponential backoff before ``StorageUnavailable`` is raised. A conditional
+    write that fails its precondition is checked against the stored bytes:
+    if they are exactly ours, an earlier attempt landed and only its answer
+    was lost (then re-sent by us or by aiohttp), so the write succeeded.
 
     ``delete_many`` deletes with bounded concurrency (the JSON API's batch
     endpoint is not exposed by gcloud-aio). ``page_size`` is the listing page
@@ -244,11 +244,8 @@ class StorageGCS:
             raise PreconditionFailed(f"{self._where(name)} is not at version {if_version!r}")
         conditional = if_absent or if_version is not None
         client = await self.client()
-        attempts = 0
 
         async def attempt() -> dict[str, Any]:
-            nonlocal attempts
-            attempts += 1
             parameters: dict[str, str] = {}
             if if_absent:
                 parameters["ifGenerationMatch"] = "0"
@@ -269,10 +266,12 @@ class StorageGCS:
             response = await self._retrying(attempt)
         except aiohttp.ClientResponseError as exc:
             if conditional and exc.status == 412:
-                if attempts > 1:
-                    blob = await self.read(key)
-                    if blob is not None and blob.data == data:
-                        return blob.version
+                # A request re-sent after a lost answer (by our retry loop or
+                # by aiohttp, invisibly) fails its own precondition: the
+                # object then holds exactly our bytes, and we did win.
+                blob = await self.read(key)
+                if blob is not None and blob.data == data:
+                    return blob.version
                 what = "already exists" if if_absent else f"is not at version {if_version}"
                 raise PreconditionFailed(f"{self._where(name)} {what}") from exc
             raise self._error("write", name, exc) from exc

@@ -140,6 +140,14 @@ class StorageS3:
     a client is bound to the event loop it was made on, so use one storage
     object per loop.
 
+    Transient faults (throttling, 5xx, dropped connections) are retried by
+    botocore in "standard" mode. A conditional write that fails its
+    precondition is checked against the stored bytes: if they are exactly
+    ours, an earlier attempt landed and only its answer was lost (the
+    request was then re-sent by botocore or, invisibly, by aiohttp), so the
+    write succeeded. The first lost precondition also checks that the bucket
+    exists, because some servers answer 412 before looking for the bucket.
+
     ``delete_many`` removes keys with batch DeleteObjects requests (1000 per
     request); the engine uses it when clearing a workflow.
     """
@@ -280,12 +288,12 @@ class StorageS3:
             )
         except ClientError as exc:
             if conditions and self._is_precondition(exc, if_version is not None):
-                # A retried request may have lost only its first response:
-                # the object then holds exactly our bytes, and we did win.
-                if _retries(exc):
-                    won = await self._reconcile(key, data)
-                    if won is not None:
-                        return won
+                # A request re-sent after a lost answer (by botocore, or by
+                # aiohttp below it, invisibly) fails its own precondition: the
+                # object then holds exactly our bytes, and we did win.
+                won = await self._reconcile(key, data)
+                if won is not None:
+                    return won
                 await self._require_bucket("write", full)
                 what = "already exists" if if_absent else f"is not at version {if_version}"
                 raise PreconditionFailed(f"{self._where(full)} {what}") from exc
@@ -318,6 +326,11 @@ class StorageS3:
         self._bucket_checked = True
 
     async def _reconcile(self, key: str, data: bytes) -> str | None:
+        """The stored version if the key holds exactly ``data``, else ``None``.
+
+        Records that must not be confused (leases) carry a unique owner
+        token, so equal bytes mean this writer's own earlier attempt.
+        """
         blob = await self.read(key)
         if blob is not None and blob.data == data:
             return blob.version
@@ -447,10 +460,6 @@ def _code(exc: Any) -> str:
 def _status(exc: Any) -> int | None:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return int(status) if status is not None else None
-
-
-def _retries(exc: Any) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
 
 
 def _message(exc: Any) -> str:
