@@ -25,8 +25,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
-import sniffio
-
 from asyncflow._core.errors import (
     AsyncflowError,
     ConfigurationError,
@@ -161,12 +159,13 @@ class StorageGCS:
         """
         if self._client is not None:
             return self._client
-        library = sniffio.current_async_library()
-        if library != "asyncio":
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
             raise ConfigurationError(
-                f"StorageGCS runs on asyncio only (gcloud-aio-storage), not {library}; "
-                "use anyio's asyncio backend"
-            )
+                "StorageGCS runs on asyncio only (gcloud-aio-storage) and was called outside an "
+                "asyncio event loop (under trio?); use anyio's asyncio backend"
+            ) from None
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:

@@ -22,8 +22,6 @@ from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any
 
-import sniffio
-
 from asyncflow._core.errors import (
     AsyncflowError,
     ConfigurationError,
@@ -189,12 +187,13 @@ class StorageS3:
         """
         if self._client is not None:
             return self._client
-        library = sniffio.current_async_library()
-        if library != "asyncio":
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
             raise ConfigurationError(
-                f"StorageS3 runs on asyncio only (aiobotocore), not {library}; "
-                "use anyio's asyncio backend"
-            )
+                "StorageS3 runs on asyncio only (aiobotocore) and was called outside an "
+                "asyncio event loop (under trio?); use anyio's asyncio backend"
+            ) from None
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
