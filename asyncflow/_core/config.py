@@ -19,12 +19,21 @@ class Config:
     ``signing_key`` adds an HMAC-SHA256 to each record; a record whose bytes
     were changed by anyone without the key is refused as corrupt.
     ``read_concurrency`` bounds the concurrent reads of a resume.
+    ``lease_ttl`` is how long a runner's lease on its workflow lasts without
+    renewal (a crashed runner on another host blocks a resume that long);
+    it is renewed every ``lease_renew`` seconds (default ``lease_ttl / 3``).
     """
 
     storage: Storage = field(default_factory=StorageDefault)
     serializer: Serializer = field(default_factory=JSONSerializer)
     signing_key: bytes | None = None
     read_concurrency: int = 32
+    lease_ttl: float = 30.0
+    lease_renew: float | None = None
+
+    @property
+    def lease_renew_every(self) -> float:
+        return self.lease_renew if self.lease_renew is not None else self.lease_ttl / 3
 
     def __post_init__(self) -> None:
         for method in ("read", "write", "delete", "list", "aclose"):
@@ -41,6 +50,14 @@ class Config:
             not isinstance(self.signing_key, bytes) or len(self.signing_key) < 16
         ):
             raise ConfigurationError("Config signing_key must be bytes of at least 16 bytes")
+        for name in ("lease_ttl", "lease_renew"):
+            value = getattr(self, name)
+            if value is None and name == "lease_renew":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigurationError(f"Config {name} must be a number of seconds > 0")
+        if self.lease_renew_every >= self.lease_ttl:
+            raise ConfigurationError("Config lease_renew must be shorter than lease_ttl")
         if type(self.read_concurrency) is not int or self.read_concurrency < 1:
             raise ConfigurationError(
                 f"Config read_concurrency must be an int >= 1, got {self.read_concurrency!r}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,11 +27,13 @@ from asyncflow._core.context import Context
 from asyncflow._core.errors import (
     ConfigurationError,
     InputChangedError,
+    LeaseLost,
     SerializationError,
     TaskFailed,
     TaskTimeout,
 )
 from asyncflow._core.ids import validate_id
+from asyncflow._core.lease import Lease
 from asyncflow._core.modes import MODES
 from asyncflow._core.runner import Runner, call_callback
 from asyncflow._core.task import Task, TaskBuilder, TaskStatus
@@ -55,6 +57,31 @@ class _RunOptions:
     fingerprint: str | None
     max_concurrency: int | None
     raise_on_failure: bool
+    wait_for_lease: bool | float
+
+
+async def _with_heartbeat(lease: Lease, body: Callable[[], Awaitable[None]]) -> None:
+    """Run ``body`` while the lease is renewed; raise ``LeaseLost`` if it is lost.
+
+    Losing the lease cancels the body at once; the checkpoint about to be
+    committed is refused by ``Lease.ensure`` in any case.
+    """
+    failure: list[BaseException] = []
+    async with anyio.create_task_group() as group:
+
+        async def guarded() -> None:
+            try:
+                await body()
+            except Exception as exc:
+                failure.append(exc)
+            finally:
+                group.cancel_scope.cancel()
+
+        group.start_soon(guarded)
+        group.start_soon(lease.heartbeat, group.cancel_scope)
+    if failure and not isinstance(failure[0], LeaseLost):
+        raise failure[0]
+    lease.ensure()
 
 
 class AsyncFlow:
@@ -92,6 +119,7 @@ class AsyncFlow:
         fingerprint: str | None = None,
         max_concurrency: int | None = None,
         raise_on_failure: bool = False,
+        wait_for_lease: bool | float = False,
     ) -> AsyncFlow:
         """Run every task; with ``resume=True`` restore those that have a checkpoint.
 
@@ -99,9 +127,20 @@ class AsyncFlow:
         ``await flow.wait()``). A failed step leaves its task FAILED with
         ``task.error`` set and does not raise, unless ``raise_on_failure``;
         storage and configuration errors always raise.
+
+        Another live runner of the same ``workflow_id`` makes this raise
+        ``WorkflowLocked``, or wait for it (``wait_for_lease=True`` or a number
+        of seconds).
         """
         self._check_start(
-            mode, resume, on_success, on_failure, on_input_change, fingerprint, max_concurrency
+            mode,
+            resume,
+            on_success,
+            on_failure,
+            on_input_change,
+            fingerprint,
+            max_concurrency,
+            wait_for_lease,
         )
         self._running = True
         self._cancel_requested = False
@@ -117,6 +156,7 @@ class AsyncFlow:
             fingerprint=fingerprint,
             max_concurrency=max_concurrency,
             raise_on_failure=raise_on_failure,
+            wait_for_lease=wait_for_lease,
         )
         if mode == "background":
 
@@ -138,6 +178,7 @@ class AsyncFlow:
         on_input_change: object,
         fingerprint: object,
         max_concurrency: object,
+        wait_for_lease: object,
     ) -> None:
         if self._running:
             raise ConfigurationError(
@@ -161,6 +202,18 @@ class AsyncFlow:
             raise ConfigurationError(
                 f"max_concurrency must be an int >= 1 or None, got {max_concurrency!r}"
             )
+        if (
+            wait_for_lease is not True
+            and wait_for_lease is not False
+            and (
+                isinstance(wait_for_lease, bool)
+                or not isinstance(wait_for_lease, (int, float))
+                or wait_for_lease < 0
+            )
+        ):
+            raise ConfigurationError(
+                f"wait_for_lease must be a bool or seconds >= 0, got {wait_for_lease!r}"
+            )
         if resume and not self.fixed_id:
             raise ConfigurationError(
                 "resume=True needs a fixed workflow id: AsyncFlow(workflow_id='...'),"
@@ -169,13 +222,17 @@ class AsyncFlow:
 
     async def _run(self, options: _RunOptions) -> None:
         mode = options.mode
-        resume = options.resume
-        on_success = options.on_success
-        on_failure = options.on_failure
         tasks = self.task.queue
         clock = time.perf_counter()
         self.status = "running"
         storage = self.config.storage
+        lease = Lease(
+            storage,
+            self.workflow_id,
+            ttl=self.config.lease_ttl,
+            renew_every=self.config.lease_renew_every,
+        )
+        manifest: Manifest | None = None
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
@@ -186,42 +243,59 @@ class AsyncFlow:
                     self.workflow_id,
                     len(tasks),
                     mode,
-                    resume,
+                    options.resume,
                 )
                 if self._bus.active:
                     self._bus.publish(
                         events.WorkflowStarted(
-                            workflow_id=self.workflow_id, mode=mode, resume=resume, tasks=len(tasks)
+                            workflow_id=self.workflow_id,
+                            mode=mode,
+                            resume=options.resume,
+                            tasks=len(tasks),
                         )
                     )
-                manifest, records = await self._prepare(
-                    resume, options.on_input_change, options.fingerprint, mode
-                )
-                runner = Runner(
-                    workflow_id=self.workflow_id,
-                    config=self.config,
-                    bus=self._bus,
-                    records=records,
-                    keep_going=options.keep_going,
-                )
-                await MODES[mode](runner, tasks, options.max_concurrency)
+                await lease.acquire(options.wait_for_lease)
+
+                async def body() -> None:
+                    nonlocal manifest
+                    manifest, records = await self._prepare(
+                        options.resume, options.on_input_change, options.fingerprint, mode
+                    )
+                    runner = Runner(
+                        workflow_id=self.workflow_id,
+                        config=self.config,
+                        bus=self._bus,
+                        records=records,
+                        keep_going=options.keep_going,
+                        lease=lease,
+                    )
+                    await MODES[mode](runner, tasks, options.max_concurrency)
+
+                await _with_heartbeat(lease, body)
             failed = [t for t in tasks if t.status is TaskStatus.FAILED]
             if scope.cancelled_caught:
                 status = "cancelled"
             else:
                 status = "failed" if failed else "completed"
-            with anyio.CancelScope(shield=True):
-                await storage.write(
-                    manifest_key(self.workflow_id), manifest.replace(status=status).encode()
-                )
+            if manifest is not None:
+                lease.ensure()
+                with anyio.CancelScope(shield=True):
+                    await storage.write(
+                        manifest_key(self.workflow_id), manifest.replace(status=status).encode()
+                    )
         except BaseException as exc:
             ending = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else "failed"
             self.status = ending
             self._finish(ending, clock)
             raise
         finally:
-            self._scope = None
-            self._running = False
+            try:
+                await lease.release()
+            finally:
+                self._scope = None
+                self._running = False
+        on_success = options.on_success
+        on_failure = options.on_failure
         self.status = status
         self._finish(status, clock)
         if status == "completed" and on_success is not None:

@@ -25,6 +25,7 @@ from asyncflow._core.checkpoint import (
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
 from asyncflow._core.errors import CheckpointMismatch, SerializationError, TaskTimeout
+from asyncflow._core.lease import Lease
 from asyncflow._core.task import Task, TaskStatus
 
 __all__ = ["Runner", "call_callback"]
@@ -58,7 +59,9 @@ class Runner:
         bus: EventBus,
         records: dict[str, CheckpointRecord],
         keep_going: bool,
+        lease: Lease | None = None,
     ) -> None:
+        self.lease = lease
         self.workflow_id = workflow_id
         self.config = config
         self.storage = config.storage
@@ -153,6 +156,8 @@ class Runner:
                 signing_key=self.config.signing_key,
             )
             write_clock = time.perf_counter()
+            if self.lease is not None:
+                self.lease.ensure()
             with anyio.CancelScope(shield=True):
                 await self.storage.write(where, data)
         except anyio.get_cancelled_exc_class():

@@ -278,5 +278,5 @@ async def test_resume_reads_in_bulk_concurrently(storage: Storage) -> None:
     calls.log.clear()
     await flow.start(resume=True)
     assert calls.log == []
-    assert reads == 41  # the manifest, then one read per record
+    assert reads == 42  # the lease, the manifest, then one read per record
     assert peak == 40

@@ -1,0 +1,263 @@
+"""One runner per workflow: a lease record taken with a conditional write.
+
+``{workflow_id}/lease.json`` names the runner that may commit checkpoints.
+It is created with ``if_absent`` or taken over with ``if_version`` (a
+compare-and-swap), so of two runners racing for it exactly one wins. The
+holder renews it every ``renew_every`` seconds; it expires ``ttl`` seconds
+after the last renewal. A runner that cannot renew in time, or finds that
+the record changed under it, has lost the lease and stops before committing
+another checkpoint.
+
+A crashed runner's lease would block a resume for up to ``ttl``. So when
+the holder ran on this host (same hostname and boot id) and its process is
+gone (pid plus the process start time, so a reused pid does not fool it),
+the lease is taken over at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+
+import anyio
+
+from asyncflow._core.errors import (
+    CheckpointCorrupt,
+    LeaseLost,
+    PreconditionFailed,
+    StorageError,
+    WorkflowLocked,
+)
+from asyncflow._core.storage import Storage
+
+__all__ = ["Lease", "LeaseRecord", "lease_key", "process_identity"]
+
+logger = logging.getLogger("asyncflow")
+
+
+def lease_key(workflow_id: str) -> str:
+    return f"{workflow_id}/lease.json"
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> str:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or "" if unknown/gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            stat = handle.read()
+    except OSError:
+        return ""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def process_identity() -> tuple[str, str, int, str]:
+    """(host, boot id, pid, pid start time) of this process."""
+    pid = os.getpid()
+    return socket.gethostname(), _boot_id(), pid, _start_time(pid)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    workflow_id: str
+    runner_id: str
+    host: str
+    boot_id: str
+    pid: int
+    pid_start: str
+    generation: int
+    acquired_at: float
+    expires_at: float
+    released: bool = False
+
+    def encode(self) -> bytes:
+        return json.dumps({"asyncflow": 1, "kind": "lease", **asdict(self)}).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, where: str) -> LeaseRecord:
+        try:
+            raw = json.loads(data)
+            if not isinstance(raw, dict) or raw.get("kind") != "lease":
+                raise ValueError("not an asyncflow lease")
+            raw.pop("asyncflow", None)
+            raw.pop("kind", None)
+            record = cls(**raw)
+            if type(record.generation) is not int or not isinstance(record.expires_at, float):
+                raise ValueError("bad generation or expiry")
+            return record
+        except (ValueError, TypeError) as exc:
+            raise CheckpointCorrupt(f"{where} is not a valid lease: {exc}", key=where) from exc
+
+    def holder_is_dead_here(self) -> bool:
+        """True only when we can prove the holder was on this machine and is gone."""
+        host, boot, _, _ = process_identity()
+        if self.host != host or not boot or not self.boot_id:
+            return False
+        if self.boot_id != boot:
+            return True  # the machine rebooted since: every process of then is gone
+        if sys.platform != "linux" or not self.pid_start:
+            return False
+        return _start_time(self.pid) != self.pid_start
+
+    def describe(self) -> str:
+        return f"runner {self.runner_id} (host {self.host}, pid {self.pid})"
+
+
+class Lease:
+    """This runner's hold on one workflow id."""
+
+    def __init__(
+        self, storage: Storage, workflow_id: str, *, ttl: float, renew_every: float
+    ) -> None:
+        self.storage = storage
+        self.workflow_id = workflow_id
+        self.key = lease_key(workflow_id)
+        self.ttl = ttl
+        self.renew_every = renew_every
+        self.runner_id = uuid.uuid4().hex
+        self.record: LeaseRecord | None = None
+        self.version: str | None = None
+        self.valid_until = 0.0
+        self.lost: str | None = None
+
+    def _record(self, generation: int, *, released: bool = False) -> LeaseRecord:
+        host, boot, pid, start = process_identity()
+        now = time.time()
+        return LeaseRecord(
+            workflow_id=self.workflow_id,
+            runner_id=self.runner_id,
+            host=host,
+            boot_id=boot,
+            pid=pid,
+            pid_start=start,
+            generation=generation,
+            acquired_at=self.record.acquired_at if self.record else now,
+            expires_at=now if released else now + self.ttl,
+            released=released,
+        )
+
+    async def acquire(self, wait: bool | float = False) -> None:
+        """Take the lease, or raise ``WorkflowLocked`` (after waiting up to ``wait`` s)."""
+        deadline = None
+        if wait is not False:
+            deadline = float("inf") if wait is True else anyio.current_time() + float(wait)
+        while True:
+            holder = await self._try_acquire()
+            if holder is None:
+                return
+            now = anyio.current_time()
+            if deadline is None or now >= deadline:
+                expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(holder.expires_at))
+                raise WorkflowLocked(
+                    f"workflow {self.workflow_id} is being run by {holder.describe()};"
+                    f" its lease expires at {expiry} unless renewed"
+                    " (start(wait_for_lease=...) waits for it)"
+                )
+            pause = max(0.05, min(holder.expires_at - time.time(), self.renew_every, 1.0))
+            await anyio.sleep(min(pause, deadline - now))
+
+    async def _try_acquire(self) -> LeaseRecord | None:
+        """None if we now hold the lease, else the live holder's record."""
+        blob = await self.storage.read(self.key)
+        try:
+            if blob is None:
+                mine = self._record(1)
+                started = anyio.current_time()
+                self.version = await self.storage.write(self.key, mine.encode(), if_absent=True)
+            else:
+                current = LeaseRecord.decode(blob.data, self.key)
+                live = not current.released and current.expires_at > time.time()
+                if live and not current.holder_is_dead_here():
+                    return current
+                if live:
+                    logger.warning(
+                        "%s: taking over the lease of %s, whose process is gone",
+                        self.workflow_id,
+                        current.describe(),
+                    )
+                mine = self._record(current.generation + 1)
+                started = anyio.current_time()
+                self.version = await self.storage.write(
+                    self.key, mine.encode(), if_version=blob.version
+                )
+        except PreconditionFailed:
+            blob = await self.storage.read(self.key)
+            if blob is None:
+                return await self._try_acquire()
+            return LeaseRecord.decode(blob.data, self.key)
+        self.record = mine
+        self.valid_until = started + self.ttl
+        self.lost = None
+        return None
+
+    async def renew(self) -> None:
+        """Extend the lease; mark it lost if someone else changed it or it ran out."""
+        if self.record is None or self.lost:
+            return
+        mine = self._record(self.record.generation)
+        started = anyio.current_time()
+        try:
+            with anyio.CancelScope(shield=True):
+                self.version = await self.storage.write(
+                    self.key, mine.encode(), if_version=self.version
+                )
+        except PreconditionFailed:
+            self.lost = "the lease record was changed by another runner"
+            return
+        except StorageError as exc:
+            logger.warning("%s: lease renewal failed (%s); will retry", self.workflow_id, exc)
+            if anyio.current_time() >= self.valid_until:
+                self.lost = f"the lease expired while renewals failed: {exc}"
+            return
+        self.record = mine
+        self.valid_until = started + self.ttl
+
+    def ensure(self) -> None:
+        """Raise ``LeaseLost`` unless the lease is surely still ours (called before a commit)."""
+        margin = min(self.renew_every, self.ttl / 10)
+        if self.lost is None and anyio.current_time() >= self.valid_until - margin:
+            self.lost = "the lease was not renewed in time"
+        if self.lost is not None:
+            raise LeaseLost(f"workflow {self.workflow_id}: {self.lost}; stopped before committing")
+
+    async def heartbeat(self, on_lost: anyio.CancelScope) -> None:
+        """Renew until cancelled; cancel ``on_lost`` as soon as the lease is lost."""
+        while True:
+            await anyio.sleep(self.renew_every)
+            try:
+                await self.renew()
+            except Exception as exc:
+                self.lost = f"renewing the lease failed: {exc!r}"
+            if self.lost is not None:
+                logger.error("%s: lease lost: %s", self.workflow_id, self.lost)
+                on_lost.cancel()
+                return
+
+    async def release(self) -> None:
+        """Mark the lease released (a compare-and-swap, so a new holder is never disturbed)."""
+        if self.record is None or self.lost is not None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.storage.write(
+                    self.key,
+                    self._record(self.record.generation, released=True).encode(),
+                    if_version=self.version,
+                )
+            except PreconditionFailed:
+                pass
+            finally:
+                self.record = None
