@@ -120,8 +120,17 @@ def _tag(tag: str, v: Any) -> dict[str, Any]:
     return {TAG: tag, "v": v}
 
 
-def _set_sort_key(item: Any) -> str:
+def _canonical(item: Any) -> str:
     return json.dumps(item, sort_keys=True, ensure_ascii=True, allow_nan=False)
+
+
+def _sorted_items(encoded: list[Any]) -> list[Any]:
+    """A total, process-independent order over encoded set items: strings first."""
+    strings = sorted(item for item in encoded if type(item) is str)
+    if len(strings) == len(encoded):
+        return strings
+    others = sorted((item for item in encoded if type(item) is not str), key=_canonical)
+    return strings + others
 
 
 def _encode(value: Any, path: Any) -> Any:
@@ -150,7 +159,7 @@ def _encode(value: Any, path: Any) -> Any:
     if kind is set or kind is frozenset:
         # Sorted, so that equal sets encode (and fingerprint) identically in
         # every process whatever its hash seed.
-        items = sorted((_encode(item, (path, "<item>")) for item in value), key=_set_sort_key)
+        items = _sorted_items([_encode(item, (path, "<item>")) for item in value])
         return _tag(kind.__name__, items)
     if kind is bytes or kind is bytearray:
         return _tag(kind.__name__, base64.b64encode(value).decode("ascii"))
