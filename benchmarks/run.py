@@ -1,0 +1,756 @@
+"""asyncflow against its floor and against Dotflow 1.0.1, in one run, as one table.
+
+    python benchmarks/run.py                     # everything (several minutes)
+    python benchmarks/run.py --smoke             # tiny N, a few seconds; asserts no timing
+    python benchmarks/run.py --only overhead --only resume --n 100,1000
+
+Sections (``--only`` names):
+
+* ``overhead``: a sequential chain of trivial async steps on ``StorageDefault``
+  vs a raw asyncio loop awaiting the same coroutines vs Dotflow on its
+  ``StorageDefault``.
+* ``file``: a durable ``StorageFile`` step vs the raw ``write tmp + fsync +
+  os.replace + fsync dir`` loop (the physical floor) vs Dotflow's
+  ``StorageFile`` (which does not fsync); then the durability modes
+  (``sync``/``async`` chain, ``sync``/``batch`` parallel).
+* ``resume``: N completed steps, all skipped, in a fresh process: asyncflow vs
+  Dotflow on files; on S3 (SeaweedFS) and GCS (fake-gcs-server) vs N
+  sequential GETs (only when those servers can be started).
+* ``parallel``: parallel mode, N trivial in-memory tasks, ``max_concurrency``
+  unbounded and 64: wall time and peak RSS per task, each configuration in its
+  own process so that peaks do not mix.
+* ``payload``: 100 B / 10 KB / 1 MB outputs on files and S3 vs the raw write.
+
+Every figure is the median of ``--reps`` repetitions, the implementations
+interleaved within each repetition so that a noisy neighbour hurts all alike,
+and is reported as µs per step and as a ratio to the baseline of its row
+group measured in the same run.
+
+Dotflow runs in this process when ``import dotflow`` works, else through
+``--dotflow-python`` (default ``/work/dfvenv/bin/python`` when it exists);
+otherwise its rows are skipped with a note. The table says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib.util
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from asyncflow import AsyncFlow, Config, action  # noqa: E402
+from asyncflow.providers import StorageDefault, StorageFile  # noqa: E402
+
+HAS_DURABILITY = "durability" in getattr(Config, "__dataclass_fields__", {})
+SECTIONS = ("overhead", "file", "resume", "parallel", "payload")
+DEFAULT_DOTFLOW_PYTHON = "/work/dfvenv/bin/python"
+
+
+# -- results -------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    section: str
+    case: str
+    n: int
+    impl: str
+    us: float | None
+    ratio: float | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+
+    def group(
+        self, section: str, case: str, n: int, figures: list[tuple[str, float | None, str]]
+    ) -> None:
+        """Add rows whose ratio is to the first figure (the baseline)."""
+        base = figures[0][1]
+        for impl, us, note in figures:
+            ratio = us / base if us is not None and base else None
+            self.rows.append(Row(section, case, n, impl, us, ratio, note))
+            shown = f"{us:10.2f} µs" if us is not None else "   skipped"
+            print(f"  {section:<9}{case:<28}{n:>7}  {impl:<34}{shown}", file=sys.stderr)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        print(f"  note: {text}", file=sys.stderr)
+
+    def render(self) -> str:
+        lines = [
+            "| section | case | N | implementation | µs/step | ratio | note |",
+            "|---|---|---:|---|---:|---:|---|",
+        ]
+        for r in self.rows:
+            us = "—" if r.us is None else (f"{r.us:.2f}" if r.us < 100 else f"{r.us:.0f}")
+            ratio = "—" if r.ratio is None else f"{r.ratio:.2f}x"
+            lines.append(
+                f"| {r.section} | {r.case} | {r.n} | {r.impl} | {us} | {ratio} | {r.note} |"
+            )
+        if self.notes:
+            lines.append("")
+            lines.extend(f"* {note}" for note in self.notes)
+        return "\n".join(lines)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+# -- Dotflow -------------------------------------------------------------------
+
+
+class Dotflow:
+    """Calls ``_dotflow_side`` in this process or through another interpreter."""
+
+    def __init__(self, python: str | None) -> None:
+        self.python: str | None = None
+        self.module: Any = None
+        if importlib.util.find_spec("dotflow") is not None:
+            import _dotflow_side
+
+            self.module = _dotflow_side
+            self.python = sys.executable
+            self.where = "in-process"
+        elif python and Path(python).exists():
+            self.python = python
+            self.where = f"subprocess ({python})"
+        else:
+            self.where = "unavailable"
+
+    @property
+    def available(self) -> bool:
+        return self.python is not None
+
+    def call(self, op: str, **kwargs: Any) -> dict[str, Any]:
+        if self.module is not None:
+            result: dict[str, Any] = getattr(self.module, op)(**kwargs)
+            return result
+        return self.subprocess(op, **kwargs)
+
+    def subprocess(self, op: str, **kwargs: Any) -> dict[str, Any]:
+        """Always a fresh process (resume must not find anything warm)."""
+        assert self.python is not None
+        out = subprocess.run(
+            [self.python, str(HERE / "_dotflow_side.py"), json.dumps({"op": op, **kwargs})],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
+
+
+# -- steps -----------------------------------------------------------------------
+
+
+async def _trivial(previous_context: Any = None) -> int:
+    return 1
+
+
+trivial = action(_trivial)
+
+
+def payload_step(size: int) -> Any:
+    value = "x" * size
+
+    @action
+    async def emit(previous_context: Any) -> str:
+        return value
+
+    return emit
+
+
+def chain(storage: Any, n: int, step: Any = trivial, **config: Any) -> AsyncFlow:
+    flow = AsyncFlow(
+        config=Config(storage=storage, **config), workflow_id=f"bench-{os.urandom(4).hex()}"
+    )
+    for _ in range(n):
+        flow.task.add(step)
+    return flow
+
+
+async def timed(flow: AsyncFlow, n: int, **start: Any) -> float:
+    gc.collect()
+    clock = time.perf_counter()
+    await flow.start(**start)
+    seconds = time.perf_counter() - clock
+    failed = [t for t in flow.task.queue if t.status.value != "Completed"]
+    assert not failed, failed[:3]
+    return seconds / n * 1e6
+
+
+# -- 1. engine overhead --------------------------------------------------------
+
+
+async def raw_chain(n: int) -> float:
+    """The floor: await the same coroutine function n times, passing the value on."""
+    func = _trivial
+    gc.collect()
+    clock = time.perf_counter()
+    value: Any = None
+    for _ in range(n):
+        value = await func(value)
+    return (time.perf_counter() - clock) / n * 1e6
+
+
+async def bench_overhead(args: argparse.Namespace, table: Table, dotflow: Dotflow) -> None:
+    for n in args.n:
+        raw, ours, theirs = [], [], []
+        for _ in range(args.reps):
+            raw.append(await raw_chain(n))
+            ours.append(await timed(chain(StorageDefault(), n), n))
+            if dotflow.available:
+                theirs.append(dotflow.call("overhead", n=n, reps=1)["us"])
+        table.group(
+            "overhead",
+            "sequential, in memory",
+            n,
+            [
+                ("raw asyncio await (floor)", median(raw), ""),
+                ("asyncflow StorageDefault", median(ours), ""),
+                (
+                    "Dotflow 1.0.1 StorageDefault",
+                    median(theirs) if theirs else None,
+                    f"sync steps; {dotflow.where}",
+                ),
+            ],
+        )
+
+
+# -- 2. durable file checkpoint --------------------------------------------------
+
+
+RECORD_SIZE = 420  # about what asyncflow writes for a trivial step
+
+
+def raw_durable_loop(root: Path, n: int, data: bytes) -> float:
+    """The physical floor: write tmp + fsync + os.replace + fsync dir, n times."""
+    root.mkdir(parents=True, exist_ok=True)
+    gc.collect()
+    clock = time.perf_counter()
+    for i in range(n):
+        target = root / f"{i}.json"
+        tmp = root / f".{i}.json.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+        dfd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    return (time.perf_counter() - clock) / n * 1e6
+
+
+async def bench_file(args: argparse.Namespace, table: Table, dotflow: Dotflow, tmp: Path) -> None:
+    data = b"x" * RECORD_SIZE
+    for n in args.file_n:
+        raw, ours, theirs, ours_async = [], [], [], []
+        for rep in range(args.reps):
+            base = tmp / f"file-{n}-{rep}"
+            raw.append(raw_durable_loop(base / "raw", n, data))
+            ours.append(await timed(chain(StorageFile(base / "af"), n), n))
+            if HAS_DURABILITY:
+                flow = chain(StorageFile(base / "af-async"), n, durability="async")
+                ours_async.append(await timed(flow, n))
+            if dotflow.available:
+                theirs.append(
+                    dotflow.call("file_chain", n=n, reps=1, root=str(base / "dotflow"))["us"]
+                )
+            shutil.rmtree(base, ignore_errors=True)
+        table.group(
+            "file",
+            "sequential, durable step",
+            n,
+            [
+                ("raw tmp+fsync+replace+fsync dir (floor)", median(raw), ""),
+                ("asyncflow StorageFile sync", median(ours), "durable before next step"),
+                (
+                    "asyncflow StorageFile async",
+                    median(ours_async) if ours_async else None,
+                    "next step overlaps the write",
+                ),
+                (
+                    "Dotflow 1.0.1 StorageFile",
+                    median(theirs) if theirs else None,
+                    f"**no fsync**: not durable; {dotflow.where}",
+                ),
+            ],
+        )
+    if not HAS_DURABILITY:
+        table.note("Config(durability=...) is not available in this asyncflow: modes skipped")
+        return
+    for n in args.file_n:
+        sync_runs, batch_runs = [], []
+        for rep in range(args.reps):
+            base = tmp / f"par-{n}-{rep}"
+            flow = chain(StorageFile(base / "sync"), n)
+            sync_runs.append(await timed(flow, n, mode="parallel", max_concurrency=64))
+            flow = chain(StorageFile(base / "batch"), n, durability="batch")
+            batch_runs.append(await timed(flow, n, mode="parallel", max_concurrency=64))
+            shutil.rmtree(base, ignore_errors=True)
+        table.group(
+            "file",
+            "parallel x64, durable task",
+            n,
+            [
+                ("raw durable write (floor, 1 at a time)", median(raw), "from the row above"),
+                ("asyncflow parallel sync", median(sync_runs), "one fsync pair per task"),
+                ("asyncflow parallel batch", median(batch_runs), "group commit: shared fsyncs"),
+            ],
+        )
+
+
+# -- 3. resume in a fresh process ------------------------------------------------
+
+
+def _child(args: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(args)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark child {args['op']} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _storage_from(spec: dict[str, Any]) -> Any:
+    if spec["kind"] == "file":
+        return StorageFile(spec["root"])
+    if spec["kind"] == "s3":
+        from asyncflow.providers.s3 import StorageS3
+
+        return StorageS3(spec["bucket"], spec["prefix"], **spec["client"])
+    if spec["kind"] == "gcs":
+        from asyncflow.providers.gcs import StorageGCS
+
+        return StorageGCS(spec["bucket"], spec["prefix"], api_root=spec["url"])
+    return StorageDefault()
+
+
+CALLS: list[int] = []
+
+
+@action
+async def never(previous_context: Any) -> int:
+    """The step of the resume benchmark: it must never run in the timed resume."""
+    CALLS.append(1)
+    return 1
+
+
+def _storage_for_prepare(spec: dict[str, Any]) -> Any:
+    # Same bytes as a durable write, without paying N fsyncs just to set up.
+    if spec["kind"] == "file":
+        return StorageFile(spec["root"], durable=False)
+    return _storage_from(spec)
+
+
+async def child_resume(spec: dict[str, Any]) -> dict[str, Any]:
+    """In a fresh process: build the flow, time ``start(resume=True)``."""
+    n = spec["n"]
+    storage = _storage_from(spec)
+    try:
+        flow = AsyncFlow(config=Config(storage=storage), workflow_id=spec["workflow_id"])
+        for i in range(n):
+            flow.task.add(never, key=f"k{i}")
+        clock = time.perf_counter()
+        await flow.start(resume=True)
+        seconds = time.perf_counter() - clock
+    finally:
+        await storage.aclose()
+    return {"us": seconds / n * 1e6, "reran": len(CALLS)}
+
+
+async def prepare_resume(spec: dict[str, Any]) -> None:
+    """Write the checkpoints of n completed steps of one sequential chain."""
+    storage = _storage_for_prepare(spec)
+    try:
+        flow = AsyncFlow(config=Config(storage=storage), workflow_id=spec["workflow_id"])
+        for i in range(spec["n"]):
+            flow.task.add(never, key=f"k{i}")
+        await flow.start()
+    finally:
+        await storage.aclose()
+    CALLS.clear()
+
+
+async def sequential_gets(spec: dict[str, Any]) -> float:
+    """The object-store floor: N GETs one after another, in a warm client."""
+    storage = _storage_from(spec)
+    try:
+        keys = [f"{spec['workflow_id']}/tasks/k{i}.json" for i in range(spec["n"])]
+        await storage.read(keys[0])
+        clock = time.perf_counter()
+        for key in keys:
+            assert await storage.read(key) is not None
+        return (time.perf_counter() - clock) / len(keys) * 1e6
+    finally:
+        await storage.aclose()
+
+
+async def bench_resume(
+    args: argparse.Namespace, table: Table, dotflow: Dotflow, tmp: Path, servers: Servers
+) -> None:
+    for n in args.n:
+        ours, theirs = [], []
+        spec = {
+            "kind": "file",
+            "root": str(tmp / f"resume-af-{n}"),
+            "workflow_id": "resume",
+            "n": n,
+        }
+        await prepare_resume(spec)
+        droot = str(tmp / f"resume-dotflow-{n}")
+        if dotflow.available:
+            dotflow.subprocess("prepare_resume", n=n, root=droot)
+        for _ in range(args.reps):
+            result = _child({"op": "resume", **spec})
+            assert result["reran"] == 0, result
+            ours.append(result["us"])
+            if dotflow.available:
+                got = dotflow.subprocess("resume", n=n, root=droot)
+                assert got["reran"] == 0, got
+                theirs.append(got["us"])
+        figures: list[tuple[str, float | None, str]] = [
+            (
+                "Dotflow 1.0.1 StorageFile",
+                median(theirs) if theirs else None,
+                f"fresh process; {dotflow.where}",
+            ),
+            ("asyncflow StorageFile", median(ours), "fresh process"),
+        ]
+        if not theirs:
+            figures.reverse()
+        table.group("resume", "skip N done steps, files", n, figures)
+        shutil.rmtree(spec["root"], ignore_errors=True)
+        shutil.rmtree(droot, ignore_errors=True)
+    for kind in ("s3", "gcs"):
+        base = servers.spec(kind)
+        if base is None:
+            continue
+        for n in args.n:
+            spec = {
+                **base,
+                "prefix": f"resume-{n}-{os.urandom(3).hex()}",
+                "workflow_id": "r",
+                "n": n,
+            }
+            await prepare_resume(spec)
+            gets, ours = [], []
+            for _ in range(args.reps):
+                gets.append(await sequential_gets(spec))
+                result = _child({"op": "resume", **spec})
+                assert result["reran"] == 0, result
+                ours.append(result["us"])
+            table.group(
+                "resume",
+                f"skip N done steps, {servers.name(kind)}",
+                n,
+                [
+                    ("N sequential GETs (floor x1)", median(gets), "warm client"),
+                    ("asyncflow resume", median(ours), "fresh process, 32 reads in flight"),
+                ],
+            )
+
+
+# -- 4. parallel mode memory -------------------------------------------------------
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+async def child_parallel(spec: dict[str, Any]) -> dict[str, Any]:
+    n, limit = spec["n"], spec["max_concurrency"]
+    gc.collect()
+    imported = _rss_kib()
+    flow = chain(StorageDefault(), n)
+    gc.collect()
+    built = _rss_kib()
+    clock = time.perf_counter()
+    await flow.start(mode="parallel", max_concurrency=limit)
+    seconds = time.perf_counter() - clock
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    assert all(t.status.value == "Completed" for t in flow.task.queue)
+    return {
+        "wall": seconds,
+        "build_bytes_per_task": (built - imported) * 1024 / n,
+        "run_bytes_per_task": max(0, peak - built) * 1024 / n,
+    }
+
+
+async def bench_parallel(args: argparse.Namespace, table: Table) -> None:
+    if not sys.platform.startswith("linux"):
+        table.note("parallel: RSS is read from /proc; skipped on this platform")
+        return
+    for n in args.mem_n:
+        for limit in (None, 64):
+            runs = [
+                _child({"op": "parallel", "n": n, "max_concurrency": limit})
+                for _ in range(max(1, min(args.reps, 3)))
+            ]
+            wall = median([r["wall"] for r in runs])
+            run_b = median([r["run_bytes_per_task"] for r in runs])
+            build_b = median([r["build_bytes_per_task"] for r in runs])
+            row = Row(
+                "parallel",
+                f"max_concurrency={limit or 'unbounded'}",
+                n,
+                "asyncflow StorageDefault",
+                wall / n * 1e6,
+                None,
+                f"wall {wall:.2f}s; peak RSS of the run {run_b:.0f} B/task"
+                f" (+{build_b:.0f} B/task to build the flow)",
+                {"wall": wall, "run_bytes_per_task": run_b, "build_bytes_per_task": build_b},
+            )
+            table.add(row)
+            print(f"  parallel {n} {limit}: {row.note}", file=sys.stderr)
+
+
+# -- 5. payload sweep ---------------------------------------------------------------
+
+
+PAYLOADS = ((100, "100 B"), (10_000, "10 KB"), (1_000_000, "1 MB"))
+
+
+async def raw_object_puts(storage: Any, n: int, data: bytes) -> float:
+    await storage.write("raw/warm.json", data)
+    clock = time.perf_counter()
+    for i in range(n):
+        await storage.write(f"raw/{i}.json", data)
+    return (time.perf_counter() - clock) / n * 1e6
+
+
+async def bench_payload(
+    args: argparse.Namespace, table: Table, dotflow: Dotflow, tmp: Path, servers: Servers
+) -> None:
+    for size, label in PAYLOADS:
+        n = args.payload_n if size < 1_000_000 else max(2, args.payload_n // 5)
+        step = payload_step(size)
+        record = b"x" * (size + RECORD_SIZE)
+        raw, ours, theirs = [], [], []
+        for rep in range(args.reps):
+            base = tmp / f"payload-{size}-{rep}"
+            raw.append(raw_durable_loop(base / "raw", n, record))
+            ours.append(await timed(chain(StorageFile(base / "af"), n, step), n))
+            if dotflow.available:
+                got = dotflow.call("file_chain", n=n, reps=1, root=str(base / "df"), size=size)
+                theirs.append(got["us"])
+            shutil.rmtree(base, ignore_errors=True)
+        table.group(
+            "payload",
+            f"file, {label} output",
+            n,
+            [
+                ("raw durable write (floor)", median(raw), ""),
+                ("asyncflow StorageFile", median(ours), ""),
+                (
+                    "Dotflow 1.0.1 StorageFile",
+                    median(theirs) if theirs else None,
+                    f"no fsync; {dotflow.where}",
+                ),
+            ],
+        )
+        base_spec = servers.spec("s3")
+        if base_spec is None:
+            continue
+        raw, ours = [], []
+        spec = {**base_spec, "prefix": f"payload-{size}-{os.urandom(3).hex()}"}
+        for _ in range(args.reps):
+            storage = _storage_from(spec)
+            try:
+                raw.append(await raw_object_puts(storage, n, record))
+                ours.append(await timed(chain(storage, n, step), n))
+            finally:
+                await storage.aclose()
+        table.group(
+            "payload",
+            f"S3 (SeaweedFS), {label} output",
+            n,
+            [
+                ("raw PUT (floor)", median(raw), "same client"),
+                ("asyncflow StorageS3", median(ours), ""),
+            ],
+        )
+
+
+# -- object-store servers ------------------------------------------------------------
+
+
+class Servers:
+    """SeaweedFS and fake-gcs-server, started once on first use; absent ones are noted."""
+
+    def __init__(self, stack: contextlib.ExitStack, root: Path, table: Table, wanted: bool) -> None:
+        self.stack = stack
+        self.root = root
+        self.table = table
+        self.wanted = wanted
+        self.specs: dict[str, dict[str, Any] | None] = {}
+
+    def name(self, kind: str) -> str:
+        return {"s3": "S3 (SeaweedFS)", "gcs": "GCS (fake-gcs-server)"}[kind]
+
+    def spec(self, kind: str) -> dict[str, Any] | None:
+        if kind in self.specs:
+            return self.specs[kind]
+        spec: dict[str, Any] | None = None
+        if not self.wanted:
+            self.table.note(f"{self.name(kind)}: not started (--smoke or --no-servers)")
+        else:
+            try:
+                spec = self._start(kind)
+            except BaseException as exc:  # pytest.fail raises a BaseException subclass
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                self.table.note(f"{self.name(kind)}: unavailable, skipped ({exc!s:.120})")
+        self.specs[kind] = spec
+        return spec
+
+    def _start(self, kind: str) -> dict[str, Any]:
+        from tests.servers import start_fake_gcs, start_seaweedfs
+
+        if kind == "s3":
+            importlib.import_module("aiobotocore")
+            s3 = self.stack.enter_context(start_seaweedfs(self.root / "seaweedfs"))
+            return {"kind": "s3", "bucket": s3.bucket, "client": s3.client_kwargs()}
+        importlib.import_module("gcloud.aio.storage")
+        gcs = self.stack.enter_context(start_fake_gcs(self.root / "fake-gcs"))
+        return {"kind": "gcs", "bucket": gcs.bucket, "url": gcs.url}
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} CPUs, {cpu}, Python {sys.version.split()[0]}, {sys.platform}"
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny N, one repetition, no servers")
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="section (repeatable)")
+    parser.add_argument("--n", type=_ints, default=[100, 1000, 10000], help="chain lengths")
+    parser.add_argument("--file-n", type=_ints, default=None, help="durable chain lengths")
+    parser.add_argument("--mem-n", type=_ints, default=[10000, 100000], help="parallel task counts")
+    parser.add_argument("--payload-n", type=int, default=50, help="steps per payload size")
+    parser.add_argument("--reps", type=int, default=5, help="repetitions (median reported)")
+    parser.add_argument("--dotflow-python", default=DEFAULT_DOTFLOW_PYTHON)
+    parser.add_argument("--no-servers", action="store_true", help="skip S3/GCS")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.n, args.mem_n, args.payload_n, args.reps = [20], [500], 3, 1
+        args.file_n = [10]
+        args.no_servers = True
+    if args.file_n is None:
+        args.file_n = [n for n in args.n if n <= 1000] or args.n[:1]
+    return args
+
+
+async def main(args: argparse.Namespace) -> None:
+    table = Table()
+    dotflow = Dotflow(args.dotflow_python)
+    if not dotflow.available:
+        table.note(
+            "Dotflow 1.0.1 is not importable and no --dotflow-python was found:"
+            " its rows are skipped"
+        )
+    wanted = args.only or list(SECTIONS)
+    print(f"machine: {machine()}; Dotflow: {dotflow.where}", file=sys.stderr)
+    with (
+        tempfile.TemporaryDirectory(prefix="asyncflow-bench-", dir=".") as name,
+        contextlib.ExitStack() as stack,
+    ):
+        tmp = Path(name).resolve()
+        servers = Servers(stack, tmp / "servers", table, not args.no_servers)
+        if "overhead" in wanted:
+            await bench_overhead(args, table, dotflow)
+        if "file" in wanted:
+            await bench_file(args, table, dotflow, tmp)
+        if "resume" in wanted:
+            await bench_resume(args, table, dotflow, tmp, servers)
+        if "parallel" in wanted:
+            await bench_parallel(args, table)
+        if "payload" in wanted:
+            await bench_payload(args, table, dotflow, tmp, servers)
+    print(f"machine: {machine()}")
+    print(f"command: python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}".rstrip())
+    print(f"Dotflow 1.0.1: {dotflow.where}")
+    print()
+    print(table.render())
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "rows": [r.__dict__ for r in table.rows],
+                    "notes": table.notes,
+                },
+                indent=1,
+            )
+        )
+
+
+def child(spec: dict[str, Any]) -> None:
+    op = spec.pop("op")
+    runner: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] = {
+        "resume": child_resume,
+        "parallel": child_parallel,
+    }[op]
+    print(json.dumps(anyio.run(runner, spec)))
+
+
+if __name__ == "__main__":
+    parsed = parse()
+    if parsed.child:
+        child(json.loads(parsed.child))
+    else:
+        anyio.run(main, parsed)
