@@ -71,15 +71,16 @@ class Action:
             return self
         return types.MethodType(self.func, instance)
 
+    def delay(self, attempt: int) -> float:
+        """The wait after failed attempt number ``attempt`` (1-based)."""
+        delay = self.retry_delay
+        if self.backoff:
+            delay *= 2.0 ** min(attempt - 1, 64)
+        return delay if self.max_delay is None else min(delay, self.max_delay)
+
     def delays(self) -> list[float]:
         """The waits between attempts: ``attempts - 1`` of them."""
-        out: list[float] = []
-        delay = self.retry_delay
-        for _ in range(self.attempts - 1):
-            out.append(delay if self.max_delay is None else min(delay, self.max_delay))
-            if self.backoff:
-                delay *= 2
-        return out
+        return [self.delay(n) for n in range(1, self.attempts)]
 
     @property
     def code_hash(self) -> str:

@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,37 @@ async def call_callback(callback: Callable[..., Any], **kwargs: Any) -> None:
     result = callback(**kwargs)
     if inspect.isawaitable(result):
         await result
+
+
+async def _in_thread(func: Callable[[], Any], stragglers: list[threading.Event] | None) -> Any:
+    """Run a sync step in a worker thread.
+
+    Without a timeout (``stragglers`` is None) cancellation waits for the
+    thread. With one, a timed-out call is abandoned so the flow moves on; its
+    thread cannot be killed, so it is remembered in ``stragglers`` and the
+    next attempt of the same step waits for it: attempts never overlap.
+    """
+    if stragglers is None:
+        return await anyio.to_thread.run_sync(func)
+    done = threading.Event()
+
+    def tracked() -> Any:
+        try:
+            return func()
+        finally:
+            done.set()
+
+    stragglers.append(done)
+    return await anyio.to_thread.run_sync(tracked, abandon_on_cancel=True)
+
+
+async def _join(stragglers: list[threading.Event]) -> None:
+    """Wait for abandoned threads of earlier attempts to finish."""
+    while stragglers:
+        done = stragglers[-1]
+        if not done.is_set():
+            await anyio.to_thread.run_sync(done.wait, abandon_on_cancel=True)
+        stragglers.pop()
 
 
 def _utcnow() -> dt.datetime:
@@ -198,8 +230,9 @@ class Runner:
     async def _attempts(
         self, task: Task, action: Action, kwargs: dict[str, Context]
     ) -> tuple[bool, Any]:
-        delays = action.delays()
+        stragglers: list[threading.Event] = []
         for attempt in range(1, action.attempts + 1):
+            await _join(stragglers)
             task.attempts = attempt
             if self.bus.active:
                 self.bus.publish(
@@ -212,13 +245,13 @@ class Runner:
                     )
                 )
             try:
-                output = await self._attempt(task, action, kwargs)
+                output = await self._attempt(task, action, kwargs, stragglers)
             except Exception as exc:
                 task.errors.append(exc)
                 if attempt == action.attempts:
                     self._fail(task, exc, None)
                     return False, None
-                delay = delays[attempt - 1]
+                delay = action.delay(attempt)
                 task.status = TaskStatus.RETRY
                 logger.warning(
                     "%s: step %s attempt %d/%d failed (%r); retrying in %.3gs",
@@ -250,11 +283,17 @@ class Runner:
                 return True, output
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self, task: Task, action: Action, kwargs: dict[str, Context]) -> Any:
+    async def _attempt(
+        self,
+        task: Task,
+        action: Action,
+        kwargs: dict[str, Context],
+        stragglers: list[threading.Event],
+    ) -> Any:
         if action.timeout is None:
-            return await self._invoke(task, action, kwargs, abandon=False)
+            return await self._invoke(task, action, kwargs, None)
         with anyio.CancelScope(deadline=anyio.current_time() + action.timeout):
-            return await self._invoke(task, action, kwargs, abandon=True)
+            return await self._invoke(task, action, kwargs, stragglers)
         raise TaskTimeout(
             f"step {action.name} (key {task.key}) timed out after {action.timeout:g}s",
             key=task.key,
@@ -262,22 +301,26 @@ class Runner:
         )
 
     async def _invoke(
-        self, task: Task, action: Action, kwargs: dict[str, Context], *, abandon: bool
+        self,
+        task: Task,
+        action: Action,
+        kwargs: dict[str, Context],
+        stragglers: list[threading.Event] | None,
     ) -> Any:
         if action.is_async:
             return await action.func(**kwargs)
         if action.is_class:
-            return await self._invoke_class(task, action, kwargs, abandon=abandon)
-        return await anyio.to_thread.run_sync(
-            functools.partial(action.func, **kwargs), abandon_on_cancel=abandon
-        )
+            return await self._invoke_class(task, action, kwargs, stragglers)
+        return await _in_thread(functools.partial(action.func, **kwargs), stragglers)
 
     async def _invoke_class(
-        self, task: Task, action: Action, kwargs: dict[str, Context], *, abandon: bool
+        self,
+        task: Task,
+        action: Action,
+        kwargs: dict[str, Context],
+        stragglers: list[threading.Event] | None,
     ) -> list[Any]:
-        instance = await anyio.to_thread.run_sync(
-            functools.partial(action.func, **kwargs), abandon_on_cancel=abandon
-        )
+        instance = await _in_thread(functools.partial(action.func, **kwargs), stragglers)
         previous = task.previous_context
         outputs: list[Any] = []
         for method in action.methods():
@@ -289,9 +332,8 @@ class Runner:
             if method.is_async:
                 output = await method.func(instance, **method_kwargs)
             else:
-                output = await anyio.to_thread.run_sync(
-                    functools.partial(method.func, instance, **method_kwargs),
-                    abandon_on_cancel=abandon,
+                output = await _in_thread(
+                    functools.partial(method.func, instance, **method_kwargs), stragglers
                 )
             if isinstance(output, Context):
                 output = output.storage

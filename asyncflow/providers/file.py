@@ -214,11 +214,14 @@ class _FileLock:
         self.fd = -1
 
     def __enter__(self) -> None:
+        if sys.platform == "win32":
+            raise StorageError(
+                "StorageFile conditional writes (leases) need POSIX flock; use WSL on Windows"
+            )
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if sys.platform != "win32":
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
 
     def __exit__(self, *exc: object) -> None:
         if sys.platform != "win32":
             fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+            os.close(self.fd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import anyio
@@ -160,3 +161,53 @@ async def test_sync_step_runs_in_a_worker_thread(storage: Storage) -> None:
     flow.task.add(step=where_async)
     await flow.start()
     assert flow.result_storage() == [False, True]
+
+
+async def test_sync_attempts_never_overlap_after_a_timeout(storage: Storage) -> None:
+    spans: list[tuple[str, float]] = []
+    lock = threading.Lock()
+    attempts = 0
+
+    @action(retry=2, timeout=0.05)
+    def slow_then_fast() -> str:
+        nonlocal attempts
+        with lock:
+            attempts += 1
+            number = attempts
+            spans.append((f"start{number}", time.monotonic()))
+        if number == 1:
+            time.sleep(0.3)  # cannot be interrupted: the thread runs on
+        with lock:
+            spans.append((f"end{number}", time.monotonic()))
+        return f"attempt {number}"
+
+    flow = flow_of(storage, slow_then_fast)
+    await flow.start()
+    assert flow.result_storage() == ["attempt 2"]
+    order = [name for name, _ in sorted(spans, key=lambda span: span[1])]
+    assert order == ["start1", "end1", "start2", "end2"]
+    assert isinstance(flow.result_task()[0].errors[0], TaskTimeout)
+
+
+async def test_last_sync_attempt_that_times_out_is_abandoned(storage: Storage) -> None:
+    release = threading.Event()
+
+    @action(timeout=0.05)
+    def hangs() -> None:
+        release.wait(10)
+
+    flow = flow_of(storage, hangs)
+    started = time.monotonic()
+    await flow.start()
+    assert time.monotonic() - started < 5
+    release.set()
+    assert isinstance(flow.result_task()[0].error, TaskTimeout)
+
+
+def test_backoff_delay_is_computed_lazily_and_stays_finite() -> None:
+    @action(retry=10**9, retry_delay=1.0, backoff=True)
+    async def many() -> None: ...
+
+    assert many.delay(1) == 1.0
+    assert many.delay(3) == 4.0
+    assert many.delay(10**8) == 2.0**64  # finite, and no list of 10**9 delays is built
