@@ -131,6 +131,18 @@ def _binary(name: str, hint: str) -> str:
     return found
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, even by SIGKILL.
+
+    A pytest run killed by a timeout never reaches fixture teardown; without
+    this its servers would live on, orphaned, holding ports and memory.
+    """
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class _Process:
     """A server process in its own group whose output goes to a file or is drained."""
 
@@ -160,6 +172,7 @@ class _Process:
             env=env,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         self._drainer: threading.Thread | None = None
         if log is None:
