@@ -280,3 +280,24 @@ async def test_resume_reads_in_bulk_concurrently(storage: Storage) -> None:
     assert calls.log == []
     assert reads == 42  # the lease, the manifest, then one read per record
     assert peak == 40
+
+
+async def test_signed_records_refuse_tampering(storage: Storage) -> None:
+    key = b"k" * 32
+    calls = Calls()
+
+    def signed_flow() -> AsyncFlow:
+        flow = AsyncFlow(config=Config(storage=storage, signing_key=key), workflow_id="resume-wf")
+        flow.task.add(step=calls.step("a"))
+        return flow
+
+    await signed_flow().start(resume=True)
+    blob = await storage.read("resume-wf/tasks/0.json")
+    assert blob is not None
+    assert blob.data.startswith(b"asyncflow-hmac-sha256:")
+    await signed_flow().start(resume=True)
+    assert calls.log == ["a"]  # intact and signed: restored
+    await storage.write("resume-wf/tasks/0.json", blob.data.replace(b'"a"', b'"b"', 1))
+    with pytest.raises(CheckpointCorrupt, match="signature"):
+        await signed_flow().start(resume=True)
+    assert calls.log == ["a"]
