@@ -404,3 +404,32 @@ async def test_resume_needs_a_fixed_workflow_id(storage: Storage) -> None:
     flow.task.add(step=one)
     with pytest.raises(ConfigurationError, match="fixed workflow id"):
         await flow.start(resume=True)
+
+
+async def test_wrong_types_in_the_public_api_are_named(storage: Storage) -> None:
+    flow = make_flow(storage)
+    flow.task.add(step=one)
+    with pytest.raises(ConfigurationError, match="fingerprint"):
+        await flow.start(fingerprint=123)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="wait_for_lease"):
+        await flow.start(wait_for_lease=-1)
+    with pytest.raises(ConfigurationError, match="wait_for_lease"):
+        await flow.start(wait_for_lease="soon")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="signing_key"):
+        Config(storage=storage, signing_key="secret")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="read_concurrency"):
+        Config(storage=storage, read_concurrency=0)
+    with pytest.raises(ConfigurationError, match="lease_ttl"):
+        Config(storage=storage, lease_ttl=-1)
+    with pytest.raises(ConfigurationError, match="lease_renew"):
+        Config(storage=storage, lease_ttl=1, lease_renew=2)
+    with pytest.raises(ConfigurationError, match="serializer"):
+        Config(storage=storage, serializer="json")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="callback"):
+        flow.task.add(step=one, callback="print")
+    with pytest.raises(ConfigurationError, match="group_name"):
+        flow.task.add(step=one, group_name="")
+    with pytest.raises(ConfigurationError, match="workflow_id must be a str"):
+        AsyncFlow(workflow_id=42)  # type: ignore[arg-type]
+    assert flow.result_task()[0].status is TaskStatus.NOT_STARTED  # nothing ran
+    assert [k async for k in storage.list("wf/")] == []  # nothing was written
