@@ -36,6 +36,7 @@ from asyncflow._core.ids import validate_id
 from asyncflow._core.lease import Lease
 from asyncflow._core.modes import MODES
 from asyncflow._core.runner import Runner, call_callback
+from asyncflow._core.status import error_text, task_outcome
 from asyncflow._core.task import Task, TaskBuilder, TaskStatus
 
 __all__ = ["AsyncFlow", "Mode"]
@@ -269,7 +270,8 @@ class AsyncFlow:
                         keep_going=options.keep_going,
                         lease=lease,
                     )
-                    await MODES[mode](runner, tasks, options.max_concurrency)
+                    async with runner.committer.running():
+                        await MODES[mode](runner, tasks, options.max_concurrency)
 
                 await _with_heartbeat(lease, body)
             failed = [t for t in tasks if t.status is TaskStatus.FAILED]
@@ -280,9 +282,12 @@ class AsyncFlow:
             if manifest is not None:
                 lease.ensure()
                 with anyio.CancelScope(shield=True):
-                    await storage.write(
-                        manifest_key(self.workflow_id), manifest.replace(status=status).encode()
+                    ended = manifest.replace(
+                        status=status,
+                        outcomes={t.key: task_outcome(t) for t in tasks},
+                        errors={t.key: error_text(t.error) for t in failed},
                     )
+                    await storage.write(manifest_key(self.workflow_id), ended.encode())
         except BaseException as exc:
             ending = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else "failed"
             self.status = ending
@@ -392,6 +397,7 @@ class AsyncFlow:
             fingerprint=fingerprint,
             mode=mode,
             tasks=tuple(task.key for task in self.task.queue),
+            steps=tuple(task.name for task in self.task.queue),
             created_at=previous.created_at if previous is not None and resume else now,
             updated_at=now,
         )

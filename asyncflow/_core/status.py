@@ -1,0 +1,316 @@
+"""What a workflow's storage says about its latest run, read without running anything.
+
+Storage holds a record only for a completed task, so the per-task picture
+comes from the run manifest (``run.json``): its ``tasks`` list every key in
+flow order, and since this version its ``outcomes`` say what happened to
+each key in the latest finished run (``skipped`` = restored from its
+checkpoint) and its ``errors`` why a key failed.
+
+Manifests written before ``outcomes`` existed (or while a run is going on)
+fall back to the records: a key with a record is ``completed``; in a
+``failed`` (``cancelled``) run the first key without a record is ``failed``
+(``cancelled``) and the later ones ``not run``.
+
+Records are parsed for their metadata only: the output is never decoded
+(no serializer, so a pickled output is never unpickled) and a signature is
+not verified (no key is needed to look).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from asyncflow._core.checkpoint import (
+    _SIG_PREFIX,
+    CheckpointRecord,
+    Manifest,
+    decode_record,
+    manifest_key,
+    task_prefix,
+    task_storage_key,
+)
+from asyncflow._core.concurrency import run_all
+from asyncflow._core.lease import LeaseRecord, lease_key
+from asyncflow._core.storage import Storage
+
+if TYPE_CHECKING:
+    from asyncflow._core.task import Task
+
+__all__ = [
+    "OUTCOMES",
+    "LeaseState",
+    "Outcome",
+    "RunState",
+    "TaskState",
+    "error_text",
+    "read_run",
+    "task_outcome",
+]
+
+Outcome = Literal["completed", "skipped", "failed", "cancelled", "not run"]
+OUTCOMES: tuple[Outcome, ...] = ("completed", "skipped", "failed", "cancelled", "not run")
+_ERROR_LIMIT = 1000
+
+
+def task_outcome(task: Task) -> Outcome:
+    """What happened to ``task`` in the run that just ended."""
+    from asyncflow._core.task import TaskStatus
+
+    if task.restored:
+        return "skipped"
+    if task.status is TaskStatus.COMPLETED:
+        return "completed"
+    if task.status is TaskStatus.FAILED:
+        return "failed"
+    if task.status in (TaskStatus.CANCELLED, TaskStatus.IN_PROGRESS, TaskStatus.RETRY):
+        return "cancelled"
+    return "not run"
+
+
+def error_text(error: BaseException | None) -> str:
+    """``repr`` of a task's error, cut to a sane length for the manifest."""
+    text = repr(error)
+    if len(text) > _ERROR_LIMIT:
+        text = text[: _ERROR_LIMIT - 3] + "..."
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    key: str
+    step: str
+    status: Outcome
+    task_id: int | None = None
+    attempts: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    checkpoint: bool = False
+    signed: bool = False
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "step": self.step,
+            "status": self.status,
+            "task_id": self.task_id,
+            "attempts": self.attempts,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration": self.duration,
+            "error": self.error,
+            "checkpoint": self.checkpoint,
+            "signed": self.signed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    runner_id: str
+    host: str
+    pid: int
+    acquired_at: float
+    expires_at: float
+    released: bool
+    holder_gone: bool
+
+    @property
+    def live(self) -> bool:
+        """Held by a runner that may still be running (it blocks another runner)."""
+        return not self.released and self.expires_at > time.time() and not self.holder_gone
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "live": self.live,
+            "runner_id": self.runner_id,
+            "host": self.host,
+            "pid": self.pid,
+            "acquired_at": self.acquired_at,
+            "expires_at": self.expires_at,
+            "released": self.released,
+            "holder_gone": self.holder_gone,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """The latest run of one workflow, as storage records it."""
+
+    workflow_id: str
+    status: str
+    mode: str | None
+    created_at: float | None
+    updated_at: float | None
+    tasks: tuple[TaskState, ...]
+    lease: LeaseState | None
+    extra_records: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workflow_id": self.workflow_id,
+            "status": self.status,
+            "mode": self.mode,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "lease": self.lease.to_json() if self.lease is not None else None,
+            "tasks": [task.to_json() for task in self.tasks],
+            "extra_records": list(self.extra_records),
+        }
+
+
+class _Opaque:
+    """A serializer that keeps the stored payload as is: metadata only, never unpickled."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def encode(self, value: Any) -> Any:  # pragma: no cover - never used to write
+        raise NotImplementedError
+
+    def decode(self, payload: Any) -> Any:
+        return None
+
+
+def _record_meta(
+    data: bytes, where: str, workflow_id: str, key: str
+) -> tuple[CheckpointRecord, bool]:
+    signed = data.startswith(_SIG_PREFIX)
+    if signed:
+        data = data.partition(b"\n")[2]
+    try:
+        name = json.loads(data).get("serializer")
+    except (ValueError, AttributeError):
+        name = None
+    serializer = _Opaque(name if isinstance(name, str) else "json")
+    record = decode_record(
+        data,
+        where=where,
+        workflow_id=workflow_id,
+        key=key,
+        serializers={serializer.name: serializer},
+    )
+    return record, signed
+
+
+async def read_lease(storage: Storage, workflow_id: str) -> LeaseState | None:
+    where = lease_key(workflow_id)
+    blob = await storage.read(where)
+    if blob is None:
+        return None
+    record = LeaseRecord.decode(blob.data, where)
+    return LeaseState(
+        runner_id=record.runner_id,
+        host=record.host,
+        pid=record.pid,
+        acquired_at=record.acquired_at,
+        expires_at=record.expires_at,
+        released=record.released,
+        holder_gone=record.holder_is_dead_here(),
+    )
+
+
+async def read_run(storage: Storage, workflow_id: str) -> RunState | None:
+    """The state of ``workflow_id`` in ``storage``, or None if it has no manifest nor records.
+
+    A record that cannot be parsed raises ``CheckpointCorrupt`` naming it.
+    """
+    where = manifest_key(workflow_id)
+    blob = await storage.read(where)
+    manifest = Manifest.decode(blob.data, where) if blob is not None else None
+    names = [name async for name in storage.list(task_prefix(workflow_id))]
+    lease = await read_lease(storage, workflow_id)
+    if manifest is None and not names:
+        return None
+    prefix = task_prefix(workflow_id)
+    found = {
+        name[len(prefix) : -len(".json")]: name
+        for name in names
+        if name.endswith(".json") and "/" not in name[len(prefix) :]
+    }
+    records: dict[str, tuple[CheckpointRecord, bool]] = {}
+    pending = iter(found.items())
+
+    async def worker() -> None:
+        for key, name in pending:
+            record_blob = await storage.read(name)
+            if record_blob is not None:
+                records[key] = _record_meta(record_blob.data, name, workflow_id, key)
+
+    if found:
+        await run_all([worker] * min(16, len(found)))
+    keys = manifest.tasks if manifest is not None else tuple(sorted(records, key=_key_order))
+    status = manifest.status if manifest is not None else "unknown"
+    states = _states(manifest, keys, records)
+    extra = tuple(sorted(task_storage_key(workflow_id, k) for k in records if k not in keys))
+    return RunState(
+        workflow_id=workflow_id,
+        status=status,
+        mode=manifest.mode if manifest is not None else None,
+        created_at=manifest.created_at if manifest is not None else None,
+        updated_at=manifest.updated_at if manifest is not None else None,
+        tasks=states,
+        lease=lease,
+        extra_records=extra,
+    )
+
+
+def _as_outcome(value: str | None) -> Outcome | None:
+    for outcome in OUTCOMES:
+        if value == outcome:
+            return outcome
+    return None
+
+
+def _key_order(key: str) -> tuple[int, int | str]:
+    return (0, int(key)) if key.isdigit() else (1, key)
+
+
+def _states(
+    manifest: Manifest | None,
+    keys: Sequence[str],
+    records: dict[str, tuple[CheckpointRecord, bool]],
+) -> tuple[TaskState, ...]:
+    status = manifest.status if manifest is not None else "unknown"
+    outcomes = manifest.outcomes if manifest is not None else {}
+    errors = manifest.errors if manifest is not None else {}
+    steps = manifest.steps if manifest is not None and len(manifest.steps) == len(keys) else ()
+    fallback: Outcome = "cancelled" if status == "cancelled" else "failed"
+    first_missing = status in ("failed", "cancelled")
+    states: list[TaskState] = []
+    for index, key in enumerate(keys):
+        found = records.get(key)
+        record = found[0] if found is not None else None
+        outcome = _as_outcome(outcomes.get(key))
+        if outcome is None:
+            if record is not None:
+                outcome = "completed"
+            elif first_missing:
+                outcome, first_missing = fallback, False
+            else:
+                outcome = "not run"
+        step = steps[index] if steps else record.step if record is not None else key
+        states.append(
+            TaskState(
+                key=key,
+                step=step,
+                status=outcome,
+                task_id=record.task_id if record is not None else index,
+                attempts=record.attempts if record is not None else None,
+                started_at=record.started_at if record is not None else None,
+                finished_at=record.finished_at if record is not None else None,
+                error=errors.get(key),
+                checkpoint=record is not None,
+                signed=found[1] if found is not None else False,
+            )
+        )
+    return tuple(states)
