@@ -19,6 +19,10 @@ class Config:
     ``signing_key`` adds an HMAC-SHA256 to each record; a record whose bytes
     were changed by anyone without the key is refused as corrupt.
     ``read_concurrency`` bounds the concurrent reads of a resume.
+    ``durability`` is when a checkpoint is durable: ``"sync"`` (before the
+    next step), ``"async"`` (written while the next step runs; flushed by the
+    end of the run) or ``"batch"`` (group commit of tasks finishing together);
+    see ``asyncflow._core.commit`` for what each can lose in a crash.
     ``lease_ttl`` is how long a runner's lease on its workflow lasts without
     renewal (a crashed runner on another host blocks a resume that long);
     it is renewed every ``lease_renew`` seconds (default ``lease_ttl / 3``).
@@ -30,6 +34,7 @@ class Config:
     read_concurrency: int = 32
     lease_ttl: float = 30.0
     lease_renew: float | None = None
+    durability: str = "sync"
 
     @property
     def lease_renew_every(self) -> float:
@@ -58,6 +63,10 @@ class Config:
                 raise ConfigurationError(f"Config {name} must be a number of seconds > 0")
         if self.lease_renew_every >= self.lease_ttl:
             raise ConfigurationError("Config lease_renew must be shorter than lease_ttl")
+        if self.durability not in ("sync", "async", "batch"):
+            raise ConfigurationError(
+                f"Config durability must be 'sync', 'async' or 'batch', got {self.durability!r}"
+            )
         if type(self.read_concurrency) is not int or self.read_concurrency < 1:
             raise ConfigurationError(
                 f"Config read_concurrency must be an int >= 1, got {self.read_concurrency!r}"

@@ -19,10 +19,11 @@ from asyncflow._core.action import Action
 from asyncflow._core.bus import EventBus
 from asyncflow._core.checkpoint import (
     CheckpointRecord,
+    RecordEncoder,
     encode_output,
-    encode_record,
     task_storage_key,
 )
+from asyncflow._core.commit import make_committer
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
 from asyncflow._core.errors import CheckpointMismatch, SerializationError, TaskTimeout
@@ -102,6 +103,8 @@ class Runner:
         self.records = records
         self.keep_going = keep_going
         self.halted = False
+        self.encoder = RecordEncoder(workflow_id, self.serializer.name, config.signing_key)
+        self.committer = make_committer(config.durability, self.storage, lease, bus, workflow_id)
 
     async def step(self, task: Task, previous: Context, input_digest: str | None) -> bool:
         """Restore or run ``task``; true if it ends COMPLETED."""
@@ -172,8 +175,7 @@ class Runner:
                 self._fail(task, exc, clock)
                 return
             where = task_storage_key(self.workflow_id, task.key)
-            data = encode_record(
-                workflow_id=self.workflow_id,
+            data = self.encoder.encode(
                 key=task.key,
                 task_id=task.task_id,
                 step=action.name,
@@ -183,15 +185,9 @@ class Runner:
                 finished_at=time.time(),
                 input_digest=input_digest,
                 code_hash=action.code_hash,
-                serializer=self.serializer.name,
                 output=encoded,
-                signing_key=self.config.signing_key,
             )
-            write_clock = time.perf_counter()
-            if self.lease is not None:
-                self.lease.ensure()
-            with anyio.CancelScope(shield=True):
-                await self.storage.write(where, data)
+            await self.committer.commit(task, where, data)
         except anyio.get_cancelled_exc_class():
             task.status = TaskStatus.CANCELLED
             task.finished_at = _utcnow()
@@ -209,22 +205,15 @@ class Runner:
         task.finished_at = _utcnow()
         task.duration = time.perf_counter() - clock
         if self.bus.active:
-            common: dict[str, Any] = {
-                "workflow_id": self.workflow_id,
-                "task_id": task.task_id,
-                "key": task.key,
-                "step": task.name,
-            }
             self.bus.publish(
-                events.CheckpointWritten(
-                    **common,
-                    storage_key=where,
-                    size=len(data),
-                    duration=time.perf_counter() - write_clock,
+                events.TaskCompleted(
+                    workflow_id=self.workflow_id,
+                    task_id=task.task_id,
+                    key=task.key,
+                    step=task.name,
+                    attempts=task.attempts,
+                    duration=task.duration,
                 )
-            )
-            self.bus.publish(
-                events.TaskCompleted(**common, attempts=task.attempts, duration=task.duration)
             )
 
     async def _attempts(

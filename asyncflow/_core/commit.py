@@ -1,0 +1,227 @@
+"""How a finished step's checkpoint reaches storage: the durability modes.
+
+``Config(durability=...)``, as in LangGraph:
+
+* ``"sync"`` (default): the record is durable before the next step starts and
+  before the task is reported COMPLETED. A crash loses at most the step that
+  was running (it has no record and runs again on resume).
+* ``"async"``: the write is started in the background and the chain goes on
+  at once, so the next step overlaps it. Each chain (a sequential chain, a
+  group of ``sequential_group``, a worker of ``parallel``) has at most one
+  write in flight and its writes land in order; the end of the run (and so
+  ``start()`` returning, or ``wait()`` in background mode) waits for every
+  write and raises the first storage error. A crash loses at most one
+  checkpoint per chain (the one in flight) on top of the running step.
+* ``"batch"`` (group commit): finished tasks queue their records and wait;
+  one flusher writes everything queued in one ``write_many`` call when the
+  storage has one (``StorageFile``: one thread hop, the directory fsynced
+  once per batch) or as concurrent writes otherwise. A task is COMPLETED only
+  once its batch is durable, as with ``"sync"``; what a crash loses is the
+  batch being written. It pays off when many tasks finish together
+  (``parallel``); a single chain degrades to ``"sync"``.
+
+In every mode each record is written with one atomic ``write`` (a reader sees
+the old record or the new one, never a torn one), the lease is checked right
+before each record (or batch) is handed to storage, and writes are shielded
+from cancellation: a cancelled run still finishes the writes it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+
+from asyncflow import events
+from asyncflow._core.bus import EventBus
+from asyncflow._core.concurrency import run_all
+from asyncflow._core.lease import Lease
+from asyncflow._core.storage import Storage
+from asyncflow._core.task import Task
+from asyncflow.providers.memory import StorageDefault
+
+__all__ = ["DURABILITY", "Committer", "Durability", "make_committer"]
+
+Durability = Literal["sync", "async", "batch"]
+DURABILITY: tuple[str, ...] = ("sync", "async", "batch")
+
+#: At most this many records per ``write_many`` call or concurrent batch.
+MAX_BATCH = 256
+#: Concurrent writes of a batch on a storage without ``write_many``.
+BATCH_CONCURRENCY = 32
+
+
+class Committer:
+    """``"sync"``: write each record before returning."""
+
+    def __init__(self, storage: Storage, lease: Lease | None, bus: EventBus, workflow_id: str):
+        self.storage = storage
+        self.lease = lease
+        self.bus = bus
+        self.workflow_id = workflow_id
+        # StorageDefault.write never suspends, so nothing can cancel it midway:
+        # the shield (a cancel scope per step) would cost without protecting.
+        self.needs_shield = type(storage) is not StorageDefault
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Around the whole run: on exit every started write has finished."""
+        yield
+
+    def _ensure(self) -> None:
+        if self.lease is not None:
+            self.lease.ensure()
+
+    async def _write(self, where: str, data: bytes) -> None:
+        if self.needs_shield:
+            with anyio.CancelScope(shield=True):
+                await self.storage.write(where, data)
+        else:
+            await self.storage.write(where, data)
+
+    def _written(self, task: Task, where: str, data: bytes, clock: float) -> None:
+        if self.bus.active:
+            self.bus.publish(
+                events.CheckpointWritten(
+                    workflow_id=self.workflow_id,
+                    task_id=task.task_id,
+                    key=task.key,
+                    step=task.name,
+                    storage_key=where,
+                    size=len(data),
+                    duration=time.perf_counter() - clock,
+                )
+            )
+
+    async def commit(self, task: Task, where: str, data: bytes) -> None:
+        """Hand ``data`` to storage; the lease is checked first (``LeaseLost``)."""
+        clock = time.perf_counter()
+        self._ensure()
+        await self._write(where, data)
+        self._written(task, where, data, clock)
+
+
+class AsyncCommitter(Committer):
+    """``"async"``: one background write in flight per chain, in order."""
+
+    def __init__(self, storage: Storage, lease: Lease | None, bus: EventBus, workflow_id: str):
+        super().__init__(storage, lease, bus, workflow_id)
+        self._group: anyio.abc.TaskGroup | None = None
+        self._last: dict[int, anyio.Event] = {}
+        self._failure: list[BaseException] = []
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        try:
+            async with anyio.create_task_group() as group:
+                self._group = group
+                yield
+        finally:
+            self._group = None
+            self._last.clear()
+        if self._failure:
+            raise self._failure[0]
+
+    async def commit(self, task: Task, where: str, data: bytes) -> None:
+        if self._failure:
+            raise self._failure[0]
+        chain = anyio.get_current_task().id
+        previous = self._last.get(chain)
+        if previous is not None and not previous.is_set():
+            with anyio.CancelScope(shield=True):
+                await previous.wait()  # order per chain: one write in flight
+            if self._failure:
+                raise self._failure[0]
+        self._ensure()
+        done = anyio.Event()
+        self._last[chain] = done
+        assert self._group is not None, "commit() outside running()"
+        self._group.start_soon(self._background, task, where, data, done)
+
+    async def _background(self, task: Task, where: str, data: bytes, done: anyio.Event) -> None:
+        clock = time.perf_counter()
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.storage.write(where, data)
+        except Exception as exc:
+            self._failure.append(exc)
+            return
+        finally:
+            done.set()
+        self._written(task, where, data, clock)
+
+
+class BatchCommitter(Committer):
+    """``"batch"``: group commit; each caller waits for the batch holding its record."""
+
+    def __init__(self, storage: Storage, lease: Lease | None, bus: EventBus, workflow_id: str):
+        super().__init__(storage, lease, bus, workflow_id)
+        self._queue: list[tuple[Task, str, bytes, _Slot]] = []
+        self._busy = False
+        self._write_many: Callable[[list[tuple[str, bytes]]], Awaitable[Any]] | None = getattr(
+            storage, "write_many", None
+        )
+
+    async def commit(self, task: Task, where: str, data: bytes) -> None:
+        slot = _Slot()
+        self._queue.append((task, where, data, slot))
+        with anyio.CancelScope(shield=True):
+            if not self._busy:
+                # This caller becomes the flusher until the queue is empty;
+                # records queued meanwhile ride along in the next batch.
+                self._busy = True
+                try:
+                    while self._queue:
+                        batch = self._queue[:MAX_BATCH]
+                        del self._queue[: len(batch)]
+                        await self._flush(batch)
+                finally:
+                    self._busy = False
+            await slot.event.wait()
+        if slot.error is not None:
+            raise slot.error
+
+    async def _flush(self, batch: list[tuple[Task, str, bytes, _Slot]]) -> None:
+        clock = time.perf_counter()
+        try:
+            self._ensure()
+            items = [(where, data) for _, where, data, _ in batch]
+            if self._write_many is not None and len(items) > 1:
+                await self._write_many(items)
+            elif len(items) == 1:
+                await self.storage.write(*items[0])
+            else:
+                pending = iter(items)
+
+                async def worker() -> None:
+                    for where, data in pending:
+                        await self.storage.write(where, data)
+
+                await run_all([worker] * min(BATCH_CONCURRENCY, len(items)))
+        except Exception as exc:
+            for *_, slot in batch:
+                slot.error = exc
+                slot.event.set()
+            return
+        for task, where, data, slot in batch:
+            self._written(task, where, data, clock)
+            slot.event.set()
+
+
+class _Slot:
+    __slots__ = ("error", "event")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.error: BaseException | None = None
+
+
+def make_committer(
+    durability: str, storage: Storage, lease: Lease | None, bus: EventBus, workflow_id: str
+) -> Committer:
+    kind = {"sync": Committer, "async": AsyncCommitter, "batch": BatchCommitter}[durability]
+    return kind(storage, lease, bus, workflow_id)
