@@ -45,6 +45,9 @@ def lease_key(workflow_id: str) -> str:
     return f"{workflow_id}/lease.json"
 
 
+_identity: tuple[str, str, int, str] | None = None
+
+
 def _boot_id() -> str:
     try:
         with open("/proc/sys/kernel/random/boot_id") as handle:
@@ -65,9 +68,16 @@ def _start_time(pid: int) -> str:
 
 
 def process_identity() -> tuple[str, str, int, str]:
-    """(host, boot id, pid, pid start time) of this process."""
+    """(host, boot id, pid, pid start time) of this process.
+
+    Cached per pid (a forked child finds out anew): reading ``/proc`` twice
+    per lease write was most of the fixed cost of a short in-memory run.
+    """
+    global _identity
     pid = os.getpid()
-    return socket.gethostname(), _boot_id(), pid, _start_time(pid)
+    if _identity is None or _identity[2] != pid:
+        _identity = (socket.gethostname(), _boot_id(), pid, _start_time(pid))
+    return _identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +225,9 @@ class Lease:
                     self.key, mine.encode(), if_version=self.version
                 )
         except PreconditionFailed:
+            if await self._still_mine():
+                await self.renew()
+                return
             self.lost = "the lease record was changed by another runner"
             return
         except StorageError as exc:
@@ -224,6 +237,24 @@ class Lease:
             return
         self.record = mine
         self.valid_until = started + self.ttl
+
+    async def _still_mine(self) -> bool:
+        """After a lost compare-and-swap: was it only our own earlier write landing?
+
+        A renewal whose answer was lost (timeout, dropped connection) may have
+        been applied; the stored record then is ours, with a version we never
+        saw. Adopt it instead of reporting the lease lost.
+        """
+        blob = await self.storage.read(self.key)
+        if blob is None or self.record is None:
+            return False
+        current = LeaseRecord.decode(blob.data, self.key)
+        if current.runner_id != self.runner_id or current.generation != self.record.generation:
+            return False
+        if current.released:
+            return False
+        self.version = blob.version
+        return True
 
     def ensure(self) -> None:
         """Raise ``LeaseLost`` unless the lease is surely still ours (called before a commit)."""

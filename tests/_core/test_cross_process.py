@@ -3,24 +3,57 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.servers import GCSServer, S3Server
 
 FLOW = Path(__file__).parent / "flows" / "crashy.py"
 MODES = ["sequential", "sequential_group", "background", "parallel"]
 
 
-def run(url: str, log: Path, mode: str, trouble: str = "") -> subprocess.CompletedProcess[str]:
+@dataclass(frozen=True)
+class Place:
+    """A persistent storage URL plus the environment a child needs to reach it."""
+
+    url: str
+    env: dict[str, str]
+
+
+@pytest.fixture(params=["file", "s3-seaweedfs", "gcs"])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Place:
+    prefix = f"x-{secrets.token_hex(6)}"
+    env = dict(os.environ)
+    if request.param == "file":
+        return Place(f"file://{tmp_path / 'store'}", env)
+    if request.param == "s3-seaweedfs":
+        s3: S3Server = request.getfixturevalue("seaweedfs_server")
+        env.update(
+            AWS_ENDPOINT_URL=s3.endpoint_url,
+            AWS_ACCESS_KEY_ID=s3.access_key,
+            AWS_SECRET_ACCESS_KEY=s3.secret_key,
+            AWS_DEFAULT_REGION=s3.region,
+        )
+        return Place(f"s3://{s3.bucket}/{prefix}", env)
+    gcs: GCSServer = request.getfixturevalue("fake_gcs_server")
+    env["STORAGE_EMULATOR_HOST"] = gcs.url
+    return Place(f"gs://{gcs.bucket}/{prefix}", env)
+
+
+def run(place: Place, log: Path, mode: str, trouble: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(FLOW), url, str(log), mode, trouble],
+        [sys.executable, str(FLOW), place.url, str(log), mode, trouble],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=place.env,
     )
 
 
@@ -29,14 +62,15 @@ def ran(log: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_failed_step_is_the_only_one_rerun_in_a_new_process(tmp_path: Path, mode: str) -> None:
-    url = f"file://{tmp_path / 'store'}"
+def test_failed_step_is_the_only_one_rerun_in_a_new_process(
+    tmp_path: Path, mode: str, place: Place
+) -> None:
     log = tmp_path / "calls.log"
-    first = run(url, log, mode, trouble="2")
+    first = run(place, log, mode, trouble="2")
     assert first.returncode == 0, first.stderr
     assert "statuses Completed,Completed,Failed" in first.stdout
     log.unlink()
-    second = run(url, log, mode)
+    second = run(place, log, mode)
     assert second.returncode == 0, second.stderr
     if mode == "parallel":
         # keep_going=False stops new tasks after a failure: step 3 may not have started
@@ -55,6 +89,7 @@ def test_failed_step_is_the_only_one_rerun_in_a_new_process(tmp_path: Path, mode
 @pytest.mark.parametrize("mode", ["sequential", "parallel"])
 def test_sigkill_mid_step_then_resume(tmp_path: Path, mode: str) -> None:
     url = f"file://{tmp_path / 'store'}"
+    place = Place(url, dict(os.environ))
     log = tmp_path / "calls.log"
     child = subprocess.Popen(
         [sys.executable, str(FLOW), url, str(log), mode, "hang:2"],
@@ -76,7 +111,7 @@ def test_sigkill_mid_step_then_resume(tmp_path: Path, mode: str) -> None:
     )
     assert "2" not in committed
     log.unlink()
-    second = run(url, log, mode)
+    second = run(place, log, mode)
     assert second.returncode == 0, second.stderr
     # exactly the steps that had no checkpoint when the process died run again
     assert ran(log) == sorted({"0", "1", "2", "3"} - committed)

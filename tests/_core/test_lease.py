@@ -217,3 +217,22 @@ async def test_renewal_keeps_a_long_run_alive(storage: Storage) -> None:
             await Gate().flow(storage).start()
         gate.release.set()
     assert flow.status == "completed"
+
+
+async def test_renewal_whose_answer_was_lost_is_not_a_lost_lease(storage: Storage) -> None:
+    """A renewal that landed but whose reply was lost must not look like a takeover."""
+    gate = Gate()
+    flow = gate.flow(storage, lease_ttl=5.0, lease_renew=0.05)
+    async with anyio.create_task_group() as group:
+        group.start_soon(flow.start)
+        await gate.entered.wait()
+        # rewrite our own record unchanged but with a new version, as a renewal
+        # whose answer never arrived would have
+        blob = await storage.read(KEY)
+        assert blob is not None
+        record = json.loads(blob.data)
+        record["expires_at"] += 0.5
+        await storage.write(KEY, json.dumps(record).encode())
+        await anyio.sleep(0.3)  # several renewals
+        gate.release.set()
+    assert flow.status == "completed"
