@@ -213,7 +213,7 @@ class Lease:
         self.lost = None
         return None
 
-    async def renew(self) -> None:
+    async def renew(self, *, adopt: bool = True) -> None:
         """Extend the lease; mark it lost if someone else changed it or it ran out."""
         if self.record is None or self.lost:
             return
@@ -225,8 +225,8 @@ class Lease:
                     self.key, mine.encode(), if_version=self.version
                 )
         except PreconditionFailed:
-            if await self._still_mine():
-                await self.renew()
+            if adopt and await self._still_mine():
+                await self.renew(adopt=False)
                 return
             self.lost = "the lease record was changed by another runner"
             return
