@@ -80,7 +80,7 @@ async def main(n: int) -> None:
         for _, fn in variants:
             figures.append((await measure(fn, root, n, True), await measure(fn, root, n, False)))
         base_d, base_n = figures[0]
-        for (name, _), (d, nd) in zip(variants, figures):
+        for (name, _), (d, nd) in zip(variants, figures, strict=True):
             print(f"{name:<28}{d:>12.1f}{d / base_d:>8.2f}{nd:>14.1f}{nd / base_n:>8.2f}")
 
 
