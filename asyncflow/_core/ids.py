@@ -18,6 +18,9 @@ MAX_ID_LENGTH = 128
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _MAX_KEY_LENGTH = 1024
+# The same segment rule over a whole key in one match: backends check every
+# key on every call, so this is on the path of each checkpoint.
+_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
 
 
 def validate_id(value: object, what: str) -> str:
@@ -55,6 +58,8 @@ def validate_storage_key(key: object) -> str:
         raise ConfigurationError(f"storage key must be a str, got {type(key).__name__}")
     if not key or len(key) > _MAX_KEY_LENGTH:
         raise ConfigurationError(f"storage key {key[:80]!r} is empty or too long")
+    if _KEY.fullmatch(key) is not None:
+        return key
     for segment in key.split("/"):
         if _SEGMENT.fullmatch(segment) is None:
             raise ConfigurationError(

@@ -39,6 +39,7 @@ class Task:
     """
 
     __slots__ = (
+        "_blank",
         "attempts",
         "callback",
         "current_context",
@@ -77,13 +78,18 @@ class Task:
         self.group_name = group_name
         self.callback = callback
         self.workflow_id = workflow_id
+        # Contexts are frozen, so one blank pair per task serves every reset:
+        # building two per task per start() was a visible share of a run.
+        self._blank = (
+            Context(task_id=task_id, workflow_id=workflow_id),
+            Context(workflow_id=workflow_id),
+        )
         self.reset()
 
     def reset(self) -> None:
         """Forget the outcome of the previous run before a new ``start``."""
         self.status = TaskStatus.NOT_STARTED
-        self.current_context = Context(task_id=self.task_id, workflow_id=self.workflow_id)
-        self.previous_context = Context(workflow_id=self.workflow_id)
+        self.current_context, self.previous_context = self._blank
         self.error: BaseException | None = None
         self.errors: list[BaseException] = []
         self.attempts = 0
@@ -107,6 +113,7 @@ class TaskBuilder:
     def __init__(self, workflow_id: str) -> None:
         self.queue: list[Task] = []
         self.workflow_id = workflow_id
+        self._keys: set[str] = set()
 
     def add(
         self,
@@ -136,7 +143,9 @@ class TaskBuilder:
             key = str(task_id)
         else:
             validate_id(key, "task key")
-        if any(task.key == key for task in self.queue):
+        if len(self._keys) != len(self.queue):  # the queue was changed by hand
+            self._keys = {task.key for task in self.queue}
+        if key in self._keys:  # a set: adding N steps must not cost N² comparisons
             raise ConfigurationError(f"task key {key!r} is used twice in this flow")
         context = (
             initial_context
@@ -154,6 +163,7 @@ class TaskBuilder:
                 workflow_id=self.workflow_id,
             )
         )
+        self._keys.add(key)
         return self
 
     def count(self) -> int:
@@ -161,3 +171,4 @@ class TaskBuilder:
 
     def clear(self) -> None:
         self.queue.clear()
+        self._keys.clear()
