@@ -116,13 +116,21 @@ class AsyncCommitter(Committer):
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
+        failed: Exception | None = None
         try:
             async with anyio.create_task_group() as group:
                 self._group = group
-                yield
+                try:
+                    yield
+                except Exception as exc:
+                    # Raised as-is below, not wrapped in an ExceptionGroup, once
+                    # the writes in flight have finished.
+                    failed = exc
         finally:
             self._group = None
             self._last.clear()
+        if failed is not None:
+            raise failed
         if self._failure:
             raise self._failure[0]
 
