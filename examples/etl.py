@@ -37,11 +37,17 @@ def step_three(previous_context: Context) -> dict[str, object]:
     return {"loaded": previous_context.storage}
 
 
-async def main() -> AsyncFlow:
+def build() -> AsyncFlow:
+    """The flow, not started: ``asyncflow run examples/etl.py:build --resume`` runs it."""
     flow = AsyncFlow(config=Config(storage=StorageFile()), workflow_id="my-etl-pipeline")
     flow.task.add(step=step_one)
     flow.task.add(step=step_two)
     flow.task.add(step=step_three)
+    return flow
+
+
+async def main() -> AsyncFlow:
+    flow = build()
     await flow.start(mode="sequential", resume=not FRESH)
     return flow
 
