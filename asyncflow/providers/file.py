@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import ctypes
 import errno
 import hashlib
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -129,13 +130,15 @@ class StorageFile:
             _fsync_dir(target.parent)
 
     async def write_many(self, items: builtins.list[tuple[str, bytes]]) -> builtins.list[str]:
-        """Write several records in one thread hop, sharing the directory fsyncs.
+        """Write several records in one thread hop, sharing the flushes (group commit).
 
         Optional (the engine's ``"batch"`` durability uses it when present):
-        every temp file is written and fsynced, then all are renamed in order,
-        then each directory involved is fsynced once. Each record is still
-        atomic; after this returns all of them are durable. A crash midway
-        leaves some records old and some new, never a torn one.
+        every temp file is written, their data is made durable together (one
+        ``syncfs`` of the filesystem on Linux; one fsync per file elsewhere),
+        then all are renamed in order, then each directory involved is fsynced
+        once. Each record is still atomic and durable before it is visible
+        under its name; after this returns all of them are durable. A crash
+        midway leaves some records old and some new, never a torn one.
         """
         targets = [(key, self._target(key), data) for key, data in items]
         for _, _, data in targets:
@@ -151,11 +154,13 @@ class StorageFile:
             for key, target, data in targets:
                 try:
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    staged.append((self._stage(target, data), target))
+                    staged.append((self._stage(target, data, fsync=_syncfs is None), target))
                 except OSError as exc:
                     raise StorageError(
                         f"file storage cannot write {key!r} at {target}: {exc}"
                     ) from exc
+            if self.durable and _syncfs is not None and staged:
+                _flush_filesystem(staged[0][0].parent)
             for tmp, target in staged:
                 os.replace(tmp, target)
         except BaseException:
@@ -168,7 +173,7 @@ class StorageFile:
                 _fsync_dir(directory)
         return [_version(data) for _, _, data in targets]
 
-    def _stage(self, target: Path, data: bytes) -> Path:
+    def _stage(self, target: Path, data: bytes, *, fsync: bool = True) -> Path:
         """Write ``data`` to a fresh temp file beside ``target`` (fsynced if durable)."""
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
         try:
@@ -177,7 +182,7 @@ class StorageFile:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
-                if self.durable:
+                if self.durable and fsync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
@@ -264,6 +269,34 @@ class StorageFile:
 
     def __repr__(self) -> str:
         return f"StorageFile({str(self.path)!r})"
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """Linux ``syncfs(2)``: one flush for a whole batch instead of one fsync per file."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        func = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int]
+    func.restype = ctypes.c_int
+    return func
+
+
+_syncfs = _load_syncfs()
+
+
+def _flush_filesystem(directory: Path) -> None:
+    assert _syncfs is not None
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        if _syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"syncfs failed: {os.strerror(error)}")
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:
