@@ -14,11 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 STEPS = ["extract", "clean", "enrich", "aggregate", "publish"]
