@@ -423,6 +423,19 @@ class AsyncFlow:
         """
         return self._bus.subscribe(maxlen)
 
+    async def schedule(self, cron: str, **options: Any) -> None:
+        """Run this flow at every tick of ``cron`` on the caller's loop, until cancelled.
+
+        ``overlap="skip" | "queue" | "parallel"``, ``resume=True``,
+        ``max_parallel``, ``clock``, ``tz``, ``grace``, ``mode`` and more: see
+        ``asyncflow.schedule.Scheduler`` and docs/scheduling.md. Each run is
+        a new ``AsyncFlow`` with these tasks; this object is never started.
+        Needs the ``scheduler`` extra (croniter).
+        """
+        from asyncflow._core.schedule import Scheduler
+
+        await Scheduler(self, cron, **options).run()
+
     def result_task(self) -> list[Task]:
         return list(self.task.queue)
 

@@ -1,0 +1,518 @@
+"""Cron scheduling on the caller's event loop: ``await flow.schedule(cron=...)``.
+
+Each cron tick starts a run of the flow. The template flow is never run
+itself: every run is a fresh ``AsyncFlow`` with the template's config and
+tasks (one ``AsyncFlow`` object cannot run twice at once, and a fresh
+object cannot inherit a previous run's state). Overlap policies:
+
+* ``skip``: a tick that comes while a run is active is dropped.
+* ``queue``: such a tick waits for the active run; at most one waits (a
+  further tick while one is queued is dropped).
+* ``parallel``: each tick starts its own run at once, up to
+  ``max_parallel`` at a time (a tick beyond that is dropped), each under
+  its own workflow id ``{workflow_id}.{YYYYmmddTHHMM}Z`` (the tick in UTC;
+  seconds are added for a cron with a seconds field).
+
+``skip`` and ``queue`` run under the template's workflow id. With
+``resume=True`` a tick first reads the workflow's ``run.json``: when the
+previous run did not complete (``failed``, ``cancelled``, or ``running``
+left by a crash) the tick resumes it; otherwise the run starts over.
+
+Stopping: cancelling ``schedule()`` (or ``Scheduler.stop()``) stops the
+ticks at once and drops a queued tick. In-flight runs get ``grace`` seconds
+(default 0: they are cancelled at once; ``None``: wait for them) to finish;
+a cancelled run keeps every committed checkpoint and its next tick resumes
+it. No thread is ever started: runs are tasks in one task group.
+
+Time comes from a ``Clock`` (``now()`` and ``sleep_until()``): ``WallClock``
+by default, ``ManualClock`` in tests. Cron expressions are read in
+``tz`` (UTC by default). A tick that is late (the machine slept, a run
+blocked the loop) fires once; the ticks missed meanwhile are not replayed.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import anyio
+
+from asyncflow._core.checkpoint import Manifest, manifest_key
+from asyncflow._core.errors import ConfigurationError, WorkflowLocked
+from asyncflow._core.ids import validate_id
+from asyncflow._core.modes import MODES
+
+if TYPE_CHECKING:
+    from asyncflow._core.flow import AsyncFlow
+
+__all__ = [
+    "Clock",
+    "ManualClock",
+    "Overlap",
+    "ScheduledRun",
+    "Scheduler",
+    "Tick",
+    "WallClock",
+    "clone_flow",
+]
+
+logger = logging.getLogger("asyncflow")
+
+Overlap = Literal["skip", "queue", "parallel"]
+_OVERLAPS = ("skip", "queue", "parallel")
+#: a run whose manifest says this did not complete: ``resume=True`` resumes it
+_UNFINISHED = ("failed", "cancelled", "running")
+_UTC = dt.timezone.utc
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where the scheduler reads the time and waits for the next tick."""
+
+    def now(self) -> dt.datetime:
+        """The current time, timezone-aware."""
+        ...
+
+    async def sleep_until(self, when: dt.datetime) -> None:
+        """Return once ``now() >= when`` (at once if it already is)."""
+        ...
+
+
+class WallClock:
+    """The real time (``datetime.now(UTC)``), waited for with ``anyio.sleep``.
+
+    Sleeps at most ``recheck`` seconds at a time and re-reads the wall clock,
+    so a clock change or a suspended machine delays a tick by at most that.
+    """
+
+    def __init__(self, recheck: float = 30.0) -> None:
+        self.recheck = recheck
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(_UTC)
+
+    async def sleep_until(self, when: dt.datetime) -> None:
+        while True:
+            delay = (when - self.now()).total_seconds()
+            if delay <= 0:
+                return
+            await anyio.sleep(min(delay, self.recheck))
+
+
+class ManualClock:
+    """A clock that moves only when told: tests drive a schedule tick by tick.
+
+    ``await clock.advance(minutes=1)`` moves the time, wakes every sleeper
+    that is due and returns once each woken sleeper is asleep again on this
+    clock (so the scheduler has handled the tick), or after ``settle``
+    event-loop turns.
+    """
+
+    def __init__(self, start: dt.datetime, *, settle: int = 1000) -> None:
+        if start.tzinfo is None:
+            raise ConfigurationError("ManualClock needs a timezone-aware start time")
+        self._now = start
+        self._sleepers: list[tuple[dt.datetime, anyio.Event]] = []
+        self._settle = settle
+
+    def now(self) -> dt.datetime:
+        return self._now
+
+    async def sleep_until(self, when: dt.datetime) -> None:
+        while self._now < when:
+            wakeup = anyio.Event()
+            entry = (when, wakeup)
+            self._sleepers.append(entry)
+            try:
+                await wakeup.wait()
+            finally:
+                if entry in self._sleepers:
+                    self._sleepers.remove(entry)
+
+    @property
+    def sleepers(self) -> int:
+        """How many tasks are waiting on this clock."""
+        return len(self._sleepers)
+
+    async def set(self, when: dt.datetime) -> None:
+        """Move the time to ``when`` (never backwards) and let the woken sleepers run."""
+        if when < self._now:
+            raise ValueError(f"ManualClock cannot go back from {self._now} to {when}")
+        self._now = when
+        due = [entry for entry in self._sleepers if entry[0] <= when]
+        for entry in due:
+            self._sleepers.remove(entry)
+            entry[1].set()
+        if not due:
+            await anyio.lowlevel.checkpoint()
+            return
+        # done when every woken sleeper is asleep again (waiting past now)
+        target = len(self._sleepers) + len(due)
+        for _ in range(self._settle):
+            await anyio.lowlevel.checkpoint()
+            if sum(1 for entry in self._sleepers if entry[0] > self._now) >= target:
+                break
+        for _ in range(10):  # let the tasks the tick started reach their first await
+            await anyio.lowlevel.checkpoint()
+
+    async def advance(
+        self,
+        delta: dt.timedelta | None = None,
+        *,
+        seconds: float = 0,
+        minutes: float = 0,
+        hours: float = 0,
+    ) -> None:
+        step = delta if delta is not None else dt.timedelta()
+        step += dt.timedelta(seconds=seconds, minutes=minutes, hours=hours)
+        await self.set(self._now + step)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """What the scheduler did at one cron tick.
+
+    ``action`` is ``"run"`` (a run started), ``"queue"`` (it waits for the
+    active run), ``"skip"`` (dropped; ``reason`` says why).
+    """
+
+    at: dt.datetime
+    action: Literal["run", "queue", "skip"]
+    workflow_id: str | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class ScheduledRun:
+    """One run started by the scheduler.
+
+    ``status``: ``"pending"`` (reading the manifest), ``"running"``, then the
+    flow's ``"completed"``, ``"failed"`` or ``"cancelled"``; ``"locked"`` if
+    another process held the workflow's lease (the run did not start), or
+    ``"error"`` if the run raised (``error`` holds it).
+    """
+
+    tick: dt.datetime
+    workflow_id: str
+    resumed: bool = False
+    status: str = "pending"
+    flow: AsyncFlow | None = None
+    error: BaseException | None = field(default=None, repr=False)
+
+
+def clone_flow(flow: AsyncFlow, workflow_id: str) -> AsyncFlow:
+    """A new ``AsyncFlow`` with ``flow``'s config and tasks, under ``workflow_id``."""
+    from asyncflow._core.flow import AsyncFlow
+
+    new = AsyncFlow(config=flow.config, workflow_id=workflow_id)
+    for task in flow.task.queue:
+        new.task.add(
+            step=task.step,
+            callback=task.callback,
+            initial_context=task.initial_context,
+            group_name=task.group_name,
+            key=task.key,
+        )
+    return new
+
+
+def _cron_next(cron: str, after: dt.datetime) -> dt.datetime:
+    from croniter import croniter
+
+    following: dt.datetime = croniter(cron, after).get_next(dt.datetime)
+    return following
+
+
+class Scheduler:
+    """Runs ``flow`` at every tick of ``cron`` until cancelled or ``stop()``-ped.
+
+    See the module docstring for the overlap policies, resume and stopping.
+    ``around_run(run_flow)``, if given, is an async context manager entered
+    around each run, before it starts (e.g. ``asyncflow.otel.instrument``).
+    ``ticks`` and ``runs`` keep the latest ``history`` entries.
+    """
+
+    def __init__(
+        self,
+        flow: AsyncFlow,
+        cron: str,
+        *,
+        overlap: Overlap = "skip",
+        resume: bool = True,
+        max_parallel: int = 4,
+        clock: Clock | None = None,
+        tz: dt.tzinfo | None = None,
+        grace: float | None = 0.0,
+        mode: str = "sequential",
+        keep_going: bool = False,
+        max_concurrency: int | None = None,
+        on_input_change: Literal["reuse", "reset", "raise"] = "reuse",
+        on_success: Callable[..., Any] | None = None,
+        on_failure: Callable[..., Any] | None = None,
+        around_run: Callable[[AsyncFlow], AbstractAsyncContextManager[Any]] | None = None,
+        history: int = 100,
+    ) -> None:
+        try:
+            from croniter import croniter
+        except ImportError as exc:  # pragma: no cover - the extra is installed in tests
+            raise ImportError(
+                "scheduling needs its extra (croniter is missing):"
+                " pip install 'asyncflow[scheduler]'"
+            ) from exc
+        if not isinstance(cron, str) or not croniter.is_valid(cron):
+            raise ConfigurationError(f"not a valid cron expression: {cron!r}")
+        if overlap not in _OVERLAPS:
+            raise ConfigurationError(
+                f"overlap must be one of {', '.join(_OVERLAPS)}, got {overlap!r}"
+            )
+        if type(max_parallel) is not int or max_parallel < 1:
+            raise ConfigurationError(f"max_parallel must be an int >= 1, got {max_parallel!r}")
+        if mode not in MODES or mode == "background":
+            choices = ", ".join(m for m in MODES if m != "background")
+            raise ConfigurationError(f"a scheduled run's mode must be one of {choices}: {mode!r}")
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigurationError(f"clock needs now() and sleep_until(), got {clock!r}")
+        if grace is not None and (
+            isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0
+        ):
+            raise ConfigurationError(f"grace must be seconds >= 0 or None, got {grace!r}")
+        if on_input_change not in ("reuse", "reset", "raise"):
+            raise ConfigurationError(
+                f"on_input_change must be reuse, reset or raise, got {on_input_change!r}"
+            )
+        if around_run is not None and not callable(around_run):
+            raise ConfigurationError(f"around_run must be callable, got {around_run!r}")
+        self.flow = flow
+        self.cron = cron
+        self.overlap = overlap
+        self.resume = bool(resume)
+        self.max_parallel = max_parallel
+        self.clock: Clock = clock if clock is not None else WallClock()
+        self.tz = tz if tz is not None else _UTC
+        self.grace = grace
+        self.around_run = around_run
+        self._start_options: dict[str, Any] = {
+            "mode": mode,
+            "keep_going": keep_going,
+            "max_concurrency": max_concurrency,
+            "on_input_change": on_input_change,
+            "on_success": on_success,
+            "on_failure": on_failure,
+        }
+        self._seconds = len(cron.split()) > 5
+        if overlap == "parallel":  # the longest derived id must be valid
+            self.run_id(dt.datetime(2000, 1, 1, tzinfo=_UTC))
+        self.ticks: collections.deque[Tick] = collections.deque(maxlen=history)
+        self.runs: collections.deque[ScheduledRun] = collections.deque(maxlen=history)
+        self._active: list[ScheduledRun] = []
+        self._pending: dt.datetime | None = None
+        self._scopes: set[anyio.CancelScope] = set()
+        self._loop_scope: anyio.CancelScope | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._stopping = False
+        self._running = False
+        self._fatal: BaseException | None = None
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def active(self) -> list[ScheduledRun]:
+        """The runs going on now."""
+        return list(self._active)
+
+    @property
+    def pending(self) -> dt.datetime | None:
+        """The tick waiting for the active run (``overlap="queue"``), if any."""
+        return self._pending
+
+    def run_id(self, tick: dt.datetime) -> str:
+        """The workflow id of the run for ``tick``."""
+        base = self.flow.workflow_id
+        if self.overlap != "parallel":
+            return base
+        stamp = tick.astimezone(_UTC).strftime(
+            "%Y%m%dT%H%M%SZ" if self._seconds else "%Y%m%dT%H%MZ"
+        )
+        return validate_id(f"{base}.{stamp}", "scheduled workflow id")
+
+    def next_tick(self, after: dt.datetime | None = None) -> dt.datetime:
+        """The first tick strictly after ``after`` (default: now)."""
+        moment = after if after is not None else self.clock.now()
+        return _cron_next(self.cron, moment.astimezone(self.tz))
+
+    async def run(self) -> None:
+        """Tick until cancelled (raises the cancellation) or ``stop()`` (returns)."""
+        if self._running:
+            raise ConfigurationError("this scheduler is already running")
+        self._running = True
+        self._stopping = False
+        self._fatal = None
+        try:
+            async with anyio.create_task_group() as group:
+                self._task_group = group
+                with anyio.CancelScope() as scope:
+                    self._loop_scope = scope
+                    try:
+                        await self._loop()
+                    finally:
+                        self._shutdown()
+        finally:
+            self._running = False
+            self._task_group = None
+            self._loop_scope = None
+        if self._fatal is not None:
+            raise self._fatal
+
+    def stop(self) -> None:
+        """Stop ticking; in-flight runs get ``grace`` seconds, then ``run()`` returns."""
+        self._stopping = True
+        if self._loop_scope is not None:
+            self._loop_scope.cancel()
+
+    def cancel_runs(self) -> None:
+        """Cancel every in-flight run now (their checkpoints stay)."""
+        for scope in tuple(self._scopes):
+            scope.cancel()
+
+    # ------------------------------------------------------------ internals
+
+    async def _loop(self) -> None:
+        fire = self.next_tick()
+        logger.info("%s: scheduled %r, first tick %s", self.flow.workflow_id, self.cron, fire)
+        while True:
+            await self.clock.sleep_until(fire)
+            self._tick(fire)
+            now = self.clock.now()
+            following = self.next_tick(fire)
+            if following <= now:
+                upcoming = self.next_tick(now)
+                logger.warning(
+                    "%s: tick %s was late (now %s); ticks before %s are not replayed",
+                    self.flow.workflow_id,
+                    fire,
+                    now,
+                    upcoming,
+                )
+                following = upcoming
+            fire = following
+
+    def _record(self, tick: Tick) -> None:
+        self.ticks.append(tick)
+        if tick.action == "skip":
+            logger.info("%s: tick %s skipped: %s", self.flow.workflow_id, tick.at, tick.reason)
+
+    def _tick(self, at: dt.datetime) -> None:
+        assert self._task_group is not None
+        workflow_id = self.run_id(at)
+        if self.overlap == "parallel":
+            if any(run.workflow_id == workflow_id for run in self._active):
+                self._record(Tick(at, "skip", workflow_id, "its run is still going on"))
+                return
+            if len(self._active) >= self.max_parallel:
+                reason = f"{len(self._active)} runs are active (max_parallel)"
+                self._record(Tick(at, "skip", workflow_id, reason))
+                return
+        elif self._active:
+            if self.overlap == "skip":
+                self._record(Tick(at, "skip", workflow_id, "a run is active"))
+                return
+            if self._pending is not None:
+                self._record(Tick(at, "skip", workflow_id, "a tick is already queued"))
+                return
+            self._pending = at
+            self._record(Tick(at, "queue", workflow_id))
+            return
+        self._record(Tick(at, "run", workflow_id))
+        run = ScheduledRun(tick=at, workflow_id=workflow_id)
+        self._active.append(run)
+        self.runs.append(run)
+        self._task_group.start_soon(self._run_chain, run, name=f"asyncflow run {workflow_id}")
+
+    def _shutdown(self) -> None:
+        self._stopping = True
+        if self._pending is not None:
+            logger.info(
+                "%s: stopping; the queued tick %s is dropped", self.flow.workflow_id, self._pending
+            )
+            self._pending = None
+        for scope in tuple(self._scopes):
+            self._limit(scope)
+        if self._active:
+            logger.info(
+                "%s: stopping; %d run(s) in flight (grace %s)",
+                self.flow.workflow_id,
+                len(self._active),
+                "unlimited" if self.grace is None else f"{self.grace}s",
+            )
+
+    def _limit(self, scope: anyio.CancelScope) -> None:
+        if self.grace is None:
+            return
+        if self.grace == 0:
+            scope.cancel()
+        else:
+            scope.deadline = min(scope.deadline, anyio.current_time() + self.grace)
+
+    async def _run_chain(self, run: ScheduledRun) -> None:
+        """Run ``run``, then (``queue``) the tick that waited for it, and so on."""
+        current: ScheduledRun | None = run
+        while current is not None:
+            with anyio.CancelScope(shield=True) as scope:
+                self._scopes.add(scope)
+                if self._stopping:
+                    self._limit(scope)
+                try:
+                    await self._execute(current)
+                finally:
+                    self._scopes.discard(scope)
+                    self._active.remove(current)
+            if scope.cancelled_caught and current.status in ("pending", "running"):
+                current.status = "cancelled"
+            logger.info("%s: run of tick %s %s", current.workflow_id, current.tick, current.status)
+            current = None
+            if self._pending is not None and not self._stopping:
+                at, self._pending = self._pending, None
+                current = ScheduledRun(tick=at, workflow_id=self.run_id(at))
+                self._active.append(current)
+                self.runs.append(current)
+
+    async def _should_resume(self, workflow_id: str) -> bool:
+        if not self.resume:
+            return False
+        where = manifest_key(workflow_id)
+        blob = await self.flow.config.storage.read(where)
+        if blob is None:
+            return False
+        return Manifest.decode(blob.data, where).status in _UNFINISHED
+
+    async def _execute(self, run: ScheduledRun) -> None:
+        try:
+            run.resumed = await self._should_resume(run.workflow_id)
+            flow = clone_flow(self.flow, run.workflow_id)
+            run.flow = flow
+            hook = self.around_run(flow) if self.around_run is not None else nullcontext()
+            async with hook:
+                run.status = "running"
+                if run.resumed:
+                    logger.info("%s: resuming the unfinished run", run.workflow_id)
+                await flow.start(resume=run.resumed, **self._start_options)
+            run.status = flow.status
+        except WorkflowLocked as exc:
+            run.status = "locked"
+            run.error = exc
+            logger.warning("%s: tick %s not run: %s", run.workflow_id, run.tick, exc)
+        except ConfigurationError as exc:
+            # the same on every tick: stop the scheduler with it
+            run.status = "error"
+            run.error = exc
+            self._fatal = exc
+            self.stop()
+        except Exception as exc:
+            run.status = "error"
+            run.error = exc
+            logger.exception("%s: run of tick %s raised", run.workflow_id, run.tick)
