@@ -619,3 +619,8 @@ def clear(workflow_id: str, storage_url: str | None, yes: bool, force: bool, deb
         else:
             click.echo(f"workflow {workflow_id}: deleted {deleted} record(s) from {where}")
     return EXIT_OK
+
+
+# ---------------------------------------------------------------- schedule
+
+from asyncflow import _cli_schedule  # noqa: E402, F401  (registers `asyncflow schedule`)

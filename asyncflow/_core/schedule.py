@@ -233,7 +233,8 @@ class Scheduler:
 
     See the module docstring for the overlap policies, resume and stopping.
     ``around_run(run_flow)``, if given, is an async context manager entered
-    around each run, before it starts (e.g. ``asyncflow.otel.instrument``).
+    around each run, before it starts (e.g. ``asyncflow.otel.instrument``);
+    ``on_tick(tick)``, if given, is called (synchronously) with each ``Tick``.
     ``ticks`` and ``runs`` keep the latest ``history`` entries.
     """
 
@@ -255,6 +256,7 @@ class Scheduler:
         on_success: Callable[..., Any] | None = None,
         on_failure: Callable[..., Any] | None = None,
         around_run: Callable[[AsyncFlow], AbstractAsyncContextManager[Any]] | None = None,
+        on_tick: Callable[[Tick], object] | None = None,
         history: int = 100,
     ) -> None:
         try:
@@ -285,8 +287,9 @@ class Scheduler:
             raise ConfigurationError(
                 f"on_input_change must be reuse, reset or raise, got {on_input_change!r}"
             )
-        if around_run is not None and not callable(around_run):
-            raise ConfigurationError(f"around_run must be callable, got {around_run!r}")
+        for name, hook in (("around_run", around_run), ("on_tick", on_tick)):
+            if hook is not None and not callable(hook):
+                raise ConfigurationError(f"{name} must be callable, got {hook!r}")
         self.flow = flow
         self.cron = cron
         self.overlap = overlap
@@ -296,6 +299,7 @@ class Scheduler:
         self.tz = tz if tz is not None else _UTC
         self.grace = grace
         self.around_run = around_run
+        self.on_tick = on_tick
         self._start_options: dict[str, Any] = {
             "mode": mode,
             "keep_going": keep_going,
@@ -311,7 +315,9 @@ class Scheduler:
         self.runs: collections.deque[ScheduledRun] = collections.deque(maxlen=history)
         self._active: list[ScheduledRun] = []
         self._pending: dt.datetime | None = None
-        self._scopes: set[anyio.CancelScope] = set()
+        self._stop_requested = anyio.Event()
+        self._idle = anyio.Event()
+        self._cancelling = False
         self._loop_scope: anyio.CancelScope | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._stopping = False
@@ -350,11 +356,13 @@ class Scheduler:
         if self._running:
             raise ConfigurationError("this scheduler is already running")
         self._running = True
-        self._stopping = False
+        self._stopping = self._cancelling = False
+        self._stop_requested = anyio.Event()
         self._fatal = None
         try:
             async with anyio.create_task_group() as group:
                 self._task_group = group
+                group.start_soon(self._stopper)
                 with anyio.CancelScope() as scope:
                     self._loop_scope = scope
                     try:
@@ -375,9 +383,11 @@ class Scheduler:
             self._loop_scope.cancel()
 
     def cancel_runs(self) -> None:
-        """Cancel every in-flight run now (their checkpoints stay)."""
-        for scope in tuple(self._scopes):
-            scope.cancel()
+        """Cancel every in-flight run now: each ends ``cancelled``, its checkpoints stay."""
+        self._cancelling = True
+        for run in self._active:
+            if run.flow is not None:
+                run.flow.cancel()
 
     # ------------------------------------------------------------ internals
 
@@ -403,6 +413,8 @@ class Scheduler:
 
     def _record(self, tick: Tick) -> None:
         self.ticks.append(tick)
+        if self.on_tick is not None:
+            self.on_tick(tick)
         if tick.action == "skip":
             logger.info("%s: tick %s skipped: %s", self.flow.workflow_id, tick.at, tick.reason)
 
@@ -440,8 +452,9 @@ class Scheduler:
                 "%s: stopping; the queued tick %s is dropped", self.flow.workflow_id, self._pending
             )
             self._pending = None
-        for scope in tuple(self._scopes):
-            self._limit(scope)
+        self._stop_requested.set()
+        if self.grace == 0:
+            self.cancel_runs()
         if self._active:
             logger.info(
                 "%s: stopping; %d run(s) in flight (grace %s)",
@@ -450,29 +463,34 @@ class Scheduler:
                 "unlimited" if self.grace is None else f"{self.grace}s",
             )
 
-    def _limit(self, scope: anyio.CancelScope) -> None:
-        if self.grace is None:
-            return
-        if self.grace == 0:
-            scope.cancel()
-        else:
-            scope.deadline = min(scope.deadline, anyio.current_time() + self.grace)
+    async def _stopper(self) -> None:
+        """Once stopping, give the in-flight runs ``grace`` seconds, then cancel them.
+
+        Shielded from the start: the cancellation that stops the scheduler
+        must not stop the countdown.
+        """
+        with anyio.CancelScope(shield=True):
+            await self._stop_requested.wait()
+            if self.grace is None:
+                return
+            with anyio.move_on_after(self.grace):
+                while self._active:
+                    self._idle = anyio.Event()
+                    await self._idle.wait()
+            self.cancel_runs()
 
     async def _run_chain(self, run: ScheduledRun) -> None:
         """Run ``run``, then (``queue``) the tick that waited for it, and so on."""
         current: ScheduledRun | None = run
         while current is not None:
-            with anyio.CancelScope(shield=True) as scope:
-                self._scopes.add(scope)
-                if self._stopping:
-                    self._limit(scope)
+            # Shielded: stopping the scheduler stops its runs only through
+            # cancel_runs() (flow.cancel()), so each run ends cleanly "cancelled".
+            with anyio.CancelScope(shield=True):
                 try:
                     await self._execute(current)
                 finally:
-                    self._scopes.discard(scope)
                     self._active.remove(current)
-            if scope.cancelled_caught and current.status in ("pending", "running"):
-                current.status = "cancelled"
+                    self._idle.set()
             logger.info("%s: run of tick %s %s", current.workflow_id, current.tick, current.status)
             current = None
             if self._pending is not None and not self._stopping:
@@ -497,6 +515,9 @@ class Scheduler:
             run.flow = flow
             hook = self.around_run(flow) if self.around_run is not None else nullcontext()
             async with hook:
+                if self._cancelling:
+                    run.status = "cancelled"
+                    return
                 run.status = "running"
                 if run.resumed:
                     logger.info("%s: resuming the unfinished run", run.workflow_id)
