@@ -18,6 +18,7 @@ ETag. See ``docs/storage.md`` for which server answer maps to which error.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any
@@ -53,6 +54,9 @@ __all__ = ["StorageS3"]
 
 #: DeleteObjects accepts at most this many keys per request.
 _DELETE_BATCH = 1000
+#: Attempts at a GetObject whose body is cut off or stalls mid-read (botocore
+#: retries only up to the response headers).
+_BODY_ATTEMPTS = 3
 
 #: Error codes meaning "the condition did not hold"; 412 is the standard
 #: answer, real S3 may answer 409 ConditionalRequestConflict when two
@@ -244,19 +248,31 @@ class StorageS3:
     async def read(self, key: str) -> Blob | None:
         full = self._key(key)
         client = await self.client()
-        try:
-            response = await client.get_object(Bucket=self.bucket, Key=full)
-            async with response["Body"] as body:
-                data = await body.read()
-        except ClientError as exc:
-            if _code(exc) in _MISSING_KEY_CODES or (
-                _status(exc) == 404 and _code(exc) != "NoSuchBucket"
-            ):
-                return None
-            raise self._error("read", full, exc) from exc
-        except Exception as exc:
-            raise self._error("read", full, exc) from exc
-        return Blob(bytes(data), str(response["ETag"]))
+        for attempt in range(1, _BODY_ATTEMPTS + 1):
+            try:
+                response = await client.get_object(Bucket=self.bucket, Key=full)
+            except ClientError as exc:
+                if _code(exc) in _MISSING_KEY_CODES or (
+                    _status(exc) == 404 and _code(exc) != "NoSuchBucket"
+                ):
+                    return None
+                raise self._error("read", full, exc) from exc
+            except Exception as exc:
+                raise self._error("read", full, exc) from exc
+            try:
+                async with response["Body"] as body:
+                    data = await body.read()
+            except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                # botocore's retries end when the headers arrive; a body cut
+                # off or stalled midway is retried here, as a whole new GET.
+                if attempt == _BODY_ATTEMPTS:
+                    raise self._error("read", full, exc) from exc
+                await asyncio.sleep(min(1.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+                continue
+            except Exception as exc:
+                raise self._error("read", full, exc) from exc
+            return Blob(bytes(data), str(response["ETag"]))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def write(
         self,
