@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from asyncflow import events
@@ -73,6 +74,10 @@ async def _join(stragglers: list[threading.Event]) -> None:
         stragglers.pop()
 
 
+#: A run gives the event loop a turn at least this often (seconds).
+_YIELD_EVERY = 0.02
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -103,11 +108,19 @@ class Runner:
         self.records = records
         self.keep_going = keep_going
         self.halted = False
+        self._yielded = time.monotonic()
         self.encoder = RecordEncoder(workflow_id, self.serializer.name, config.signing_key)
         self.committer = make_committer(config.durability, self.storage, lease, bus, workflow_id)
 
     async def step(self, task: Task, previous: Context, input_digest: str | None) -> bool:
         """Restore or run ``task``; true if it ends COMPLETED."""
+        now = time.monotonic()
+        if now - self._yielded > _YIELD_EVERY:
+            # Steps that never suspend (trivial steps on StorageDefault, restores)
+            # would otherwise hold the loop for the whole run: the app stalls and
+            # the lease heartbeat starves until the lease is lost.
+            self._yielded = now
+            await anyio.lowlevel.checkpoint()
         task.previous_context = previous
         record = self.records.get(task.key)
         if record is not None:
