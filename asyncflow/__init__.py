@@ -23,6 +23,7 @@ from asyncflow._core.errors import (
     WorkflowLocked,
 )
 from asyncflow._core.flow import AsyncFlow
+from asyncflow._core.retention import prune
 from asyncflow._core.task import Task, TaskStatus, TypeStatus
 
 __version__ = "0.1.0.dev0"
@@ -52,6 +53,7 @@ __all__ = [
     "WorkflowLocked",
     "__version__",
     "action",
+    "prune",
 ]
 
 logging.getLogger("asyncflow").addHandler(logging.NullHandler())

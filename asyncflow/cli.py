@@ -569,17 +569,42 @@ def status(workflow_id: str, storage_url: str | None, output: str, debug: bool) 
 
 
 @cli.command()
-@click.argument("workflow_id", metavar="ID")
+@click.argument("workflow_id", metavar="[ID]", required=False)
 @_storage_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Clear even while a runner holds the lease.")
+@click.option(
+    "--older-than",
+    metavar="AGE",
+    help="Instead of ID: every finished workflow not updated for AGE (7d, 12h, 30m).",
+)
+@click.option("--include-interrupted", is_flag=True, help="With --older-than: also crashed runs.")
+@click.option("--dry-run", is_flag=True, help="With --older-than: list, delete nothing.")
 @_debug_option
-def clear(workflow_id: str, storage_url: str | None, yes: bool, force: bool, debug: bool) -> int:
+def clear(
+    workflow_id: str | None,
+    storage_url: str | None,
+    yes: bool,
+    force: bool,
+    older_than: str | None,
+    include_interrupted: bool,
+    dry_run: bool,
+    debug: bool,
+) -> int:
     """Delete a workflow's run manifest and checkpoints.
 
     Takes the workflow's lease first, so no runner can start meanwhile; a live
-    lease makes it refuse unless --force.
+    lease makes it refuse unless --force. With --older-than instead of ID:
+    every workflow whose run ended before that age (never one with a live lease).
     """
+    if older_than is not None or workflow_id is None:
+        from asyncflow._cli_retention import clear_older
+
+        return clear_older(
+            workflow_id, storage_url, yes, force, older_than, include_interrupted, dry_run, debug
+        )
+    if include_interrupted or dry_run:
+        raise CliError("--include-interrupted and --dry-run go with --older-than", EXIT_USAGE)
     with _reporting(debug):
         workflow_id = _workflow_id(workflow_id)
         storage = _storage(storage_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.storage import Storage
@@ -26,6 +27,9 @@ class Config:
     ``lease_ttl`` is how long a runner's lease on its workflow lasts without
     renewal (a crashed runner on another host blocks a resume that long);
     it is renewed every ``lease_renew`` seconds (default ``lease_ttl / 3``).
+    ``retention`` (seconds, a ``timedelta`` or ``"7d"``) is how long the
+    records of a finished workflow are kept; applied by the scheduler after
+    each run and by ``asyncflow.prune`` (see ``asyncflow._core.retention``).
     """
 
     storage: Storage = field(default_factory=StorageDefault)
@@ -35,6 +39,13 @@ class Config:
     lease_ttl: float = 30.0
     lease_renew: float | None = None
     durability: str = "sync"
+    retention: float | timedelta | str | None = None
+
+    @property
+    def retention_seconds(self) -> float | None:
+        from asyncflow._core.retention import parse_duration
+
+        return None if self.retention is None else parse_duration(self.retention)
 
     @property
     def lease_renew_every(self) -> float:
@@ -67,6 +78,10 @@ class Config:
             raise ConfigurationError(
                 f"Config durability must be 'sync', 'async' or 'batch', got {self.durability!r}"
             )
+        if self.retention is not None:
+            from asyncflow._core.retention import parse_duration
+
+            parse_duration(self.retention)  # raises ConfigurationError if invalid
         if type(self.read_concurrency) is not int or self.read_concurrency < 1:
             raise ConfigurationError(
                 f"Config read_concurrency must be an int >= 1, got {self.read_concurrency!r}"

@@ -492,12 +492,31 @@ class Scheduler:
                     self._active.remove(current)
                     self._idle.set()
             logger.info("%s: run of tick %s %s", current.workflow_id, current.tick, current.status)
+            await self._apply_retention()
             current = None
             if self._pending is not None and not self._stopping:
                 at, self._pending = self._pending, None
                 current = ScheduledRun(tick=at, workflow_id=self.run_id(at))
                 self._active.append(current)
                 self.runs.append(current)
+
+    async def _apply_retention(self) -> None:
+        """``Config(retention=...)``: delete this schedule's old finished workflows."""
+        retention = self.flow.config.retention_seconds
+        if retention is None:
+            return
+        from asyncflow._core.retention import prune
+
+        base = self.flow.workflow_id
+        try:
+            await prune(
+                self.flow.config.storage,
+                retention,
+                prefix=base,
+                only=lambda wid: wid == base or wid.startswith(f"{base}."),
+            )  # wall time, not the clock's: run.json timestamps are wall time
+        except Exception:
+            logger.exception("%s: retention failed; it is tried again after the next run", base)
 
     async def _should_resume(self, workflow_id: str) -> bool:
         if not self.resume:

@@ -1,0 +1,177 @@
+"""Retention: delete the records of workflows whose latest run ended long ago.
+
+``await prune(storage, older_than="7d")`` deletes every workflow whose
+``run.json`` says its latest run ended (``completed``, ``failed`` or
+``cancelled``) and was last updated before ``now - older_than``. It lists
+the storage once (``list(prefix)``, ``""`` = everything), then for each
+candidate takes the workflow's lease as a runner would (so no run can start
+meanwhile, and a workflow with a live lease is never touched), re-reads
+``run.json`` to confirm, deletes the task records, then ``run.json``, then
+the lease. Interrupted runs (``run.json`` still says ``running``, no live
+lease: a crash) are kept unless ``include_interrupted=True``, because they
+are what a resume needs. A ``run.json`` that cannot be decoded is kept and
+logged: nothing unreadable is deleted.
+
+``Config(retention=...)`` is applied by the scheduler after each run, to
+that schedule's own workflows (its id and the ``{id}.{tick}`` ids of
+``parallel`` runs); ``asyncflow clear --older-than`` and ``prune`` apply a
+retention by hand. ``flow.start()`` itself never prunes: a run's cost must
+not grow with the number of workflows in the storage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asyncflow._core.checkpoint import Manifest, clear_workflow, manifest_key
+from asyncflow._core.concurrency import run_all
+from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError, WorkflowLocked
+from asyncflow._core.lease import Lease, lease_key
+from asyncflow._core.status import read_lease
+from asyncflow._core.storage import Storage
+
+__all__ = ["FINISHED", "Pruned", "parse_duration", "prune"]
+
+logger = logging.getLogger("asyncflow")
+
+FINISHED = ("completed", "failed", "cancelled")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``7d``, ``12h``, ``1d12h``, ``30m``, ``45s``, ``2w``, a number, a timedelta."""
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise ConfigurationError(
+                    f"not a duration: {value!r} (use e.g. 7d, 12h, 1d12h, 30m, 45s, 2w)"
+                ) from None
+        else:
+            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    else:
+        raise ConfigurationError(f"not a duration: {value!r}")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigurationError(f"a retention must be a positive duration, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """A workflow that was (or, in a dry run, would be) deleted."""
+
+    workflow_id: str
+    status: str
+    updated_at: float
+    records: int
+
+
+def _workflow_of(key: str) -> str | None:
+    head, sep, tail = key.partition("/")
+    return head if sep and tail == "run.json" else None
+
+
+async def _manifest(storage: Storage, workflow_id: str) -> Manifest | None:
+    where = manifest_key(workflow_id)
+    blob = await storage.read(where)
+    if blob is None:
+        return None
+    try:
+        return Manifest.decode(blob.data, where)
+    except CheckpointCorrupt as exc:
+        logger.warning("%s: kept by retention: %s", workflow_id, exc)
+        return None
+
+
+async def prune(
+    storage: Storage,
+    older_than: float | dt.timedelta | str,
+    *,
+    prefix: str = "",
+    only: Callable[[str], bool] | None = None,
+    include_interrupted: bool = False,
+    dry_run: bool = False,
+    now: float | None = None,
+    concurrency: int = 8,
+) -> list[Pruned]:
+    """Delete the workflows (under ``prefix``, passing ``only``) whose run ended before the cutoff.
+
+    Returns what was deleted (``dry_run``: what would be, nothing is written)
+    in workflow-id order. See the module docstring for the guarantees.
+    """
+    cutoff = (time.time() if now is None else now) - parse_duration(older_than)
+    statuses = (*FINISHED, "running") if include_interrupted else FINISHED
+    names = [key async for key in storage.list(prefix)]
+    candidates = [
+        wid
+        for wid in (_workflow_of(key) for key in names)
+        if wid is not None and (only is None or only(wid))
+    ]
+    found: dict[str, Pruned] = {}
+
+    def eligible(manifest: Manifest | None) -> bool:
+        return manifest is not None and manifest.status in statuses and manifest.updated_at < cutoff
+
+    async def consider(workflow_id: str) -> None:
+        manifest = await _manifest(storage, workflow_id)
+        if manifest is None or not eligible(manifest):
+            return
+        records = sum(1 for key in names if key.startswith(f"{workflow_id}/")) - (
+            1 if lease_key(workflow_id) in names else 0
+        )
+        if dry_run:
+            state = await read_lease(storage, workflow_id)
+            if state is None or not state.live:
+                found[workflow_id] = Pruned(
+                    workflow_id, manifest.status, manifest.updated_at, records
+                )
+            return
+        lease = Lease(storage, workflow_id, ttl=60.0, renew_every=20.0)
+        try:
+            await lease.acquire()
+        except WorkflowLocked:
+            logger.info("%s: kept by retention: a runner holds its lease", workflow_id)
+            return
+        deleted = False
+        try:
+            manifest = await _manifest(storage, workflow_id)  # a run may have ended meanwhile
+            if manifest is None or not eligible(manifest):
+                return
+            # task records first, run.json last: an interrupted prune is found again
+            await clear_workflow(storage, workflow_id, tasks_only=True)
+            await storage.delete(manifest_key(workflow_id))
+            await storage.delete(lease_key(workflow_id))
+            deleted = True
+            found[workflow_id] = Pruned(workflow_id, manifest.status, manifest.updated_at, records)
+            logger.info(
+                "%s: deleted by retention (%s, updated %s)",
+                workflow_id,
+                manifest.status,
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(manifest.updated_at)),
+            )
+        finally:
+            if not deleted:
+                await lease.release()
+
+    pending = iter(candidates)
+
+    async def worker() -> None:
+        for workflow_id in pending:
+            await consider(workflow_id)
+
+    if candidates:
+        await run_all([worker] * min(concurrency, len(candidates)))
+    return [found[wid] for wid in sorted(found)]
