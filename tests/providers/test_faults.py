@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import pytest
 
 from asyncflow import AsyncFlow, Config, Context, TaskStatus, action
@@ -529,3 +530,24 @@ async def test_a_run_through_transient_faults_everywhere_completes_once(
 
 async def _drain(iterator: AsyncIterator[str]) -> list[str]:
     return [item async for item in iterator]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="StorageGCS sends int(timeout): 0.5 s becomes 0, which aiohttp reads as no timeout",
+)
+async def test_a_sub_second_gcs_timeout_is_honoured(
+    fake_gcs_server: GCSServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asyncflow.providers.gcs import StorageGCS
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    async with FaultProxy(fake_gcs_server.url) as proxy:
+        storage = StorageGCS(
+            fake_gcs_server.bucket, prefix, api_root=proxy.url, timeout=0.5, retries=0
+        )
+        async with storage:
+            await storage.write("a.json", b"1")
+            proxy.delay(2.0, method="GET")
+            with anyio.fail_after(1.5), pytest.raises(StorageUnavailable):
+                await storage.read("a.json")
