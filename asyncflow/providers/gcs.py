@@ -23,7 +23,7 @@ import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from asyncflow._core.errors import (
     AsyncflowError,
@@ -136,7 +136,12 @@ class StorageGCS:
             raise ConfigurationError("StorageGCS: retries >= 0, page_size and concurrency >= 1")
         self.bucket = bucket
         self.prefix = _normalise_root(prefix)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigurationError(f"StorageGCS timeout must be seconds > 0, got {timeout!r}")
         self.timeout = timeout
+        # gcloud-aio annotates int, but hands the value to aiohttp, which takes
+        # float seconds; int() would turn 0.5 into 0, i.e. no timeout at all.
+        self._sdk_timeout = cast(int, float(timeout))
         self.retries = retries
         self.page_size = min(page_size, 1000)
         self.delete_concurrency = delete_concurrency
@@ -208,7 +213,7 @@ class StorageGCS:
         client = await self.client()
 
         async def attempt() -> tuple[bytes, str | None]:
-            stream = await client.download_stream(self.bucket, name, timeout=int(self.timeout))
+            stream = await client.download_stream(self.bucket, name, timeout=self._sdk_timeout)
             async with stream as response:
                 return await response.read(), response.headers.get("x-goog-generation")
 
@@ -258,7 +263,7 @@ class StorageGCS:
                 parameters=parameters,
                 metadata=dict(_UPLOAD_METADATA),
                 force_resumable_upload=False,
-                timeout=int(self.timeout),
+                timeout=self._sdk_timeout,
             )
 
         try:
@@ -289,7 +294,7 @@ class StorageGCS:
         client = await self.client()
         try:
             await self._retrying(
-                lambda: client.delete(self.bucket, name, timeout=int(self.timeout))
+                lambda: client.delete(self.bucket, name, timeout=self._sdk_timeout)
             )
         except aiohttp.ClientResponseError as exc:
             if exc.status == 404:
@@ -343,7 +348,7 @@ class StorageGCS:
                     params["pageToken"] = token
                 page = await self._retrying(
                     functools.partial(
-                        client.list_objects, self.bucket, params=params, timeout=int(self.timeout)
+                        client.list_objects, self.bucket, params=params, timeout=self._sdk_timeout
                     )
                 )
                 names.extend(item["name"][len(self.prefix) :] for item in page.get("items", ()))
@@ -380,7 +385,7 @@ class StorageGCS:
         client = await self.client()
         try:
             await self._retrying(
-                lambda: client.get_bucket_metadata(self.bucket, timeout=int(self.timeout))
+                lambda: client.get_bucket_metadata(self.bucket, timeout=self._sdk_timeout)
             )
         except aiohttp.ClientResponseError as exc:
             if exc.status == 404:

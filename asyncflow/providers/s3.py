@@ -92,7 +92,7 @@ def _default_config() -> Any:
     """Retries in botocore's "standard" mode cover throttling and 5xx faults
     with jittered backoff, so callers only see errors that outlived them."""
     return AioConfig(
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "total_max_attempts": 5},
         connect_timeout=10,
         read_timeout=60,
     )

@@ -532,10 +532,6 @@ async def _drain(iterator: AsyncIterator[str]) -> list[str]:
     return [item async for item in iterator]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StorageGCS sends int(timeout): 0.5 s becomes 0, which aiohttp reads as no timeout",
-)
 async def test_a_sub_second_gcs_timeout_is_honoured(
     fake_gcs_server: GCSServer, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
