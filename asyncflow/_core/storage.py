@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Blob", "Storage"]
+__all__ = ["Blob", "ClosingStorage", "Storage"]
+
+_S = TypeVar("_S", bound="ClosingStorage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +69,21 @@ class Storage(Protocol):
     def list(self, prefix: str) -> AsyncIterator[str]: ...
 
     async def aclose(self) -> None: ...
+
+
+class ClosingStorage:
+    """Mixin for backends: ``async with storage:`` closes it with ``aclose()``."""
+
+    async def aclose(self) -> None:
+        return None
+
+    async def __aenter__(self: _S) -> _S:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -11,13 +11,12 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 
 import anyio.to_thread
 
 from asyncflow._core.errors import PreconditionFailed, StorageError
 from asyncflow._core.ids import validate_storage_key
-from asyncflow._core.storage import Blob
+from asyncflow._core.storage import Blob, ClosingStorage
 
 __all__ = ["StorageFile"]
 
@@ -29,7 +28,7 @@ def _version(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-class StorageFile:
+class StorageFile(ClosingStorage):
     """One file per record under ``path``, written so a crash never tears one.
 
     A write goes to a hidden temp file in the same directory, is fsynced,
@@ -255,17 +254,6 @@ class StorageFile:
 
     async def aclose(self) -> None:
         return None
-
-    async def __aenter__(self) -> StorageFile:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"StorageFile({str(self.path)!r})"

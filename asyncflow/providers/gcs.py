@@ -22,7 +22,6 @@ import asyncio
 import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from asyncflow._core.errors import (
@@ -33,7 +32,7 @@ from asyncflow._core.errors import (
     StorageUnavailable,
 )
 from asyncflow._core.ids import validate_storage_key
-from asyncflow._core.storage import Blob
+from asyncflow._core.storage import Blob, ClosingStorage
 
 try:
     import aiohttp
@@ -87,7 +86,7 @@ class _Transient(Exception):
         self.error = error
 
 
-class StorageGCS:
+class StorageGCS(ClosingStorage):
     """Records as objects under ``gs://{bucket}/{prefix}/``.
 
     One gcloud-aio ``Storage`` client (one aiohttp session) is made per
@@ -188,17 +187,6 @@ class StorageGCS:
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
             await client.close()
-
-    async def __aenter__(self) -> StorageGCS:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- the Storage protocol ---------------------------------------------
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
-from types import TracebackType
 
 from asyncflow._core.errors import PreconditionFailed
 from asyncflow._core.ids import validate_storage_key
-from asyncflow._core.storage import Blob
+from asyncflow._core.storage import Blob, ClosingStorage
 
 __all__ = ["StorageDefault"]
 
 _versions = itertools.count(1)
 
 
-class StorageDefault:
+class StorageDefault(ClosingStorage):
     """Keeps records in a dict: fast, and gone when the process exits.
 
     Resume works within one process (a second ``start(resume=True)`` on the
@@ -61,17 +60,6 @@ class StorageDefault:
 
     async def aclose(self) -> None:
         return None
-
-    async def __aenter__(self) -> StorageDefault:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"StorageDefault(<{len(self._data)} records>)"

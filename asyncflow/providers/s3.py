@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Iterable
-from types import TracebackType
 from typing import Any
 
 from asyncflow._core.errors import (
@@ -31,7 +30,7 @@ from asyncflow._core.errors import (
     StorageUnavailable,
 )
 from asyncflow._core.ids import validate_storage_key
-from asyncflow._core.storage import Blob
+from asyncflow._core.storage import Blob, ClosingStorage
 
 try:
     import aiohttp
@@ -131,7 +130,7 @@ def _content_type(key: str) -> str:
     return "application/json" if key.endswith(".json") else "application/octet-stream"
 
 
-class StorageS3:
+class StorageS3(ClosingStorage):
     """Records as objects under ``s3://{bucket}/{prefix}/``.
 
     One aiobotocore client is made per storage object, lazily on first use
@@ -225,17 +224,6 @@ class StorageS3:
             self._client = None
         if cm is not None:
             await cm.__aexit__(None, None, None)
-
-    async def __aenter__(self) -> StorageS3:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- the Storage protocol ---------------------------------------------
 
