@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from asyncflow._core.errors import ConfigurationError
+from asyncflow._core.executor import Executor
 from asyncflow._core.storage import Storage
 from asyncflow.providers.memory import StorageDefault
 from asyncflow.serializers import JSONSerializer, Serializer
@@ -30,6 +31,9 @@ class Config:
     ``retention`` (seconds, a ``timedelta`` or ``"7d"``) is how long the
     records of a finished workflow are kept; applied by the scheduler after
     each run and by ``asyncflow.prune`` (see ``asyncflow._core.retention``).
+    ``executor`` runs each step's function elsewhere (``DaskExecutor`` from
+    ``asyncflow.executors``); ``None`` (the default) runs it in this process.
+    Checkpoints, leases, retries and timeouts stay with the runner either way.
     """
 
     storage: Storage = field(default_factory=StorageDefault)
@@ -40,6 +44,7 @@ class Config:
     lease_renew: float | None = None
     durability: str = "sync"
     retention: float | timedelta | str | None = None
+    executor: Executor | None = None
 
     @property
     def retention_seconds(self) -> float | None:
@@ -77,6 +82,10 @@ class Config:
         if self.durability not in ("sync", "async", "batch"):
             raise ConfigurationError(
                 f"Config durability must be 'sync', 'async' or 'batch', got {self.durability!r}"
+            )
+        if self.executor is not None and not callable(getattr(self.executor, "run", None)):
+            raise ConfigurationError(
+                f"Config executor {self.executor!r} has no run() (see asyncflow._core.executor)"
             )
         if self.retention is not None:
             from asyncflow._core.retention import parse_duration

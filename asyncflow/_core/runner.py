@@ -309,6 +309,11 @@ class Runner:
         kwargs: dict[str, Context],
         stragglers: list[threading.Event] | None,
     ) -> Any:
+        executor = self.config.executor
+        if executor is not None:  # Config(executor=...): the step runs elsewhere
+            from asyncflow._core.executor import call_executor
+
+            return await call_executor(executor, task, action, kwargs, self.workflow_id)
         if action.is_async:
             return await action.func(**kwargs)
         if action.is_class:
