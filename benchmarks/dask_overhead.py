@@ -72,6 +72,10 @@ async def main(address: str, steps: int) -> None:
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     with LocalCluster(
-        n_workers=2, processes=True, dashboard_address=None, host="127.0.0.1"
+        n_workers=2,
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # not port 8787
     ) as cluster:
         anyio.run(main, cluster.scheduler_address, n)

@@ -55,6 +55,9 @@ def dask_cluster() -> Iterator[Any]:
             processes=True,
             dashboard_address=None,
             host="127.0.0.1",
+            # no dashboard, but the scheduler's HTTP server (health, metrics) would
+            # still ask for port 8787, and collide with any other cluster here
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         )
     try:
         yield cluster
