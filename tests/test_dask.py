@@ -272,6 +272,11 @@ def test_many_runners_one_bucket_one_wins_and_a_dead_one_is_taken_over_after_exp
     resumed = [(int(i), float(at)) for i, pid, at in lines if int(pid) == waiter.pid]
     assert resumed, out
     assert min(at for _, at in resumed) >= dead.expires_at  # not before the expiry
-    assert {i for i, _ in resumed} == set(range(8)) - finished_by_holder
-    restored = json.loads(out.split("restored ")[1].strip())
-    assert set(restored) == finished_by_holder
+    restored = set(json.loads(out.split("restored ")[1].strip()))
+    reran = {i for i, _ in resumed}
+    # A's committed checkpoints are restored, everything else runs again (a step A
+    # logged but was killed before committing is the only one that runs twice)
+    assert restored
+    assert restored <= finished_by_holder
+    assert reran == set(range(8)) - restored
+    assert len(finished_by_holder - restored) <= 1
