@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import collections
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from asyncflow._core.errors import ConfigurationError
-from asyncflow.events import Event, EventsDropped, WorkflowFinished
+from asyncflow.events import Event, EventsDropped, TaskEvent, WorkflowFinished
+
+if TYPE_CHECKING:
+    from asyncflow._core.task import Task
 
 __all__ = ["EventBus", "EventStream"]
 
@@ -96,6 +100,21 @@ class EventBus:
         stream = EventStream(self, maxlen)
         self._subscribers.add(stream)
         return stream
+
+    def task_event(
+        self, kind: type[TaskEvent], workflow_id: str, task: Task, **fields: Any
+    ) -> None:
+        """Publish a task event if anyone listens; the task supplies its identifying fields."""
+        if self._subscribers:
+            self.publish(
+                kind(
+                    workflow_id=workflow_id,
+                    task_id=task.task_id,
+                    key=task.key,
+                    step=task.name,
+                    **fields,
+                )
+            )
 
     def publish(self, event: Event) -> None:
         for stream in tuple(self._subscribers):

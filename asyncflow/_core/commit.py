@@ -84,18 +84,14 @@ class Committer:
             await self.storage.write(where, data)
 
     def _written(self, task: Task, where: str, data: bytes, clock: float) -> None:
-        if self.bus.active:
-            self.bus.publish(
-                events.CheckpointWritten(
-                    workflow_id=self.workflow_id,
-                    task_id=task.task_id,
-                    key=task.key,
-                    step=task.name,
-                    storage_key=where,
-                    size=len(data),
-                    duration=time.perf_counter() - clock,
-                )
-            )
+        self.bus.task_event(
+            events.CheckpointWritten,
+            self.workflow_id,
+            task,
+            storage_key=where,
+            size=len(data),
+            duration=time.perf_counter() - clock,
+        )
 
     async def commit(self, task: Task, where: str, data: bytes) -> None:
         """Hand ``data`` to storage; the lease is checked first (``LeaseLost``)."""

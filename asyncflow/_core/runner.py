@@ -156,16 +156,12 @@ class Runner:
         task.duration = record.finished_at - record.started_at
         task.restored = True
         task.status = TaskStatus.COMPLETED
-        if self.bus.active:
-            self.bus.publish(
-                events.TaskSkipped(
-                    workflow_id=self.workflow_id,
-                    task_id=task.task_id,
-                    key=task.key,
-                    step=task.name,
-                    reason="checkpoint",
-                )
-            )
+        self.bus.task_event(
+            events.TaskSkipped,
+            self.workflow_id,
+            task,
+            reason="checkpoint",
+        )
 
     async def _execute(self, task: Task, input_digest: str | None) -> None:
         action = task.step
@@ -217,17 +213,13 @@ class Runner:
         task.status = TaskStatus.COMPLETED
         task.finished_at = _utcnow()
         task.duration = time.perf_counter() - clock
-        if self.bus.active:
-            self.bus.publish(
-                events.TaskCompleted(
-                    workflow_id=self.workflow_id,
-                    task_id=task.task_id,
-                    key=task.key,
-                    step=task.name,
-                    attempts=task.attempts,
-                    duration=task.duration,
-                )
-            )
+        self.bus.task_event(
+            events.TaskCompleted,
+            self.workflow_id,
+            task,
+            attempts=task.attempts,
+            duration=task.duration,
+        )
 
     async def _attempts(
         self, task: Task, action: Action, kwargs: dict[str, Context]
@@ -236,16 +228,12 @@ class Runner:
         for attempt in range(1, action.attempts + 1):
             await _join(stragglers)
             task.attempts = attempt
-            if self.bus.active:
-                self.bus.publish(
-                    events.TaskStarted(
-                        workflow_id=self.workflow_id,
-                        task_id=task.task_id,
-                        key=task.key,
-                        step=task.name,
-                        attempt=attempt,
-                    )
-                )
+            self.bus.task_event(
+                events.TaskStarted,
+                self.workflow_id,
+                task,
+                attempt=attempt,
+            )
             try:
                 output = await self._attempt(task, action, kwargs, stragglers)
             except Exception as exc:
@@ -264,18 +252,14 @@ class Runner:
                     exc,
                     delay,
                 )
-                if self.bus.active:
-                    self.bus.publish(
-                        events.TaskRetrying(
-                            workflow_id=self.workflow_id,
-                            task_id=task.task_id,
-                            key=task.key,
-                            step=task.name,
-                            attempt=attempt,
-                            error=repr(exc),
-                            delay=delay,
-                        )
-                    )
+                self.bus.task_event(
+                    events.TaskRetrying,
+                    self.workflow_id,
+                    task,
+                    attempt=attempt,
+                    error=repr(exc),
+                    delay=delay,
+                )
                 if delay > 0:
                     await anyio.sleep(delay)
                 task.status = TaskStatus.IN_PROGRESS
@@ -362,14 +346,10 @@ class Runner:
             task.attempts,
             exc,
         )
-        if self.bus.active:
-            self.bus.publish(
-                events.TaskFailed(
-                    workflow_id=self.workflow_id,
-                    task_id=task.task_id,
-                    key=task.key,
-                    step=task.name,
-                    attempts=task.attempts,
-                    error=repr(exc),
-                )
-            )
+        self.bus.task_event(
+            events.TaskFailed,
+            self.workflow_id,
+            task,
+            attempts=task.attempts,
+            error=repr(exc),
+        )
