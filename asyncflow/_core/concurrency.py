@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 
 import anyio
 
-__all__ = ["run_all"]
+from asyncflow._core.errors import ConfigurationError
+
+__all__ = ["require_asyncio", "run_all"]
+
+
+def require_asyncio(what: str) -> asyncio.AbstractEventLoop:
+    """The running asyncio loop, or a ``ConfigurationError`` saying ``what`` needs one.
+
+    The cloud SDKs and dask.distributed are built on asyncio/aiohttp; under
+    trio they would fail deep inside the SDK with an unrelated error.
+    """
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise ConfigurationError(
+            f"{what} runs on asyncio only and was called outside an asyncio event loop"
+            " (under trio?); use anyio's asyncio backend"
+        ) from None
 
 
 async def run_all(jobs: Iterable[Callable[[], Awaitable[None]]]) -> None:

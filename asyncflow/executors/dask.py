@@ -36,6 +36,7 @@ import anyio
 from distributed import Client
 from distributed.protocol import pickle as _dask_pickle
 
+from asyncflow._core.concurrency import require_asyncio
 from asyncflow._core.errors import ConfigurationError, TaskFailed
 
 __all__ = ["DaskExecutor"]
@@ -122,12 +123,7 @@ class DaskExecutor:
 
     async def client(self) -> Client:
         """The asynchronous client, opened on the running loop if given an address."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise ConfigurationError(
-                "DaskExecutor runs on asyncio (dask.distributed does not support trio)"
-            ) from None
+        loop = require_asyncio("DaskExecutor (dask.distributed)")
         if self._address is None:
             assert self._client is not None
             return self._client

@@ -24,6 +24,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar, cast
 
+from asyncflow._core.concurrency import require_asyncio
 from asyncflow._core.errors import (
     AsyncflowError,
     ConfigurationError,
@@ -163,13 +164,7 @@ class StorageGCS(ClosingStorage):
         """
         if self._client is not None:
             return self._client
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            raise ConfigurationError(
-                "StorageGCS runs on asyncio only (gcloud-aio-storage) and was called outside an "
-                "asyncio event loop (under trio?); use anyio's asyncio backend"
-            ) from None
+        require_asyncio("StorageGCS (gcloud-aio-storage)")
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:

@@ -22,6 +22,7 @@ import random
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from asyncflow._core.concurrency import require_asyncio
 from asyncflow._core.errors import (
     AsyncflowError,
     ConfigurationError,
@@ -190,13 +191,7 @@ class StorageS3(ClosingStorage):
         """
         if self._client is not None:
             return self._client
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            raise ConfigurationError(
-                "StorageS3 runs on asyncio only (aiobotocore) and was called outside an "
-                "asyncio event loop (under trio?); use anyio's asyncio backend"
-            ) from None
+        require_asyncio("StorageS3 (aiobotocore)")
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
