@@ -222,11 +222,50 @@ async def raw_chain(n: int) -> float:
     return (time.perf_counter() - clock) / n * 1e6
 
 
+async def record_chain(n: int) -> float:
+    """What a checkpoint costs with no engine around it: the floor of any checkpointing loop.
+
+    The same awaits, plus the work every record needs: strict encoding of
+    the output, its digest, the record's bytes, and a store into a dict.
+    """
+    from asyncflow._core.checkpoint import RecordEncoder, encode_output
+    from asyncflow.serializers import JSONSerializer
+
+    func = _trivial
+    serializer = JSONSerializer()
+    encoder = RecordEncoder("bench", serializer.name, None)
+    store: dict[str, bytes] = {}
+    gc.collect()
+    clock = time.perf_counter()
+    value: Any = None
+    digest: str | None = None
+    for i in range(n):
+        started = time.time()
+        value = await func(value)
+        encoded = encode_output(serializer, value, "trivial")
+        key = str(i)
+        store[f"bench/tasks/{key}.json"] = encoder.encode(
+            key=key,
+            task_id=i,
+            step="trivial",
+            module=__name__,
+            attempts=1,
+            started_at=started,
+            finished_at=time.time(),
+            input_digest=digest,
+            code_hash="0",
+            output=encoded,
+        )
+        digest = encoded.digest
+    return (time.perf_counter() - clock) / n * 1e6
+
+
 async def bench_overhead(args: argparse.Namespace, table: Table, dotflow: Dotflow) -> None:
     for n in args.n:
-        raw, ours, theirs = [], [], []
+        raw, records, ours, theirs = [], [], [], []
         for _ in range(args.reps):
             raw.append(await raw_chain(n))
+            records.append(await record_chain(n))
             ours.append(await timed(chain(StorageDefault(), n), n))
             if dotflow.available:
                 theirs.append(dotflow.call("overhead", n=n, reps=1)["us"])
@@ -236,6 +275,11 @@ async def bench_overhead(args: argparse.Namespace, table: Table, dotflow: Dotflo
             n,
             [
                 ("raw asyncio await (floor)", median(raw), ""),
+                (
+                    "the same awaits + making each record (record floor)",
+                    median(records),
+                    "encode, digest, record bytes, dict store; no engine",
+                ),
                 ("asyncflow StorageDefault", median(ours), ""),
                 (
                     "Dotflow 1.0.1 StorageDefault",

@@ -40,7 +40,7 @@ class EventStream:
         self._queue.append(event)
         if isinstance(event, WorkflowFinished):
             # The stream ends here: a next run's events must not follow it.
-            self._bus._subscribers.discard(self)
+            self._bus.subscribers.discard(self)
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -66,7 +66,7 @@ class EventStream:
     def close(self) -> None:
         """Unsubscribe; events already buffered are still delivered."""
         self._closed = True
-        self._bus._subscribers.discard(self)
+        self._bus.subscribers.discard(self)
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -87,25 +87,25 @@ class EventStream:
 
 class EventBus:
     def __init__(self) -> None:
-        self._subscribers: set[EventStream] = set()
+        self.subscribers: set[EventStream] = set()
 
     @property
     def active(self) -> bool:
         """Cheap check so events are only built when someone listens."""
-        return bool(self._subscribers)
+        return bool(self.subscribers)
 
     def subscribe(self, maxlen: int = 10_000) -> EventStream:
         if type(maxlen) is not int or maxlen < 1:
             raise ConfigurationError(f"events maxlen must be an int >= 1, got {maxlen!r}")
         stream = EventStream(self, maxlen)
-        self._subscribers.add(stream)
+        self.subscribers.add(stream)
         return stream
 
     def task_event(
         self, kind: type[TaskEvent], workflow_id: str, task: Task, **fields: Any
     ) -> None:
         """Publish a task event if anyone listens; the task supplies its identifying fields."""
-        if self._subscribers:
+        if self.subscribers:
             self.publish(
                 kind(
                     workflow_id=workflow_id,
@@ -117,5 +117,5 @@ class EventBus:
             )
 
     def publish(self, event: Event) -> None:
-        for stream in tuple(self._subscribers):
+        for stream in tuple(self.subscribers):
             stream._push(event)

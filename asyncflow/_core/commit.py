@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from asyncflow import events
 from asyncflow._core.bus import EventBus
@@ -76,13 +77,6 @@ class Committer:
         if self.lease is not None:
             self.lease.ensure()
 
-    async def _write(self, where: str, data: bytes) -> None:
-        if self.needs_shield:
-            with anyio.CancelScope(shield=True):
-                await self.storage.write(where, data)
-        else:
-            await self.storage.write(where, data)
-
     def _written(self, task: Task, where: str, data: bytes, clock: float) -> None:
         self.bus.task_event(
             events.CheckpointWritten,
@@ -96,9 +90,15 @@ class Committer:
     async def commit(self, task: Task, where: str, data: bytes) -> None:
         """Hand ``data`` to storage; the lease is checked first (``LeaseLost``)."""
         clock = time.perf_counter()
-        self._ensure()
-        await self._write(where, data)
-        self._written(task, where, data, clock)
+        if self.lease is not None:
+            self.lease.ensure()
+        if self.needs_shield:
+            with anyio.CancelScope(shield=True):
+                await self.storage.write(where, data)
+        else:
+            await self.storage.write(where, data)
+        if self.bus.subscribers:
+            self._written(task, where, data, clock)
 
 
 class AsyncCommitter(Committer):
@@ -179,6 +179,10 @@ class BatchCommitter(Committer):
                 # records queued meanwhile ride along in the next batch.
                 self._busy = True
                 try:
+                    # One turn of the loop first: tasks that finished alongside
+                    # this one queue their records and share its flush, instead
+                    # of waiting a whole flush and then forming a batch of one.
+                    await anyio.lowlevel.checkpoint()
                     while self._queue:
                         batch = self._queue[:MAX_BATCH]
                         del self._queue[: len(batch)]

@@ -22,6 +22,7 @@ from asyncflow._core.checkpoint import (
     CheckpointRecord,
     RecordEncoder,
     encode_output,
+    task_prefix,
     task_storage_key,
 )
 from asyncflow._core.commit import make_committer
@@ -78,8 +79,11 @@ async def _join(stragglers: list[threading.Event]) -> None:
 _YIELD_EVERY = 0.02
 
 
+_UTC = dt.timezone.utc
+
+
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(_UTC)
 
 
 class Runner:
@@ -109,6 +113,7 @@ class Runner:
         self.keep_going = keep_going
         self.halted = False
         self._yielded = time.monotonic()
+        self.tasks_prefix = task_prefix(workflow_id)  # task_storage_key, without a call per step
         self.encoder = RecordEncoder(workflow_id, self.serializer.name, config.signing_key)
         self.committer = make_committer(config.durability, self.storage, lease, bus, workflow_id)
 
@@ -171,7 +176,7 @@ class Runner:
         if "previous_context" in action.params:
             kwargs["previous_context"] = task.previous_context
         task.status = TaskStatus.IN_PROGRESS
-        task.started_at = _utcnow()
+        task.started_at = dt.datetime.now(_UTC)
         started = time.time()
         clock = time.perf_counter()
         try:
@@ -183,7 +188,7 @@ class Runner:
             except SerializationError as exc:
                 self._fail(task, exc, clock)
                 return
-            where = task_storage_key(self.workflow_id, task.key)
+            where = f"{self.tasks_prefix}{task.key}.json"
             data = self.encoder.encode(
                 key=task.key,
                 task_id=task.task_id,
@@ -206,36 +211,44 @@ class Runner:
             task.error = exc
             task.finished_at = _utcnow()
             raise
+        finished = dt.datetime.now(_UTC)
         task.digest = encoded.digest
         task.current_context = Context(
-            storage=output, task_id=task.task_id, workflow_id=self.workflow_id, key=task.key
+            storage=output,
+            task_id=task.task_id,
+            workflow_id=self.workflow_id,
+            key=task.key,
+            time=finished,
         )
         task.status = TaskStatus.COMPLETED
-        task.finished_at = _utcnow()
+        task.finished_at = finished
         task.duration = time.perf_counter() - clock
-        self.bus.task_event(
-            events.TaskCompleted,
-            self.workflow_id,
-            task,
-            attempts=task.attempts,
-            duration=task.duration,
-        )
+        if self.bus.subscribers:
+            self.bus.task_event(
+                events.TaskCompleted,
+                self.workflow_id,
+                task,
+                attempts=task.attempts,
+                duration=task.duration,
+            )
 
     async def _attempts(
         self, task: Task, action: Action, kwargs: dict[str, Context]
     ) -> tuple[bool, Any]:
         stragglers: list[threading.Event] = []
+        # The common case, awaited here: two fewer coroutine frames per step.
+        fast = action.is_async and action.timeout is None and self.config.executor is None
         for attempt in range(1, action.attempts + 1):
-            await _join(stragglers)
+            if stragglers:
+                await _join(stragglers)
             task.attempts = attempt
-            self.bus.task_event(
-                events.TaskStarted,
-                self.workflow_id,
-                task,
-                attempt=attempt,
-            )
+            if self.bus.subscribers:
+                self.bus.task_event(events.TaskStarted, self.workflow_id, task, attempt=attempt)
             try:
-                output = await self._attempt(task, action, kwargs, stragglers)
+                if fast:
+                    output = await action.func(**kwargs)
+                else:
+                    output = await self._attempt(task, action, kwargs, stragglers)
             except Exception as exc:
                 task.errors.append(exc)
                 if attempt == action.attempts:

@@ -40,6 +40,7 @@ class Task:
 
     __slots__ = (
         "_blank",
+        "_empty",
         "attempts",
         "callback",
         "current_context",
@@ -70,6 +71,7 @@ class Task:
         group_name: str,
         callback: Callable[..., Any] | None,
         workflow_id: str,
+        empty: Context | None = None,
     ) -> None:
         self.task_id = task_id
         self.key = key
@@ -78,18 +80,18 @@ class Task:
         self.group_name = group_name
         self.callback = callback
         self.workflow_id = workflow_id
-        # Contexts are frozen, so one blank pair per task serves every reset:
-        # building two per task per start() was a visible share of a run.
-        self._blank = (
-            Context(task_id=task_id, workflow_id=workflow_id),
-            Context(workflow_id=workflow_id),
-        )
+        # Contexts are frozen, so blanks built once serve every reset, and the
+        # empty previous context is shared by the whole flow: every object a
+        # task keeps is traversed by each full garbage collection of a run.
+        self._blank = Context(task_id=task_id, workflow_id=workflow_id)
+        self._empty = Context(workflow_id=workflow_id) if empty is None else empty
         self.reset()
 
     def reset(self) -> None:
         """Forget the outcome of the previous run before a new ``start``."""
         self.status = TaskStatus.NOT_STARTED
-        self.current_context, self.previous_context = self._blank
+        self.current_context = self._blank
+        self.previous_context = self._empty
         self.error: BaseException | None = None
         self.errors: list[BaseException] = []
         self.attempts = 0
@@ -114,6 +116,8 @@ class TaskBuilder:
         self.queue: list[Task] = []
         self.workflow_id = workflow_id
         self._keys: set[str] = set()
+        self._empty = Context(workflow_id=workflow_id)
+        self._no_input = Context()
 
     def add(
         self,
@@ -147,11 +151,12 @@ class TaskBuilder:
             self._keys = {task.key for task in self.queue}
         if key in self._keys:  # a set: adding N steps must not cost N² comparisons
             raise ConfigurationError(f"task key {key!r} is used twice in this flow")
-        context = (
-            initial_context
-            if isinstance(initial_context, Context)
-            else Context(storage=initial_context)
-        )
+        if isinstance(initial_context, Context):
+            context = initial_context
+        elif initial_context is None:
+            context = self._no_input  # frozen: one serves every task without input
+        else:
+            context = Context(storage=initial_context)
         self.queue.append(
             Task(
                 task_id=task_id,
@@ -161,6 +166,7 @@ class TaskBuilder:
                 group_name=group_name,
                 callback=callback,
                 workflow_id=self.workflow_id,
+                empty=self._empty,
             )
         )
         self._keys.add(key)

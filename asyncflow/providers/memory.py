@@ -26,10 +26,16 @@ class StorageDefault(ClosingStorage):
     persistent = False
 
     def __init__(self) -> None:
-        self._data: dict[str, Blob] = {}
+        # (data, version) pairs, not Blobs: a tuple of bytes and str is cheaper
+        # to build and is untracked by the garbage collector.
+        self._data: dict[str, tuple[bytes, str]] = {}
 
     async def read(self, key: str) -> Blob | None:
-        return self._data.get(validate_storage_key(key))
+        stored = self._data.get(key)  # a stored key was validated when it was written
+        if stored is None:
+            validate_storage_key(key)
+            return None
+        return Blob(*stored)
 
     async def write(
         self,
@@ -39,16 +45,17 @@ class StorageDefault(ClosingStorage):
         if_absent: bool = False,
         if_version: str | None = None,
     ) -> str:
-        validate_storage_key(key)
-        if not isinstance(data, bytes):
+        if type(data) is not bytes and not isinstance(data, bytes):
             raise TypeError(f"data must be bytes, got {type(data).__name__}")
-        current = self._data.get(key)
+        current = self._data.get(key) if type(key) is str else None
+        if current is None:
+            validate_storage_key(key)
         if if_absent and current is not None:
             raise PreconditionFailed(f"{key} already exists")
-        if if_version is not None and (current is None or current.version != if_version):
+        if if_version is not None and (current is None or current[1] != if_version):
             raise PreconditionFailed(f"{key} is not at version {if_version}")
         version = str(next(_versions))
-        self._data[key] = Blob(data, version)
+        self._data[key] = (data, version)
         return version
 
     async def delete(self, key: str) -> None:
