@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 
 import anyio
+import anyio.lowlevel
 
 from asyncflow._core.errors import ConfigurationError
 
@@ -27,15 +28,22 @@ def require_asyncio(what: str) -> asyncio.AbstractEventLoop:
         ) from None
 
 
-async def run_all(jobs: Iterable[Callable[[], Awaitable[None]]]) -> None:
+async def run_all(
+    jobs: Iterable[Callable[[], Awaitable[object]]], *, yield_every: int | None = None
+) -> None:
     """Run jobs in one task group; the first error cancels the rest and is raised as-is.
 
     anyio would wrap it in an ExceptionGroup, but callers of ``start`` expect
     the ``StorageError`` or ``CheckpointCorrupt`` itself.
+
+    With ``yield_every``, the loop gets a turn after that many jobs are
+    started, and ``jobs`` is only drawn from then: jobs that finish without
+    suspending are gone before the next ones exist, so a lazily generated
+    ``jobs`` of 100 000 costs memory for the jobs actually in flight.
     """
     failure: list[BaseException] = []
 
-    async def guarded(job: Callable[[], Awaitable[None]]) -> None:
+    async def guarded(job: Callable[[], Awaitable[object]]) -> None:
         try:
             await job()
         except Exception as exc:
@@ -44,7 +52,9 @@ async def run_all(jobs: Iterable[Callable[[], Awaitable[None]]]) -> None:
             group.cancel_scope.cancel()
 
     async with anyio.create_task_group() as group:
-        for job in jobs:
+        for started, job in enumerate(jobs, 1):
             group.start_soon(guarded, job)
+            if yield_every is not None and started % yield_every == 0:
+                await anyio.lowlevel.checkpoint()
     if failure:
         raise failure[0]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import collections
+from collections.abc import Awaitable, Callable, Iterator
 
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.context import Context
@@ -47,19 +48,32 @@ def _bind_chain(runner: Runner, tasks: list[Task]) -> Callable[[], Awaitable[Non
     return job
 
 
+#: Unbounded parallel mode starts this many workers between turns of the loop.
+_SPAWN_BATCH = 64
+
+
 async def run_parallel(runner: Runner, tasks: list[Task], max_concurrency: int | None) -> None:
     """Every task on its own, each checkpointed on its own; at most ``max_concurrency`` at once."""
-    pending = iter(tasks)
+    pending = collections.deque(tasks)
     empty = Context(workflow_id=runner.workflow_id)
 
     async def worker() -> None:
-        for task in pending:
-            if runner.halted:
-                return
-            await runner.step(task, empty, None)
+        while pending and not runner.halted:
+            await runner.step(pending.popleft(), empty, None)
 
-    workers = len(tasks) if max_concurrency is None else min(max_concurrency, len(tasks))
-    await run_all([worker] * workers)
+    if max_concurrency is not None:
+        await run_all([worker] * min(max_concurrency, len(tasks)))
+        return
+
+    def workers() -> Iterator[Callable[[], Awaitable[None]]]:
+        # Unbounded: a new worker at every turn of the loop while tasks are
+        # left, so each task starts as soon as every earlier one has started
+        # or suspended, yet the run holds a worker per task in flight rather
+        # than a parked task per task of the flow (1 KiB instead of 4 each).
+        while pending and not runner.halted:
+            yield worker
+
+    await run_all(workers(), yield_every=_SPAWN_BATCH)
 
 
 async def run_sequential(runner: Runner, tasks: list[Task], max_concurrency: int | None) -> None:
