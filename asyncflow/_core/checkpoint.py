@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt, SerializationError
@@ -66,25 +66,66 @@ _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=
 _text = json.encoder.encode_basestring_ascii
 
 
-def dumps(value: Any) -> bytes:
-    """Canonical JSON: ASCII-only so lone surrogates survive, no NaN.
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
-    One shared encoder: ``json.dumps`` with options builds a new one per call,
-    which was a visible part of every checkpoint's cost.
-    """
-    return _ENCODER.encode(value).encode()
+
+# ``JSONEncoder.encode`` builds a C encoder per call, which cost more than the
+# encoding of a small output. Without circular-reference markers the C encoder
+# holds no state, so one serves every call on every thread; a cycle still ends
+# in ``RecursionError``.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODER = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(None, _refuse, _text, None, ":", ",", False, False, False)
+)
+
+
+def dumps(value: Any) -> bytes:
+    """Canonical JSON: ASCII-only so lone surrogates survive, no NaN."""
+    if _C_ENCODER is None:  # pragma: no cover - interpreters without the C accelerator
+        return _ENCODER.encode(value).encode()
+    return "".join(_C_ENCODER(value, 0)).encode()
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid in a record")
 
 
+# ``json.loads(..., parse_constant=...)`` builds a decoder (and its C scanner)
+# per call, which cost more than parsing a record; like ``json``'s own default
+# decoder, one serves every call on every thread.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_scan = vars(_DECODER)["scan_once"]  # the scanner ``decode`` calls, set per instance
+
+
 def loads(data: bytes) -> Any:
-    """Parse what ``dumps`` wrote; ``NaN``/``Infinity`` and too-deep nesting are ``ValueError``."""
+    """Parse what ``dumps`` wrote; ``NaN``/``Infinity`` and too-deep nesting are ``ValueError``.
+
+    Exactly ``json.loads(data, parse_constant=...)``, encoding detection
+    included; a record starts ``{"``, which ``json`` always reads as UTF-8.
+    """
     try:
-        return json.loads(data, parse_constant=_no_constant)
+        if type(data) is not bytes or not data.startswith(b'{"'):
+            return json.loads(data, parse_constant=_no_constant)
+        return _parse_object(data.decode("utf-8", "surrogatepass"))
     except RecursionError:
         raise ValueError("nested too deeply") from None
+
+
+def _parse_object(text: str) -> Any:
+    """``_DECODER.decode(text)`` for text starting ``{``, scanned directly.
+
+    ``decode`` matches whitespace around the value with two regex calls
+    first; text that does not end right after the object (trailing
+    whitespace, extra data, an error) goes through it for its exact result.
+    """
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return _DECODER.decode(text)
+    return value if end == len(text) else _DECODER.decode(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +147,12 @@ class CheckpointRecord:
     output: Any
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedOutput:
-    """An output already encoded, so its digest and bytes are computed once."""
+class EncodedOutput(NamedTuple):
+    """An output already encoded, so its digest and bytes are computed once.
+
+    A named tuple rather than a frozen dataclass: one is built per step, and
+    a frozen dataclass costs three times as much to build.
+    """
 
     payload: bytes
     digest: str
@@ -215,7 +259,8 @@ class RecordEncoder:
             f',"finished_at":{float(finished_at)!r},"input_digest":{digest_in}'
             f',"output_digest":{_text(output.digest)}{parts[1]}'
         )
-        return sign(header.encode() + output.payload + b"}", self._signing_key)
+        body = header.encode() + output.payload + b"}"
+        return body if self._signing_key is None else sign(body, self._signing_key)
 
 
 def sign(body: bytes, signing_key: bytes | None) -> bytes:
@@ -263,46 +308,112 @@ def decode_record(
             f" this version reads format {FORMAT}: upgrade asyncflow",
             key=where,
         )
-    try:
-        fields: dict[str, Any] = {
-            "workflow_id": _field(raw, "workflow_id", str),
-            "key": _field(raw, "key", str),
-            "task_id": _field(raw, "task_id", int),
-            "step": _field(raw, "step", str),
-            "module": _field(raw, "module", str),
-            "attempts": _field(raw, "attempts", int),
-            "started_at": float(_field(raw, "started_at", (int, float))),
-            "finished_at": float(_field(raw, "finished_at", (int, float))),
-            "input_digest": _field(raw, "input_digest", (str, type(None))),
-            "output_digest": _field(raw, "output_digest", str),
-            "code_hash": _field(raw, "code_hash", str),
-            "serializer": _field(raw, "serializer", str),
-        }
-        if "output" not in raw:
-            raise ValueError("field 'output' is missing")
-    except ValueError as exc:
-        raise CheckpointCorrupt(f"{where} is malformed: {exc}", key=where) from exc
-    if fields["workflow_id"] != workflow_id or fields["key"] != key:
+    fields = _plain_fields(raw)
+    if fields is None:
+        fields = _checked_fields(raw, where)
+    if fields[0] != workflow_id or fields[1] != key:
         raise CheckpointCorrupt(
-            f"{where} belongs to workflow {fields['workflow_id']!r} key {fields['key']!r},"
+            f"{where} belongs to workflow {fields[0]!r} key {fields[1]!r},"
             f" not {workflow_id!r} key {key!r}",
             key=where,
         )
-    serializer = serializers.get(fields["serializer"])
+    serializer = serializers.get(fields[11])
     if serializer is None:
         raise CheckpointCorrupt(
-            f"{where} was written with the {fields['serializer']!r} serializer, which this"
+            f"{where} was written with the {fields[11]!r} serializer, which this"
             f" flow does not use (configured: {', '.join(sorted(serializers))})",
             key=where,
         )
     payload = raw["output"]
-    if not _output_matches(body, payload, fields["output_digest"]):
+    if not _output_matches(body, payload, fields[9]):
         raise CheckpointCorrupt(f"{where}: output does not match its digest", key=where)
     try:
         output = serializer.decode(payload)
     except Exception as exc:
         raise CheckpointCorrupt(f"{where}: cannot decode output: {exc}", key=where) from exc
-    return CheckpointRecord(**fields, output=output)
+    return CheckpointRecord(*fields, output=output)
+
+
+#: A record's fields in ``CheckpointRecord`` order, ``output`` excepted.
+_Fields = tuple[str, str, int, str, str, int, float, float, str | None, str, str, str]
+
+
+def _plain_fields(raw: dict[str, Any]) -> _Fields | None:
+    """The record's fields if every one is present with its type, else ``None``.
+
+    ``json`` builds only exact ``str``/``int``/``float`` (a ``bool`` is not an
+    exact ``int``), so these exact type tests accept what ``_field`` accepts,
+    at a fraction of the cost of twelve calls on every record of a resume.
+    Timestamps must be floats here, as asyncflow writes them; ``None`` sends
+    any other record to ``_checked_fields``, which converts whole-number
+    timestamps and names the first bad field.
+    """
+    try:
+        values = (
+            raw["workflow_id"],
+            raw["key"],
+            raw["task_id"],
+            raw["step"],
+            raw["module"],
+            raw["attempts"],
+            raw["started_at"],
+            raw["finished_at"],
+            raw["input_digest"],
+            raw["output_digest"],
+            raw["code_hash"],
+            raw["serializer"],
+        )
+    except KeyError:
+        return None
+    digest_in = values[8]
+    plain = (
+        type(values[0]) is str
+        and type(values[1]) is str
+        and type(values[2]) is int
+        and type(values[3]) is str
+        and type(values[4]) is str
+        and type(values[5]) is int
+        and type(values[6]) is float
+        and type(values[7]) is float
+        and (type(digest_in) is str or digest_in is None)
+        and type(values[9]) is str
+        and type(values[10]) is str
+        and type(values[11]) is str
+        and "output" in raw
+    )
+    return values if plain else None
+
+
+def _checked_fields(raw: dict[str, Any], where: str) -> _Fields:
+    """Each field checked in turn: the first missing or mistyped one is ``CheckpointCorrupt``."""
+    try:
+        fields: _Fields = (
+            _field(raw, "workflow_id", str),
+            _field(raw, "key", str),
+            _field(raw, "task_id", int),
+            _field(raw, "step", str),
+            _field(raw, "module", str),
+            _field(raw, "attempts", int),
+            _timestamp(raw, "started_at"),
+            _timestamp(raw, "finished_at"),
+            _field(raw, "input_digest", (str, type(None))),
+            _field(raw, "output_digest", str),
+            _field(raw, "code_hash", str),
+            _field(raw, "serializer", str),
+        )
+        if "output" not in raw:
+            raise ValueError("field 'output' is missing")
+    except ValueError as exc:
+        raise CheckpointCorrupt(f"{where} is malformed: {exc}", key=where) from exc
+    return fields
+
+
+def _timestamp(raw: dict[str, Any], name: str) -> float:
+    """A number as a float; a whole number too large for one is malformed, not ``OverflowError``."""
+    try:
+        return float(_field(raw, name, (int, float)))
+    except OverflowError:
+        raise ValueError(f"field {name!r} is too large for a float") from None
 
 
 _OUTPUT_MARK = b',"output":'

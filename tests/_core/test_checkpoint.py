@@ -303,6 +303,34 @@ def test_wrong_field_type_is_corrupt_naming_it(field: str, value: Any) -> None:
     corrupt(edited(change), f"field {field!r} is missing or has the wrong type")
 
 
+def test_timestamp_too_large_for_a_float_is_corrupt_naming_it() -> None:
+    """A huge whole-number timestamp used to escape as ``OverflowError``."""
+    huge = ("1" + "0" * 400).encode()
+    data = make().replace(b'"started_at":100.0', b'"started_at":' + huge)
+    corrupt(data, "field 'started_at' is too large for a float")
+    data = make().replace(b'"finished_at":101.5', b'"finished_at":' + huge)
+    corrupt(data, "field 'finished_at' is too large for a float")
+
+
+def test_hand_written_record_decodes_to_the_same_record() -> None:
+    """Off the fast path (whole-number timestamps, other field order, whitespace, a
+    BOM, UTF-16) a record still decodes as ``json.loads`` reads it."""
+    canonical = decode(make())
+    raw = json.loads(make())
+    raw["started_at"], raw["finished_at"] = 100, 102
+    text = json.dumps(dict(reversed(list(raw.items()))), indent=1)
+    record = decode(text.encode())
+    assert (record.started_at, record.finished_at) == (100.0, 102.0)
+    assert type(record.started_at) is float
+    assert type(record.finished_at) is float
+    assert record.output == canonical.output
+    assert record.output_digest == canonical.output_digest
+    for variant in (make() + b"\n", b"\xef\xbb\xbf" + make(), make().decode().encode("utf-16")):
+        assert decode(variant) == canonical
+    corrupt(make() + b" x", "Extra data")
+    corrupt(make().decode().encode("utf-16-le")[:-1], "is not valid JSON")
+
+
 def test_nan_or_infinity_literal_is_corrupt() -> None:
     data = make([1.0]).replace(b'"output":[1.0]', b'"output":[NaN]')
     assert b"NaN" in data
