@@ -541,11 +541,18 @@ async def bench_resume(
             }
             await prepare_resume(spec)
             gets, ours = [], []
-            for _ in range(args.reps):
-                gets.append(await sequential_gets(spec))
-                result = _child({"op": "resume", **spec})
-                assert result["reran"] == 0, result
-                ours.append(result["us"])
+            try:
+                for _ in range(args.reps):
+                    gets.append(await sequential_gets(spec))
+                    result = _child({"op": "resume", **spec})
+                    assert result["reran"] == 0, result
+                    ours.append(result["us"])
+            except RuntimeError as exc:
+                # An emulator on these two cores can stall long enough for a
+                # run to lose its lease; say so in the table, keep the rest.
+                last = str(exc).strip().splitlines()[-1]
+                table.note(f"resume on {servers.name(kind)}, N = {n}: the run failed: {last}")
+                continue
             table.group(
                 "resume",
                 f"skip N done steps, {servers.name(kind)}",

@@ -36,6 +36,7 @@ from asyncflow._core.checkpoint import (
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.lease import LeaseRecord, lease_key
 from asyncflow._core.storage import Storage
+from asyncflow._core.task import TaskStatus
 
 if TYPE_CHECKING:
     from asyncflow._core.task import Task
@@ -58,8 +59,6 @@ _ERROR_LIMIT = 1000
 
 def task_outcome(task: Task) -> Outcome:
     """What happened to ``task`` in the run that just ended."""
-    from asyncflow._core.task import TaskStatus
-
     if task.restored:
         return "skipped"
     if task.status is TaskStatus.COMPLETED:
