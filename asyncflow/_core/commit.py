@@ -179,10 +179,14 @@ class BatchCommitter(Committer):
                 # records queued meanwhile ride along in the next batch.
                 self._busy = True
                 try:
-                    # One turn of the loop first: tasks that finished alongside
-                    # this one queue their records and share its flush, instead
-                    # of waiting a whole flush and then forming a batch of one.
-                    await anyio.lowlevel.checkpoint()
+                    # Turns of the loop until one adds nothing: tasks finishing
+                    # alongside this one queue their records and share its
+                    # flush, instead of waiting a whole flush and then forming
+                    # a batch of one.
+                    size = 0
+                    while size < len(self._queue) < MAX_BATCH:
+                        size = len(self._queue)
+                        await anyio.lowlevel.checkpoint()
                     while self._queue:
                         batch = self._queue[:MAX_BATCH]
                         del self._queue[: len(batch)]

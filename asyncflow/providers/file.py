@@ -196,10 +196,13 @@ class StorageFile(ClosingStorage):
         self, targets: builtins.list[tuple[str, Path, bytes]]
     ) -> builtins.list[str]:
         staged: builtins.list[tuple[Path, Path]] = []
+        made: set[Path] = set()
         try:
             for key, target, data in targets:
                 try:
-                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if target.parent not in made:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        made.add(target.parent)
                     staged.append((self._stage(target, data, fsync=_syncfs is None), target))
                 except OSError as exc:
                     raise StorageError(

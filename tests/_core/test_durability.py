@@ -172,6 +172,23 @@ async def test_batch_shares_write_many_calls_in_parallel_mode(tmp_path: Path) ->
     assert len(records) == n
 
 
+async def test_batch_waits_for_tasks_finishing_together(tmp_path: Path) -> None:
+    """Workers that finish in the same turns share one flush: no batch of one."""
+    storage = CountingFile(tmp_path / "store")
+    flow = AsyncFlow(config=Config(storage=storage, durability="batch"), workflow_id="dur")
+
+    @action
+    async def task() -> int:
+        return 1
+
+    for i in range(64):
+        flow.task.add(step=task, key=f"t{i}")
+    await flow.start(mode="parallel", max_concurrency=8)
+    assert flow.status == "completed"
+    assert storage.single == 0
+    assert storage.batches == [8] * 8
+
+
 async def test_batch_without_write_many_writes_concurrently() -> None:
     log: list[str] = []
     storage = SlowWrites(log, delay=0.02)
