@@ -41,6 +41,7 @@ from asyncflow._core.errors import SerializationError
 __all__ = ["JSONSerializer", "PickleSerializer", "Serializer"]
 
 TAG = "__asyncflow__"
+_TAG_BYTES = TAG.encode()
 
 
 @runtime_checkable
@@ -241,6 +242,17 @@ _DECODERS: dict[str, Any] = {
     "uuid": uuid.UUID,
     "dict": lambda v: {_decode(k): _decode(i) for k, i in v},
 }
+
+
+def untagged(data: bytes) -> bool:
+    """True if the JSON text ``data`` surely holds no tagged value (not public API).
+
+    Then ``JSONSerializer.decode`` of what ``json`` parsed from it is that
+    value itself, and resume can skip walking every output. A tag is a dict
+    key, so its name would appear verbatim unless spelled with ``\\u``
+    escapes, which send the text to the full walk too.
+    """
+    return _TAG_BYTES not in data and b"\\u" not in data
 
 
 def _decode(payload: Any) -> Any:

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt, SerializationError
 from asyncflow._core.storage import Storage
-from asyncflow.serializers import Serializer
+from asyncflow.serializers import JSONSerializer, Serializer, untagged
 
 __all__ = [
     "FORMAT",
@@ -325,8 +325,13 @@ def decode_record(
             key=where,
         )
     payload = raw["output"]
-    if not _output_matches(body, payload, fields[9]):
-        raise CheckpointCorrupt(f"{where}: output does not match its digest", key=where)
+    tail = _output_tail(body)
+    if tail is None or digest(tail) != fields[9]:
+        if not _reencoded_matches(payload, fields[9]):
+            raise CheckpointCorrupt(f"{where}: output does not match its digest", key=where)
+        tail = None
+    if tail is not None and type(serializer) is JSONSerializer and untagged(tail):
+        return CheckpointRecord(*fields, output=payload)
     try:
         output = serializer.decode(payload)
     except Exception as exc:
@@ -419,19 +424,22 @@ def _timestamp(raw: dict[str, Any], name: str) -> float:
 _OUTPUT_MARK = b',"output":'
 
 
-def _output_matches(body: bytes, payload: Any, expected: str) -> bool:
-    """Check the output digest, from the record's own bytes when possible.
+def _output_tail(body: bytes) -> bytes | None:
+    """The output's own bytes, when the record is laid out as asyncflow writes it.
 
     asyncflow writes ``"output"`` last, so the payload's bytes are the tail
     of the record: hashing them avoids re-encoding every output on resume. A
     quote inside a JSON string is escaped, so the first ``,"output":`` is the
-    key itself. A record laid out otherwise (hand-written) falls back to
-    re-encoding the decoded payload.
+    key itself.
     """
     mark = body.find(_OUTPUT_MARK)
-    tail = body[mark + len(_OUTPUT_MARK) : -1] if mark >= 0 and body.endswith(b"}") else None
-    if tail is not None and digest(tail) == expected:
-        return True
+    if mark < 0 or not body.endswith(b"}"):
+        return None
+    return body[mark + len(_OUTPUT_MARK) : -1]
+
+
+def _reencoded_matches(payload: Any, expected: str) -> bool:
+    """The digest check for a record laid out otherwise (hand-written): re-encode the payload."""
     try:
         return digest(dumps(payload)) == expected
     except ValueError:

@@ -28,7 +28,7 @@ from asyncflow._core.checkpoint import (
     task_storage_key,
 )
 from asyncflow.providers import Blob, Storage, StorageDefault, StorageFile
-from asyncflow.serializers import TAG, JSONSerializer, PickleSerializer, Serializer
+from asyncflow.serializers import TAG, JSONSerializer, PickleSerializer, Serializer, untagged
 
 JSON: dict[str, Serializer] = {"json": JSONSerializer()}
 KEY = b"0123456789abcdef-signing-key"
@@ -355,6 +355,29 @@ def test_output_with_a_bad_tag_is_corrupt_even_with_a_matching_digest() -> None:
         raw["output_digest"] = digest(dumps(raw["output"]))
 
     corrupt(edited(change), "cannot decode output")
+
+
+def test_untagged_output_skips_the_decoder_and_tagged_output_does_not() -> None:
+    plain = {"rows": [1, 2.5, None, "x"], "nested": {"a": [True]}}
+    assert untagged(dumps(plain))
+    assert decode(make(plain)).output == plain
+    assert not untagged(dumps(JSONSerializer().encode((1, 2))))
+    assert decode(make({"pair": (1, 2)})).output == {"pair": (1, 2)}
+
+
+def test_a_tag_spelled_with_unicode_escapes_is_still_decoded() -> None:
+    """A hand-written record may escape the tag's letters; it must not pass as plain JSON."""
+    escaped = TAG.replace("a", "\\u0061")
+    payload = ('{"' + escaped + '":"tuple","v":[1,2]}').encode()
+    assert TAG.encode() not in payload
+    assert json.loads(payload) == {TAG: "tuple", "v": [1, 2]}
+
+    def change(raw: dict[str, Any]) -> None:
+        raw["output"] = "PLACEHOLDER"
+        raw["output_digest"] = digest(payload)
+
+    data = edited(change).replace(b'"PLACEHOLDER"', payload)
+    assert decode(data).output == (1, 2)
 
 
 # --- foreign and newer records --------------------------------------------------------
