@@ -70,7 +70,9 @@ async def run_parallel(runner: Runner, tasks: list[Task], max_concurrency: int |
         # left, so each task starts as soon as every earlier one has started
         # or suspended, yet the run holds a worker per task in flight rather
         # than a parked task per task of the flow (1 KiB instead of 4 each).
-        while pending and not runner.halted:
+        for _ in tasks:  # never more workers than tasks
+            if not pending or runner.halted:
+                return
             yield worker
 
     await run_all(workers(), yield_every=_SPAWN_BATCH)

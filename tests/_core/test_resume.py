@@ -123,7 +123,7 @@ async def test_explicit_keys_survive_reordering(storage: Storage) -> None:
     flow.task.add(step=calls.step("save"), key="save")
     flow.task.add(step=calls.step("load"), key="load")
     await flow.start(mode="parallel", resume=True)
-    assert calls.log == ["load", "save"]
+    assert sorted(calls.log) == ["load", "save"]  # parallel: each ran once, in any order
     assert [k async for k in storage.list("keys-wf/tasks/")] == [
         "keys-wf/tasks/load.json",
         "keys-wf/tasks/save.json",
