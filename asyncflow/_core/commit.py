@@ -90,8 +90,7 @@ class Committer:
     async def commit(self, task: Task, where: str, data: bytes) -> None:
         """Hand ``data`` to storage; the lease is checked first (``LeaseLost``)."""
         clock = time.perf_counter()
-        if self.lease is not None:
-            self.lease.ensure()
+        self._ensure()
         if self.needs_shield:
             with anyio.CancelScope(shield=True):
                 await self.storage.write(where, data)

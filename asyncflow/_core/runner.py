@@ -157,7 +157,7 @@ class Runner:
         if self._restored_at is None:
             # One clock reading serves every restored context of the run: a
             # datetime per context was a third of the cost of a restore.
-            self._restored_at = dt.datetime.now(_UTC)
+            self._restored_at = _utcnow()
         task.current_context = Context(
             storage=record.output,
             task_id=task.task_id,
@@ -181,7 +181,7 @@ class Runner:
         if "previous_context" in action.params:
             kwargs["previous_context"] = task.previous_context
         task.status = TaskStatus.IN_PROGRESS
-        task.started_at = dt.datetime.now(_UTC)
+        task.started_at = _utcnow()
         started = time.time()
         clock = time.perf_counter()
         try:
@@ -216,7 +216,7 @@ class Runner:
             task.error = exc
             task.finished_at = _utcnow()
             raise
-        finished = dt.datetime.now(_UTC)
+        finished = _utcnow()
         task.digest = encoded.digest
         task.current_context = Context(
             storage=output,
