@@ -1,6 +1,6 @@
 """``StorageGCS``: checkpoints in a Google Cloud Storage bucket (or fake-gcs-server).
 
-    pip install 'asyncflow[gcs]'
+    pip install 'asyncflow-durable[gcs]'
     export ASYNCFLOW_GCS_BUCKET=my-bucket           # and optionally ASYNCFLOW_GCS_PREFIX
     python examples/storage_gcs.py
 

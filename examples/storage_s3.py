@@ -1,6 +1,6 @@
 """``StorageS3``: checkpoints in an S3 bucket (or any S3-compatible server).
 
-    pip install 'asyncflow[s3]'
+    pip install 'asyncflow-durable[s3]'
     export ASYNCFLOW_S3_BUCKET=my-bucket            # and optionally ASYNCFLOW_S3_PREFIX
     python examples/storage_s3.py
 

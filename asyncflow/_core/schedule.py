@@ -264,7 +264,7 @@ class Scheduler:
         except ImportError as exc:  # pragma: no cover - the extra is installed in tests
             raise ImportError(
                 "scheduling needs its extra (croniter is missing):"
-                " pip install 'asyncflow[scheduler]'"
+                " pip install 'asyncflow-durable[scheduler]'"
             ) from exc
         if not isinstance(cron, str) or not croniter.is_valid(cron):
             raise ConfigurationError(f"not a valid cron expression: {cron!r}")

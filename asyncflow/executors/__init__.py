@@ -30,7 +30,7 @@ def __getattr__(name: str) -> Any:
         importlib.import_module(needs)
     except ImportError as exc:
         raise ImportError(
-            f"{name} needs the {needs!r} package: pip install 'asyncflow[{extra}]'"
+            f"{name} needs the {needs!r} package: pip install 'asyncflow-durable[{extra}]'"
         ) from exc
     module = importlib.import_module(module_name)
     return getattr(module, name)

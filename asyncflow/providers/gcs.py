@@ -41,7 +41,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         f"StorageGCS needs gcloud-aio-storage, which is not installed ({exc}); "
-        "install it with: pip install 'asyncflow[gcs]'"
+        "install it with: pip install 'asyncflow-durable[gcs]'"
     ) from exc
 
 __all__ = ["StorageGCS"]

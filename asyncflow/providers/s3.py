@@ -47,7 +47,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         f"StorageS3 needs aiobotocore, which is not installed ({exc}); "
-        "install it with: pip install 'asyncflow[s3]'"
+        "install it with: pip install 'asyncflow-durable[s3]'"
     ) from exc
 
 __all__ = ["StorageS3"]

@@ -100,7 +100,7 @@ def test_import_without_gcloud_aio_names_the_extra() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert "pip install 'asyncflow[gcs]'" in out.stdout
+    assert "pip install 'asyncflow-durable[gcs]'" in out.stdout
 
 
 def test_core_does_not_import_the_sdk() -> None:
