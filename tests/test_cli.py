@@ -21,7 +21,8 @@ from asyncflow import AsyncFlow, action
 from asyncflow._core.checkpoint import Manifest, manifest_key
 from asyncflow._core.lease import LeaseRecord, lease_key
 from asyncflow._core.status import read_run
-from asyncflow.cli import _watch, cli
+from asyncflow.cli import cli
+from asyncflow.cli.run import watch as _watch
 from asyncflow.providers import StorageDefault, StorageFile
 from tests.test_mermaid import SEED_FAILED, SEED_RESUMED
 
@@ -199,7 +200,7 @@ def test_without_the_extra_the_error_names_it(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 1
-    assert "pip install 'asyncflow[cli]'" in result.stderr
+    assert "pip install 'asyncflow-durable[cli]'" in result.stderr
     code = "import sys, runpy; sys.modules['rich'] = None; runpy.run_module('asyncflow')"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
@@ -207,7 +208,7 @@ def test_without_the_extra_the_error_names_it(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: the asyncflow command line needs its extra (rich.console is missing):"
-        " pip install 'asyncflow[cli]'"
+        " pip install 'asyncflow-durable[cli]'"
     )
 
 
@@ -443,3 +444,16 @@ def test_the_progress_bar_counts_from_the_event_stream() -> None:
     text = screen.getvalue()
     assert "done 2 · skipped 0 · failed 1 · retries 2" in text
     assert "3/3" in text
+
+
+def test_version_comes_from_the_installed_distribution() -> None:
+    import asyncflow
+
+    result = subprocess.run(
+        [sys.executable, "-m", "asyncflow", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"asyncflow, version {asyncflow.__version__}"

@@ -1,6 +1,6 @@
 """``asyncflow schedule``: run a flow at every cron tick until SIGINT/SIGTERM.
 
-Registered on the ``asyncflow`` command group by ``asyncflow.cli``. See
+Registered on the ``asyncflow`` command group when ``asyncflow.cli`` is imported. See
 docs/scheduling.md.
 """
 
@@ -20,21 +20,17 @@ from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.flow import AsyncFlow
 from asyncflow._core.modes import MODES
 from asyncflow._core.status import task_outcome
-from asyncflow.cli import (
+from asyncflow.cli._app import cli
+from asyncflow.cli._common import (
     EXIT_OK,
     EXIT_USAGE,
     CliError,
-    _check_flow,
-    _debug_option,
-    _find_target,
-    _load_module,
-    _rebuild,
-    _reporting,
-    _split_target,
-    _storage_option,
-    _workflow_id,
-    cli,
+    debug_option,
+    reporting,
+    storage_option,
+    validated_id,
 )
+from asyncflow.cli._target import check_flow, find_target, load_module, rebuild, split_target
 from asyncflow.providers import storage_from_url
 
 __all__ = ["schedule"]
@@ -96,7 +92,7 @@ async def _report(flow: AsyncFlow) -> AsyncIterator[None]:
 )
 @click.option("--mode", type=click.Choice(_RUN_MODES), help="Default: sequential.")
 @click.option("--workflow-id", help="Run under this workflow id instead of the flow's.")
-@_storage_option
+@storage_option
 @click.option("--keep-going", is_flag=True, help="Carry on after a failed step.")
 @click.option("--tz", metavar="ZONE", help="Time zone the cron is read in. Default: UTC.")
 @click.option(
@@ -106,7 +102,7 @@ async def _report(flow: AsyncFlow) -> AsyncIterator[None]:
     help="On SIGINT/SIGTERM, cancel in-flight runs after this long."
     " Default: wait for them (a second signal cancels them).",
 )
-@_debug_option
+@debug_option
 def schedule(
     target: str,
     cron: str,
@@ -129,14 +125,14 @@ def schedule(
     """
     from asyncflow._core.schedule import Scheduler, Tick
 
-    with _reporting(debug):
-        path, attr = _split_target(target)
+    with reporting(debug):
+        path, attr = split_target(target)
         if workflow_id is not None:
-            workflow_id = _workflow_id(workflow_id)
+            workflow_id = validated_id(workflow_id)
         zone = _zone(tz)
         storage = storage_from_url(storage_url) if storage_url else None
-        module = _load_module(path)
-        found = _find_target(module, path, attr)
+        module = load_module(path)
+        found = find_target(module, path, attr)
         what = f"{path}:{attr or getattr(found, '__name__', 'flow')}"
         made: Any = found
         if not isinstance(found, AsyncFlow) and callable(found):
@@ -148,11 +144,11 @@ def schedule(
                 click.echo(f"tick {_stamp(tick.at)}: {text}", err=True)
 
         async def body() -> None:
-            flow = _check_flow(await made if inspect.isawaitable(made) else made, what)
+            flow = check_flow(await made if inspect.isawaitable(made) else made, what)
             if flow.status != "new":
                 raise CliError(f"{what} ran the flow itself; expose it unstarted to schedule it")
             if storage is not None or workflow_id is not None:
-                flow = _rebuild(flow, storage, workflow_id)
+                flow = rebuild(flow, storage, workflow_id)
             scheduler = Scheduler(
                 flow,
                 cron,

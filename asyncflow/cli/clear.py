@@ -1,0 +1,173 @@
+"""``asyncflow clear``: delete one workflow's records, or (``--older-than``) every old one."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.to_thread
+import click
+
+from asyncflow._core.checkpoint import clear_workflow
+from asyncflow._core.lease import Lease, lease_key
+from asyncflow._core.retention import Pruned, parse_duration, prune
+from asyncflow.cli._app import cli
+from asyncflow.cli._common import (
+    DEFAULT_STORAGE,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    debug_option,
+    open_storage,
+    reporting,
+    storage_option,
+    validated_id,
+    when,
+)
+
+__all__ = ["clear"]
+
+
+@cli.command()
+@click.argument("workflow_id", metavar="[ID]", required=False)
+@storage_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Clear even while a runner holds the lease.")
+@click.option(
+    "--older-than",
+    metavar="AGE",
+    help="Instead of ID: every finished workflow not updated for AGE (7d, 12h, 30m).",
+)
+@click.option("--include-interrupted", is_flag=True, help="With --older-than: also crashed runs.")
+@click.option("--dry-run", is_flag=True, help="With --older-than: list, delete nothing.")
+@debug_option
+def clear(
+    workflow_id: str | None,
+    storage_url: str | None,
+    yes: bool,
+    force: bool,
+    older_than: str | None,
+    include_interrupted: bool,
+    dry_run: bool,
+    debug: bool,
+) -> int:
+    """Delete a workflow's run manifest and checkpoints.
+
+    Takes the workflow's lease first, so no runner can start meanwhile; a live
+    lease makes it refuse unless --force. With --older-than instead of ID:
+    every workflow whose run ended before that age (never one with a live lease).
+    """
+    if older_than is not None or workflow_id is None:
+        return clear_older(
+            workflow_id, storage_url, yes, force, older_than, include_interrupted, dry_run, debug
+        )
+    if include_interrupted or dry_run:
+        raise CliError("--include-interrupted and --dry-run go with --older-than", EXIT_USAGE)
+    with reporting(debug):
+        workflow_id = validated_id(workflow_id)
+        storage = open_storage(storage_url)
+        where = storage_url or DEFAULT_STORAGE
+
+        async def count() -> list[str]:
+            return [name async for name in storage.list(f"{workflow_id}/")]
+
+        async def delete() -> int:
+            if not force:  # hold the lease: no runner can start while we delete
+                await Lease(storage, workflow_id, ttl=60.0, renew_every=20.0).acquire()
+            deleted = await clear_workflow(storage, workflow_id)
+            # Ours, or (--force) a runner's, which then fails its next renewal.
+            await storage.delete(lease_key(workflow_id))
+            return deleted
+
+        async def main() -> int:
+            try:
+                names = await count()
+                if not names:
+                    return -1
+                if not yes:
+                    records = len([n for n in names if n != lease_key(workflow_id)])
+                    question = f"Delete {records} record(s) of workflow {workflow_id} in {where}?"
+                    confirmed = await anyio.to_thread.run_sync(
+                        lambda: click.confirm(question, default=False, err=True)
+                    )
+                    if not confirmed:
+                        raise CliError("not confirmed; nothing deleted", EXIT_FAILED)
+                return await delete()
+            finally:
+                await storage.aclose()
+
+        deleted = anyio.run(main)
+        if deleted < 0:
+            click.echo(f"workflow {workflow_id} has no records in {where}; nothing to clear")
+        else:
+            click.echo(f"workflow {workflow_id}: deleted {deleted} record(s) from {where}")
+    return EXIT_OK
+
+
+def _line(item: Pruned) -> str:
+    return (
+        f"{item.workflow_id}  {item.status}  updated {when(item.updated_at)}"
+        f"  {item.records} record(s)"
+    )
+
+
+def clear_older(
+    workflow_id: str | None,
+    storage_url: str | None,
+    yes: bool,
+    force: bool,
+    older_than: str | None,
+    include_interrupted: bool,
+    dry_run: bool,
+    debug: bool,
+) -> int:
+    """Delete every workflow whose latest run ended more than ``older_than`` ago."""
+    with reporting(debug):
+        if older_than is None:
+            raise CliError("missing ID (or --older-than AGE)", EXIT_USAGE)
+        if workflow_id is not None:
+            raise CliError("give an ID or --older-than, not both", EXIT_USAGE)
+        if force:
+            raise CliError(
+                "--force does not go with --older-than: a workflow with a live lease"
+                " is never deleted by age",
+                EXIT_USAGE,
+            )
+        age = parse_duration(older_than)
+        storage = open_storage(storage_url)
+        where = storage_url or DEFAULT_STORAGE
+
+        async def main() -> tuple[list[Pruned], bool]:
+            try:
+                found = await prune(
+                    storage, age, include_interrupted=include_interrupted, dry_run=True
+                )
+                if not found or dry_run:
+                    return found, False
+                for item in found:
+                    click.echo(_line(item), err=True)
+                if not yes:
+                    question = (
+                        f"Delete {len(found)} workflow(s) not updated for {older_than} in {where}?"
+                    )
+                    confirmed = await anyio.to_thread.run_sync(
+                        lambda: click.confirm(question, default=False, err=True)
+                    )
+                    if not confirmed:
+                        raise CliError("not confirmed; nothing deleted", EXIT_FAILED)
+                deleted = await prune(storage, age, include_interrupted=include_interrupted)
+                return deleted, True
+            finally:
+                await storage.aclose()
+
+        items, deleted = anyio.run(main)
+        if not items:
+            click.echo(f"no finished workflow older than {older_than} in {where}; nothing to clear")
+        elif not deleted:
+            for item in items:
+                click.echo(_line(item))
+            click.echo(f"dry run: would delete {len(items)} workflow(s) from {where}")
+        else:
+            for item in items:
+                click.echo(f"deleted {_line(item)}")
+            click.echo(f"deleted {len(items)} workflow(s) older than {older_than} from {where}")
+    return EXIT_OK

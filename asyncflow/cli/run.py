@@ -1,0 +1,247 @@
+"""``asyncflow run``: run a flow from a file with a live progress bar and a summary."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import anyio
+import click
+import rich.console
+import rich.progress
+import rich.table
+
+from asyncflow import events
+from asyncflow._core.flow import AsyncFlow, Mode
+from asyncflow._core.modes import MODES
+from asyncflow._core.status import task_outcome
+from asyncflow.cli._app import cli
+from asyncflow.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    STYLES,
+    debug_option,
+    reporting,
+    seconds,
+    storage_option,
+    validated_id,
+)
+from asyncflow.cli._target import check_flow, find_target, load_module, rebuild, split_target
+from asyncflow.providers import storage_from_url
+
+__all__ = ["RunProgress", "run", "watch"]
+
+
+class RunProgress:
+    """Counts of a run fed by its events, shown as a rich progress bar."""
+
+    def __init__(self, progress: rich.progress.Progress, total: int) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = self.skipped = self.failed = self.retries = 0
+        self.task_id = progress.add_task("starting", total=total or None, **self._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "done": self.done,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "retries": self.retries,
+        }
+
+    def handle(self, event: events.Event) -> None:
+        description: str | None = None
+        advance = 0
+        if isinstance(event, events.WorkflowStarted):
+            self.total = event.tasks
+            self.progress.update(self.task_id, total=event.tasks or None)
+        elif isinstance(event, events.TaskStarted):
+            description = event.step if event.attempt == 1 else f"{event.step} #{event.attempt}"
+        elif isinstance(event, events.TaskCompleted):
+            self.done += 1
+            advance = 1
+        elif isinstance(event, events.TaskSkipped):
+            self.skipped += 1
+            advance = 1
+            description = f"{event.step} (restored)"
+        elif isinstance(event, events.TaskFailed):
+            self.failed += 1
+            advance = 1
+            description = f"{event.step} failed"
+        elif isinstance(event, events.TaskRetrying):
+            self.retries += 1
+            description = f"{event.step} retrying"
+        elif isinstance(event, events.WorkflowFinished):
+            description = event.status
+        self.progress.update(
+            self.task_id, advance=advance, description=description, **self._fields()
+        )
+
+
+def progress_bar(console: rich.console.Console) -> rich.progress.Progress:
+    return rich.progress.Progress(
+        rich.progress.SpinnerColumn(),
+        rich.progress.TextColumn("{task.description:<24}"),
+        rich.progress.BarColumn(),
+        rich.progress.MofNCompleteColumn(),
+        rich.progress.TextColumn(
+            "done {task.fields[done]} · skipped {task.fields[skipped]}"
+            " · failed {task.fields[failed]} · retries {task.fields[retries]}"
+        ),
+        rich.progress.TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
+
+
+async def watch(flow: AsyncFlow, console: rich.console.Console, run: Callable[[], Any]) -> None:
+    """Run ``run()`` while the flow's events feed a progress bar."""
+    stream = flow.events()
+    with progress_bar(console) as progress:
+        tracker = RunProgress(progress, len(flow.task.queue))
+
+        async def consume() -> None:
+            async for event in stream:
+                tracker.handle(event)
+
+        error: Exception | None = None
+        async with anyio.create_task_group() as group:
+            group.start_soon(consume)
+            try:
+                await run()
+                await flow.wait()
+            except Exception as exc:  # raised as is, not in an ExceptionGroup
+                error = exc
+            finally:
+                stream.close()
+        if error is not None:
+            raise error
+
+
+def summary(flow: AsyncFlow, console: rich.console.Console, elapsed: float) -> None:
+    table = rich.table.Table(title=f"workflow {flow.workflow_id}", title_justify="left")
+    for column in ("#", "step", "key", "status", "attempts", "duration", "error"):
+        table.add_column(column, no_wrap=column != "error")
+    for task in flow.task.queue:
+        outcome = task_outcome(task)
+        table.add_row(
+            str(task.task_id),
+            task.name,
+            task.key,
+            f"[{STYLES[outcome]}]{outcome}[/]",
+            str(task.attempts) if task.attempts else "-",
+            seconds(task.duration) if outcome in ("completed", "failed") else "-",
+            repr(task.error) if task.error is not None else "",
+        )
+    console.print(table)
+    status = flow.status
+    style = STYLES.get(status, "")
+    console.print(f"workflow {flow.workflow_id}: [{style}]{status}[/] in {elapsed:.2f}s")
+
+
+_RUN_OPTIONS = {
+    "workflow_id": "--workflow-id",
+    "resume": "--resume",
+    "mode": "--mode",
+    "storage_url": "--storage",
+    "keep_going": "--keep-going",
+}
+
+
+@cli.command()
+@click.argument("target", metavar="FILE.py[:ATTR]")
+@click.option("--workflow-id", help="Run under this workflow id instead of the flow's.")
+@click.option("--resume", is_flag=True, help="Skip the steps that have a checkpoint.")
+@click.option("--mode", type=click.Choice(list(MODES)), help="Default: sequential.")
+@storage_option
+@click.option("--keep-going", is_flag=True, help="Carry on after a failed step.")
+@debug_option
+def run(
+    target: str,
+    workflow_id: str | None,
+    resume: bool,
+    mode: str | None,
+    storage_url: str | None,
+    keep_going: bool,
+    debug: bool,
+) -> int:
+    """Run a flow from FILE.py.
+
+    ATTR names an AsyncFlow or a function (sync or async) returning one.
+    Without ATTR: the module's only module-level AsyncFlow, else its main().
+    A function that already ran the flow itself is reported, not re-run.
+    """
+    out = rich.console.Console()
+    err = rich.console.Console(stderr=True)
+    given = {name for name, value in locals().items() if name in _RUN_OPTIONS and value}
+    with reporting(debug):
+        path, attr = split_target(target)
+        if workflow_id is not None:
+            workflow_id = validated_id(workflow_id)
+        storage = storage_from_url(storage_url) if storage_url else None
+        module = load_module(path)
+        found = find_target(module, path, attr)
+        what = f"{path}:{attr or getattr(found, '__name__', 'flow')}"
+        flow: AsyncFlow | None = None
+        factory: Callable[[], Awaitable[Any]] | None = None
+        if isinstance(found, AsyncFlow):
+            flow = found
+        elif callable(found):
+            if inspect.iscoroutinefunction(found):
+                factory = found
+            else:
+                made = found()  # outside the loop: it may call anyio.run itself
+                if inspect.isawaitable(made):
+
+                    async def awaited(made: Any = made) -> Any:
+                        return await made
+
+                    factory = awaited
+                else:
+                    flow = check_flow(made, f"{what}()")
+        else:
+            check_flow(found, what)
+        started = time.perf_counter()
+
+        async def body() -> AsyncFlow:
+            if flow is not None:
+                chosen = flow
+            else:
+                assert factory is not None
+                chosen = check_flow(await factory(), f"{what}()")
+            try:
+                if chosen.status == "new":
+                    if storage is not None or workflow_id is not None:
+                        chosen = rebuild(chosen, storage, workflow_id)
+
+                    async def start() -> None:
+                        await chosen.start(
+                            mode=cast(Mode, mode or "sequential"),
+                            resume=resume,
+                            keep_going=keep_going,
+                        )
+
+                    await watch(chosen, err, start)
+                else:
+                    ignored = ", ".join(_RUN_OPTIONS[name] for name in sorted(given))
+                    note = f"{what} ran the flow itself; showing its result"
+                    if ignored:
+                        note += f" ({ignored} not applied)"
+                    click.echo(f"note: {note}", err=True)
+                    if chosen.status == "running":
+
+                        async def nothing() -> None:
+                            pass
+
+                        await watch(chosen, err, nothing)
+            finally:
+                if storage is not None:
+                    await storage.aclose()
+            return chosen
+
+        done = anyio.run(body)
+        summary(done, out, time.perf_counter() - started)
+    return EXIT_OK if done.status == "completed" else EXIT_FAILED
