@@ -1,15 +1,11 @@
-"""Checkpoint records: their layout in storage, their bytes, and bulk loading.
+"""Checkpoint records: their bytes, bulk loading and clearing.
 
-Layout, identical on every backend::
-
-    {workflow_id}/run.json            run manifest
-    {workflow_id}/lease.json          the live runner's lease
-    {workflow_id}/tasks/{key}.json    one record per completed task
-
-A record is one JSON object. ``output`` is whatever the serializer made of
-the step's output; ``output_digest`` hashes those bytes so that a later step
-can tell whether the input it was checkpointed with is the input it would
-get now (``input_digest``).
+Where records live is ``asyncflow._core.layout``'s business (its key
+builders are re-exported here for existing callers). A record is one JSON
+object. ``output`` is whatever the serializer made of the step's output;
+``output_digest`` hashes those bytes so that a later step can tell whether
+the input it was checkpointed with is the input it would get now
+(``input_digest``).
 """
 
 from __future__ import annotations
@@ -25,6 +21,12 @@ from typing import Any, NamedTuple
 
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt, SerializationError
+from asyncflow._core.layout import (
+    manifest_key,
+    task_prefix,
+    task_storage_key,
+    workflow_keys,
+)
 from asyncflow._core.storage import Storage
 from asyncflow.serializers import JSONSerializer, Serializer, untagged
 
@@ -44,18 +46,6 @@ __all__ = [
 
 FORMAT = 1
 _SIG_PREFIX = b"asyncflow-hmac-sha256:"
-
-
-def task_prefix(workflow_id: str) -> str:
-    return f"{workflow_id}/tasks/"
-
-
-def task_storage_key(workflow_id: str, key: str) -> str:
-    return f"{workflow_id}/tasks/{key}.json"
-
-
-def manifest_key(workflow_id: str) -> str:
-    return f"{workflow_id}/run.json"
 
 
 def digest(data: bytes) -> str:
@@ -525,21 +515,28 @@ async def load_records(
 
 
 async def clear_workflow(storage: Storage, workflow_id: str, *, tasks_only: bool = False) -> int:
-    """Delete a workflow's records (the lease is never touched); returns how many."""
-    prefix = task_prefix(workflow_id) if tasks_only else f"{workflow_id}/"
-    lease = f"{workflow_id}/lease.json"
-    names = [name async for name in storage.list(prefix) if name != lease]
+    """Delete a workflow's own records (the lease is never touched); returns how many.
+
+    Only keys of the layout are deleted (``layout.is_own_key``): a file that
+    is not an asyncflow record stays, whatever folder it sits in. ``run.json``
+    goes last, so an interrupted clear is still found as a workflow.
+    """
+    names = await workflow_keys(storage, workflow_id, tasks_only=tasks_only)
+    manifest = manifest_key(workflow_id)
+    first = [name for name in names if name != manifest]
     batch = getattr(storage, "delete_many", None)
     if batch is not None:
-        await batch(names)
+        await batch(first)
     else:
-        pending = iter(names)
+        pending = iter(first)
 
         async def worker() -> None:
             for name in pending:
                 await storage.delete(name)
 
-        await run_all([worker] * min(16, len(names)))
+        await run_all([worker] * min(16, len(first)))
+    if len(first) < len(names):
+        await storage.delete(manifest)
     return len(names)
 
 

@@ -34,6 +34,7 @@ from asyncflow._core.errors import (
     StorageError,
     WorkflowLocked,
 )
+from asyncflow._core.layout import lease_key
 from asyncflow._core.storage import Storage
 
 __all__ = ["Lease", "LeaseRecord", "lease_key", "process_identity"]
@@ -43,10 +44,6 @@ logger = logging.getLogger("asyncflow")
 
 #: ``Lease.ensure`` re-reads the clock at least this often (seconds).
 _FAST_CHECK = 0.05
-
-
-def lease_key(workflow_id: str) -> str:
-    return f"{workflow_id}/lease.json"
 
 
 _identity: tuple[str, str, int, str] | None = None

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from asyncflow._core.checkpoint import Manifest, clear_workflow, manifest_key
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError, WorkflowLocked
-from asyncflow._core.lease import Lease, lease_key
+from asyncflow._core.layout import lease_key, own_keys, workflow_of_manifest
+from asyncflow._core.lease import Lease
 from asyncflow._core.status import read_lease
 from asyncflow._core.storage import Storage
 
@@ -79,11 +80,6 @@ class Pruned:
     records: int
 
 
-def _workflow_of(key: str) -> str | None:
-    head, sep, tail = key.partition("/")
-    return head if sep and tail == "run.json" else None
-
-
 async def _manifest(storage: Storage, workflow_id: str) -> Manifest | None:
     where = manifest_key(workflow_id)
     blob = await storage.read(where)
@@ -117,7 +113,7 @@ async def prune(
     names = [key async for key in storage.list(prefix)]
     candidates = [
         wid
-        for wid in (_workflow_of(key) for key in names)
+        for wid in (workflow_of_manifest(key) for key in names)
         if wid is not None and (only is None or only(wid))
     ]
     found: dict[str, Pruned] = {}
@@ -129,9 +125,7 @@ async def prune(
         manifest = await _manifest(storage, workflow_id)
         if manifest is None or not eligible(manifest):
             return
-        records = sum(1 for key in names if key.startswith(f"{workflow_id}/")) - (
-            1 if lease_key(workflow_id) in names else 0
-        )
+        records = len(own_keys(workflow_id, names))
         if dry_run:
             state = await read_lease(storage, workflow_id)
             if state is None or not state.live:
@@ -150,9 +144,9 @@ async def prune(
             manifest = await _manifest(storage, workflow_id)  # a run may have ended meanwhile
             if manifest is None or not eligible(manifest):
                 return
-            # task records first, run.json last: an interrupted prune is found again
-            await clear_workflow(storage, workflow_id, tasks_only=True)
-            await storage.delete(manifest_key(workflow_id))
+            # run.json goes last (clear_workflow), then the lease: an interrupted
+            # prune is found again. Only the layout's keys are deleted.
+            await clear_workflow(storage, workflow_id)
             await storage.delete(lease_key(workflow_id))
             deleted = True
             found[workflow_id] = Pruned(workflow_id, manifest.status, manifest.updated_at, records)

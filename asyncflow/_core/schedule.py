@@ -35,6 +35,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ _OVERLAPS = ("skip", "queue", "parallel")
 #: a run whose manifest says this did not complete: ``resume=True`` resumes it
 _UNFINISHED = ("failed", "cancelled", "running")
 _UTC = dt.timezone.utc
+#: the tick stamp of ``Scheduler.run_id``, to the minute or to the second
+_STAMP = re.compile(r"\d{8}T\d{4}(?:\d{2})?Z")
 
 
 @runtime_checkable
@@ -346,6 +349,18 @@ class Scheduler:
         )
         return validate_id(f"{base}.{stamp}", "scheduled workflow id")
 
+    def owns(self, workflow_id: str) -> bool:
+        """Whether ``workflow_id`` is one this schedule makes: its id, or ``{id}.{tick stamp}``.
+
+        Exact, so retention for ``nightly`` never touches ``nightly.v2`` nor
+        ``nightly.20260101T0000Z.bak``.
+        """
+        base = self.flow.workflow_id
+        if workflow_id == base:
+            return True
+        head, dot, stamp = workflow_id.rpartition(".")
+        return bool(dot) and head == base and _STAMP.fullmatch(stamp) is not None
+
     def next_tick(self, after: dt.datetime | None = None) -> dt.datetime:
         """The first tick strictly after ``after`` (default: now)."""
         moment = after if after is not None else self.clock.now()
@@ -513,7 +528,7 @@ class Scheduler:
                 self.flow.config.storage,
                 retention,
                 prefix=base,
-                only=lambda wid: wid == base or wid.startswith(f"{base}."),
+                only=self.owns,
             )  # wall time, not the clock's: run.json timestamps are wall time
         except Exception:
             logger.exception("%s: retention failed; it is tried again after the next run", base)
