@@ -470,15 +470,16 @@ async def load_records(
     """All records of ``keys`` that exist: one listing, then bounded concurrent reads.
 
     A storage with an optional ``read_many(keys)`` (``StorageFile``: one
-    thread hop for many files) is read in chunks through it instead.
+    thread hop for many files) is asked for every wanted key in chunks, no
+    listing: a missing file costs one failed open, and a directory or a FIFO
+    where a record should be is refused by the read instead of being left
+    out of a listing as if there were no checkpoint.
     """
     wanted = {task_storage_key(workflow_id, key): key for key in keys}
-    found = [name async for name in storage.list(task_prefix(workflow_id)) if name in wanted]
     records: dict[str, CheckpointRecord] = {}
-    if not found:
-        return records
     read_many = getattr(storage, "read_many", None)
     if read_many is not None:
+        found = list(wanted)
         for start in range(0, len(found), _READ_MANY_CHUNK):
             chunk = found[start : start + _READ_MANY_CHUNK]
             for where, blob in zip(chunk, await read_many(chunk), strict=True):
@@ -492,6 +493,9 @@ async def load_records(
                         serializers=serializers,
                         signing_key=signing_key,
                     )
+        return records
+    found = [name async for name in storage.list(task_prefix(workflow_id)) if name in wanted]
+    if not found:
         return records
     pending = iter(found)
 

@@ -9,6 +9,7 @@ import errno
 import functools
 import hashlib
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -38,18 +39,70 @@ def _lead(root: str) -> str:
     return "" if root == "." else os.path.join(root, "")
 
 
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 _READ_CHUNK = 1 << 16
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
+#: O_NONBLOCK: opening a FIFO or a device where a record should be must not hang
+_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
 
 
-def _read_file(path: str) -> bytes:
-    """A whole file through raw ``os`` calls.
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISLNK, "a symlink"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISREG, "a regular file"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
 
-    ``open()`` builds a buffered file object per call, which cost more than
-    reading a small record. A read error names the file, as ``open()``'s do.
-    """
-    fd = os.open(path, _READ_FLAGS)
+
+class _Refused(OSError):
+    """Something other than what the layout needs sits at a path: never followed, never read."""
+
+
+def _refuse(parent: int, name: str, path: str, wanted: str) -> _Refused:
     try:
+        found = _kind(os.lstat(name, dir_fd=parent).st_mode)
+    except OSError:
+        found = "not usable"
+    return _Refused(errno.ENOTDIR, f"{path} is {found}, not {wanted}; asyncflow does not follow it")
+
+
+def _open_dir(parent: int, name: str, path: str) -> int:
+    """``name`` in ``parent`` as a directory fd; a symlink or anything else is ``_Refused``."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            raise _refuse(parent, name, path, "a directory") from None
+        raise
+
+
+def _read_at(parent: int, name: str, path: str) -> bytes:
+    """The whole regular file ``name`` in ``parent``; anything else is ``_Refused``.
+
+    Raw ``os`` calls: ``open()`` builds a buffered file object per call,
+    which cost more than reading a small record.
+    """
+    try:
+        fd = os.open(name, _READ_FLAGS, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refuse(parent, name, path, "a regular file") from None
+        raise OSError(exc.errno, exc.strerror, path) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _Refused(
+                errno.EINVAL, f"{path} is {_kind(mode)}, not a regular file: not a record"
+            )
         data = os.read(fd, _READ_CHUNK)
         more = os.read(fd, _READ_CHUNK) if data else b""
         if more:
@@ -57,11 +110,19 @@ def _read_file(path: str) -> bytes:
             while more := os.read(fd, _READ_CHUNK):
                 chunks.append(more)
             data = b"".join(chunks)
+    except _Refused:
+        raise
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, path) from None
     finally:
         os.close(fd)
     return data
+
+
+def _storage_error(op: str, key: str, path: str, exc: OSError) -> StorageError:
+    if isinstance(exc, _Refused):
+        return StorageError(f"file storage cannot {op} {key!r}: {exc.strerror}")
+    return StorageError(f"file storage cannot {op} {key!r} at {path}: {exc}")
 
 
 class StorageFile(ClosingStorage):
@@ -75,6 +136,14 @@ class StorageFile(ClosingStorage):
     processes cannot both win. Every blocking call of one operation runs in a
     single worker-thread hop (measured faster than aiofiles, which pays a hop
     per call and does not run on trio; see ``docs/benchmarks.md``).
+
+    Containment: ``path`` itself is the user's choice (it may be a symlink);
+    everything below it is untrusted. Every operation walks the key's
+    directories one by one relative to an open directory (``O_NOFOLLOW``,
+    ``dir_fd``), so a symlink planted anywhere below the root is refused with
+    ``StorageError`` naming it, never followed; a directory, FIFO, socket or
+    device where a record should be is refused the same way (a FIFO is
+    opened non-blocking, so a read never hangs).
 
     ``durable=False`` skips the fsyncs: still atomic against a process crash,
     not against a power cut.
@@ -92,28 +161,65 @@ class StorageFile(ClosingStorage):
         return Path(self._file(key))
 
     def _file(self, key: str) -> str:
-        """The file of ``key`` as a string, the key validated once.
-
-        ``pathlib`` joins cost more than reading a small record, and resume
-        maps every key; the key's segments are already checked safe, so a
-        string join is the same path.
-        """
+        """The file of ``key`` as a string (for messages), the key validated once."""
         rel = validate_storage_key(key)
         if os.sep != "/":
             rel = rel.replace("/", os.sep)
         return _lead(os.fspath(self.path)) + rel
 
+    def _root(self, create: bool) -> int:
+        """The root directory, opened (following the user's own symlink, if the root is one)."""
+        root = os.fspath(self.path) or "."
+        try:
+            return os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+        except FileNotFoundError:
+            if not create:
+                raise
+        os.makedirs(root, exist_ok=True)
+        return os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+
+    def _parent(self, segments: builtins.list[str], create: bool) -> int:
+        """An fd of the directory ``segments`` below the root, never through a symlink.
+
+        ``create``: missing directories are made (``mkdir`` relative to
+        their parent's fd); otherwise a missing one is ``FileNotFoundError``.
+        """
+        fd = self._root(create)
+        path = os.fspath(self.path)
+        try:
+            for segment in segments:
+                path = os.path.join(path, segment)
+                try:
+                    child = _open_dir(fd, segment, path)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(segment, 0o777, dir_fd=fd)
+                    child = _open_dir(fd, segment, path)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     async def read(self, key: str) -> Blob | None:
         target = self._file(key)
-        return await anyio.to_thread.run_sync(self._read_sync, key, target)
+        return (await anyio.to_thread.run_sync(self._read_many_sync, [(key, target)]))[0]
 
-    def _read_sync(self, key: str, target: str) -> Blob | None:
+    def _read_one(self, key: str, target: str, parents: dict[str, int]) -> Blob | None:
+        head, _, name = key.rpartition("/")
         try:
-            data = _read_file(target)
+            parent = parents.get(head)
+            if parent is None:
+                parent = self._parent(head.split("/") if head else [], create=False)
+                parents[head] = parent
+            data = _read_at(parent, name, target)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StorageError(f"file storage cannot read {key!r} at {target}: {exc}") from exc
+            raise _storage_error("read", key, target, exc) from exc
         return Blob(data, _version(data))
 
     async def write(
@@ -124,7 +230,7 @@ class StorageFile(ClosingStorage):
         if_absent: bool = False,
         if_version: str | None = None,
     ) -> str:
-        target = self._target(key)
+        target = self._file(key)
         if not isinstance(data, bytes):
             raise TypeError(f"data must be bytes, got {type(data).__name__}")
         return await anyio.to_thread.run_sync(
@@ -132,48 +238,45 @@ class StorageFile(ClosingStorage):
         )
 
     def _write_sync(
-        self, key: str, target: Path, data: bytes, if_absent: bool, if_version: str | None
+        self, key: str, target: str, data: bytes, if_absent: bool, if_version: str | None
     ) -> str:
+        head, _, name = key.rpartition("/")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not (if_absent or if_version is not None):
-                self._replace(target, data)
-                return _version(data)
-            with self._locked(target):
-                try:
-                    current: bytes | None = target.read_bytes()
-                except FileNotFoundError:
-                    current = None
-                if if_absent and current is not None:
-                    raise PreconditionFailed(f"{key} already exists")
-                if if_version is not None and (current is None or _version(current) != if_version):
-                    raise PreconditionFailed(f"{key} is not at version {if_version}")
-                self._replace(target, data)
-                return _version(data)
-        except PreconditionFailed:
+            parent = self._parent(head.split("/") if head else [], create=True)
+            try:
+                if not (if_absent or if_version is not None):
+                    self._replace(parent, name, data)
+                    return _version(data)
+                with _FileLock(parent, f".{name}.lock"):
+                    try:
+                        current: bytes | None = _read_at(parent, name, target)
+                    except FileNotFoundError:
+                        current = None
+                    if if_absent and current is not None:
+                        raise PreconditionFailed(f"{key} already exists")
+                    if if_version is not None and (
+                        current is None or _version(current) != if_version
+                    ):
+                        raise PreconditionFailed(f"{key} is not at version {if_version}")
+                    self._replace(parent, name, data)
+                    return _version(data)
+            finally:
+                os.close(parent)
+        except StorageError:
             raise
         except OSError as exc:
-            raise StorageError(f"file storage cannot write {key!r} at {target}: {exc}") from exc
+            raise _storage_error("write", key, target, exc) from exc
 
-    def _replace(self, target: Path, data: bytes) -> None:
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+    def _replace(self, parent: int, name: str, data: bytes) -> None:
+        tmp = self._stage(parent, name, data)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if self.durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
+            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=parent)
             raise
         if self.durable:
-            _fsync_dir(target.parent)
+            _fsync_dir(parent)
 
     async def write_many(self, items: builtins.list[tuple[str, bytes]]) -> builtins.list[str]:
         """Write several records in one thread hop, sharing the flushes (group commit).
@@ -186,47 +289,67 @@ class StorageFile(ClosingStorage):
         under its name; after this returns all of them are durable. A crash
         midway leaves some records old and some new, never a torn one.
         """
-        targets = [(key, self._target(key), data) for key, data in items]
+        targets = [(key, self._file(key), data) for key, data in items]
         for _, _, data in targets:
             if not isinstance(data, bytes):
                 raise TypeError(f"data must be bytes, got {type(data).__name__}")
         return await anyio.to_thread.run_sync(self._write_many_sync, targets)
 
     def _write_many_sync(
-        self, targets: builtins.list[tuple[str, Path, bytes]]
+        self, targets: builtins.list[tuple[str, str, bytes]]
     ) -> builtins.list[str]:
-        staged: builtins.list[tuple[Path, Path]] = []
-        made: set[Path] = set()
+        parents: dict[str, int] = {}
+        staged: builtins.list[tuple[int, str, str, str, str]] = []
         try:
-            for key, target, data in targets:
-                try:
-                    if target.parent not in made:
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        made.add(target.parent)
-                    staged.append((self._stage(target, data, fsync=_syncfs is None), target))
-                except OSError as exc:
-                    raise StorageError(
-                        f"file storage cannot write {key!r} at {target}: {exc}"
-                    ) from exc
-            if self.durable and _syncfs is not None and staged:
-                _flush_filesystem(staged[0][0].parent)
-            for tmp, target in staged:
-                os.replace(tmp, target)
-        except BaseException:
-            for tmp, _ in staged:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-            raise
-        if self.durable:
-            for directory in dict.fromkeys(target.parent for _, target in staged):
-                _fsync_dir(directory)
+            try:
+                for key, target, data in targets:
+                    head, _, name = key.rpartition("/")
+                    try:
+                        parent = parents.get(head)
+                        if parent is None:
+                            parent = self._parent(head.split("/") if head else [], create=True)
+                            parents[head] = parent
+                        tmp = self._stage(parent, name, data, fsync=_syncfs is None)
+                    except OSError as exc:
+                        raise _storage_error("write", key, target, exc) from exc
+                    staged.append((parent, tmp, name, key, target))
+                if self.durable and _syncfs is not None and staged:
+                    try:
+                        _flush_filesystem(staged[0][0])
+                    except OSError as exc:
+                        key, target = staged[0][3], staged[0][4]
+                        raise _storage_error("write", key, target, exc) from exc
+                while staged:
+                    parent, tmp, name, key, target = staged[0]
+                    try:
+                        os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+                    except OSError as exc:
+                        raise _storage_error("write", key, target, exc) from exc
+                    staged.pop(0)
+            except BaseException:
+                for parent, tmp, *_ in staged:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp, dir_fd=parent)
+                raise
+            if self.durable:
+                for head, parent in parents.items():
+                    try:
+                        _fsync_dir(parent)
+                    except OSError as exc:
+                        where = os.path.join(os.fspath(self.path), head)
+                        raise StorageError(
+                            f"file storage cannot make the writes in {where} durable: {exc}"
+                        ) from exc
+        finally:
+            for parent in parents.values():
+                os.close(parent)
         return [_version(data) for _, _, data in targets]
 
-    def _stage(self, target: Path, data: bytes, *, fsync: bool = True) -> Path:
-        """Write ``data`` to a fresh temp file beside ``target`` (fsynced if durable)."""
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+    def _stage(self, parent: int, name: str, data: bytes, *, fsync: bool = True) -> str:
+        """Write ``data`` to a fresh temp file beside ``name`` (fsynced if durable)."""
+        tmp = f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, _TEMP_FLAGS, 0o644, dir_fd=parent)
             try:
                 view = memoryview(data)
                 while view:
@@ -236,8 +359,8 @@ class StorageFile(ClosingStorage):
             finally:
                 os.close(fd)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=parent)
             raise
         return tmp
 
@@ -245,7 +368,7 @@ class StorageFile(ClosingStorage):
         """Read several records in one thread hop (optional; used by resume).
 
         Local reads are cheap; paying one thread hop per record was most of a
-        resume's cost.
+        resume's cost. Each directory is walked once per call.
         """
         targets = [(key, self._file(key)) for key in keys]
         return await anyio.to_thread.run_sync(self._read_many_sync, targets)
@@ -253,25 +376,35 @@ class StorageFile(ClosingStorage):
     def _read_many_sync(
         self, targets: builtins.list[tuple[str, str]]
     ) -> builtins.list[Blob | None]:
-        read = self._read_sync
-        return [read(key, target) for key, target in targets]
-
-    def _locked(self, target: Path) -> _FileLock:
-        return _FileLock(target.with_name(f".{target.name}.lock"))
+        parents: dict[str, int] = {}
+        try:
+            return [self._read_one(key, target, parents) for key, target in targets]
+        finally:
+            for parent in parents.values():
+                os.close(parent)
 
     async def delete(self, key: str) -> None:
-        target = self._target(key)
+        target = self._file(key)
         await anyio.to_thread.run_sync(self._delete_sync, key, target)
 
-    def _delete_sync(self, key: str, target: Path) -> None:
+    def _delete_sync(self, key: str, target: str) -> None:
+        head, _, name = key.rpartition("/")
         try:
-            os.unlink(target)
+            parent = self._parent(head.split("/") if head else [], create=False)
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise StorageError(f"file storage cannot delete {key!r} at {target}: {exc}") from exc
-        if self.durable:
-            _fsync_dir(target.parent)
+            raise _storage_error("delete", key, target, exc) from exc
+        try:
+            os.unlink(name, dir_fd=parent)
+            if self.durable:
+                _fsync_dir(parent)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _storage_error("delete", key, target, exc) from exc
+        finally:
+            os.close(parent)
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
         keys = await anyio.to_thread.run_sync(self._list_sync, prefix)
@@ -282,28 +415,47 @@ class StorageFile(ClosingStorage):
         head = prefix.rpartition("/")[0]
         base = self._file(head) if head else os.fspath(self.path)
         try:
-            found = sorted(k for k in self._walk(base, head) if k.startswith(prefix))
+            try:
+                fd = self._parent(head.split("/") if head else [], create=False)
+            except FileNotFoundError:
+                return []
+            except _Refused:
+                if not os.path.isfile(base) or os.path.islink(base):
+                    raise
+                return []  # a record's name used as a directory: nothing under it
+            try:
+                found = sorted(k for k in self._walk(fd, head, base) if k.startswith(prefix))
+            finally:
+                os.close(fd)
         except OSError as exc:
-            raise StorageError(f"file storage cannot list {prefix!r} under {base}: {exc}") from exc
+            raise _storage_error("list", prefix, base, exc) from exc
         return found
 
-    def _walk(self, directory: str, rel: str) -> Iterator[str]:
-        """Keys under ``directory``; string paths, as a ``Path`` per entry cost more than a scan."""
-        try:
-            entries = list(os.scandir(directory))
-        except FileNotFoundError:
-            return
-        except NotADirectoryError:
-            return
+    def _walk(self, fd: int, rel: str, path: str) -> Iterator[str]:
+        """Keys under the open directory ``fd``; its subdirectories are opened without following.
+
+        Anything that is not a directory is a key, symlinks, FIFOs and
+        sockets included: a record path taken by one of them must be read,
+        and refused, not skipped as if there were no checkpoint.
+        """
         lead = f"{rel}/" if rel else ""
-        for entry in entries:
-            name = entry.name
+        with os.scandir(fd) as scan:
+            entries = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan]
+        for name, is_dir in entries:
             if name.startswith("."):
                 continue
-            if entry.is_file(follow_symlinks=False):
+            if not is_dir:
                 yield lead + name
-            elif entry.is_dir(follow_symlinks=False):
-                yield from self._walk(entry.path, lead + name)
+                continue
+            child_path = os.path.join(path, name)
+            try:
+                child = _open_dir(fd, name, child_path)
+            except FileNotFoundError:
+                continue  # deleted since the scan
+            try:
+                yield from self._walk(child, lead + name, child_path)
+            finally:
+                os.close(child)
 
     async def aclose(self) -> None:
         return None
@@ -329,35 +481,29 @@ def _load_syncfs() -> Callable[[int], int] | None:
 _syncfs = _load_syncfs()
 
 
-def _flush_filesystem(directory: Path) -> None:
+def _flush_filesystem(directory: int) -> None:
     assert _syncfs is not None
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        if _syncfs(fd) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, f"syncfs failed: {os.strerror(error)}")
-    finally:
-        os.close(fd)
+    if _syncfs(directory) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"syncfs failed: {os.strerror(error)}")
 
 
-def _fsync_dir(directory: Path) -> None:
+def _fsync_dir(directory: int) -> None:
     if sys.platform == "win32":
         return
-    fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        os.fsync(directory)
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
             raise
-    finally:
-        os.close(fd)
 
 
 class _FileLock:
     """An exclusive ``flock`` held across processes for one conditional write."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, parent: int, name: str) -> None:
+        self.parent = parent
+        self.name = name
         self.fd = -1
 
     def __enter__(self) -> None:
@@ -365,8 +511,14 @@ class _FileLock:
             raise StorageError(
                 "StorageFile conditional writes (leases) need POSIX flock; use WSL on Windows"
             )
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.fd = os.open(
+            self.name, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644, dir_fd=self.parent
+        )
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
 
     def __exit__(self, *exc: object) -> None:
         if sys.platform != "win32":

@@ -53,30 +53,37 @@ async def test_an_unreadable_key_is_a_storage_error_naming_the_file(tmp_path: Pa
     storage = StorageFile(tmp_path)
     (tmp_path / "wf" / "dir.json").mkdir(parents=True)
     (tmp_path / "wf" / "file").write_bytes(b"x")
-    for key in ("wf/dir.json", "wf/file/x.json"):
-        path = str(tmp_path.joinpath(*key.split("/")))
+    cases = [
+        ("wf/dir.json", "wf/dir.json", "a directory"),
+        ("wf/file/x.json", "wf/file", "a regular file, not a directory"),
+    ]
+    for key, at, kind in cases:
+        path = str(tmp_path.joinpath(*at.split("/")))
         with pytest.raises(StorageError, match="cannot read") as caught:
             await storage.read(key)
-        assert path in str(caught.value)
-        assert str(caught.value).count(path) == 2  # "at {path}" and the OS error's filename
+        assert f"{path} is {kind}" in str(caught.value)
+        assert repr(key) in str(caught.value)
         with pytest.raises(StorageError, match="cannot read"):
             await storage.read_many([key])
 
 
-async def test_list_walks_nested_keys_and_skips_hidden_and_links(tmp_path: Path) -> None:
+async def test_list_walks_nested_keys_skips_hidden_and_lists_links(tmp_path: Path) -> None:
     storage = StorageFile(tmp_path)
     for key in ("wf/run.json", "wf/tasks/a.json", "wf/tasks/b.json", "wf/deep/x/y.json"):
         await storage.write(key, b"{}")
     (tmp_path / "wf" / "tasks" / ".tmp.json").write_bytes(b"")
     (tmp_path / "wf" / "tasks" / "link.json").symlink_to(tmp_path / "wf" / "run.json")
+    # a symlink is listed (and refused when read), never skipped as "no record"
     assert [k async for k in storage.list("wf/")] == [
         "wf/deep/x/y.json",
         "wf/run.json",
         "wf/tasks/a.json",
         "wf/tasks/b.json",
+        "wf/tasks/link.json",
     ]
-    assert [k async for k in storage.list("wf/tasks/")] == ["wf/tasks/a.json", "wf/tasks/b.json"]
-    assert [k async for k in storage.list("wf/ta")] == ["wf/tasks/a.json", "wf/tasks/b.json"]
+    tasks = ["wf/tasks/a.json", "wf/tasks/b.json", "wf/tasks/link.json"]
+    assert [k async for k in storage.list("wf/tasks/")] == tasks
+    assert [k async for k in storage.list("wf/ta")] == tasks
     assert [k async for k in storage.list("nowhere/")] == []
     assert [k async for k in storage.list("wf/run.json/")] == []
     with pytest.raises(ConfigurationError, match="storage key"):
