@@ -234,6 +234,7 @@ class AsyncFlow:
             renew_every=self.config.lease_renew_every,
         )
         manifest: Manifest | None = None
+        raised: BaseException | None = None
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
@@ -289,13 +290,14 @@ class AsyncFlow:
                     )
                     await storage.write(manifest_key(self.workflow_id), ended.encode())
         except BaseException as exc:
+            raised = exc
             ending = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else "failed"
             self.status = ending
             self._finish(ending, clock)
             raise
         finally:
             try:
-                await lease.release()
+                await lease.release_after(raised)
             finally:
                 self._scope = None
                 self._running = False

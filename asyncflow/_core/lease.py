@@ -286,6 +286,22 @@ class Lease:
                 on_lost.cancel()
                 return
 
+    async def release_after(self, first: BaseException | None) -> None:
+        """``release``, in a ``finally`` that may already be unwinding ``first``.
+
+        The first failure is the one the caller sees: a release that fails
+        too is logged and noted on ``first`` instead of replacing it.
+        """
+        try:
+            await self.release()
+        except Exception as exc:
+            if first is None:
+                raise
+            logger.warning("%s: releasing the lease failed too: %r", self.workflow_id, exc)
+            note = getattr(first, "add_note", None)  # Python 3.11+
+            if note is not None:
+                note(f"releasing the lease of {self.workflow_id} also failed: {exc!r}")
+
     async def release(self) -> None:
         """Mark the lease released (a compare-and-swap, so a new holder is never disturbed)."""
         if self.record is None or self.lost is not None:

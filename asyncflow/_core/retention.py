@@ -140,6 +140,7 @@ async def prune(
             logger.info("%s: kept by retention: a runner holds its lease", workflow_id)
             return
         deleted = False
+        first: BaseException | None = None
         try:
             manifest = await _manifest(storage, workflow_id)  # a run may have ended meanwhile
             if manifest is None or not eligible(manifest):
@@ -156,9 +157,12 @@ async def prune(
                 manifest.status,
                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(manifest.updated_at)),
             )
+        except BaseException as exc:
+            first = exc
+            raise
         finally:
             if not deleted:
-                await lease.release()
+                await lease.release_after(first)
 
     pending = iter(candidates)
 

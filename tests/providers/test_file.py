@@ -88,3 +88,17 @@ async def test_list_walks_nested_keys_skips_hidden_and_lists_links(tmp_path: Pat
     assert [k async for k in storage.list("wf/run.json/")] == []
     with pytest.raises(ConfigurationError, match="storage key"):
         [k async for k in storage.list("../")]
+
+
+async def test_every_os_error_of_a_write_is_a_storage_error_naming_the_key(tmp_path: Path) -> None:
+    storage = StorageFile(tmp_path)
+    (tmp_path / "wf" / "tasks" / "b.json" / "inside").mkdir(parents=True)  # rename target
+    (tmp_path / "wf" / ".lease.json.lock").mkdir()  # the lock file cannot be opened
+    with pytest.raises(StorageError, match=r"cannot write 'wf/tasks/b\.json'"):
+        await storage.write_many([("wf/tasks/a.json", b"{}"), ("wf/tasks/b.json", b"{}")])
+    assert [k async for k in storage.list("wf/tasks/")] == ["wf/tasks/a.json"]
+    assert not [p for p in (tmp_path / "wf" / "tasks").iterdir() if p.name.endswith(".tmp")]
+    with pytest.raises(StorageError, match=r"cannot write 'wf/lease\.json'"):
+        await storage.write("wf/lease.json", b"{}", if_absent=True)
+    with pytest.raises(StorageError, match=r"cannot delete 'wf/tasks/b\.json'"):
+        await storage.delete("wf/tasks/b.json")
