@@ -403,7 +403,38 @@ def test_clear_asks_refuses_a_live_lease_and_forces(tmp_path: Path) -> None:
     assert list(root.rglob("*.json")) == []
 
     code, out, _ = invoke("clear", "three", "--storage", url, input="y\n")
-    assert (code, out) == (0, f"workflow three has no records in {url}; nothing to clear\n")
+    assert (code, out) == (0, f"no workflow three in {url} (no run.json); nothing deleted\n")
+
+
+def test_clear_of_a_folder_that_is_not_a_workflow_deletes_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "tasks").mkdir(parents=True)
+    files = {
+        src / "main.py": b"print('hi')\n",
+        src / "tasks" / "build.json": b'{"not": "a record"}',
+        src / "lease.json": b"{}",
+        tmp_path / "src.v2" / "run.json": b"{}",
+    }
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    code, out, err = invoke("clear", "src", "--storage", f"file://{tmp_path}", "--yes")
+    assert code == 0, err
+    assert out == f"no workflow src in file://{tmp_path} (no run.json); nothing deleted\n"
+    assert all(path.read_bytes() == data for path, data in files.items())
+
+
+def test_clear_deletes_only_the_workflows_own_records(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    url = f"file://{root}"
+    invoke("run", str(write_flow(tmp_path, "")), "--storage", url)
+    (root / "three" / "invoice.pdf").write_bytes(b"%PDF")
+    (root / "three" / "tasks" / "notes.txt").write_bytes(b"mine")
+    code, out, err = invoke("clear", "three", "--storage", url, "--yes")
+    assert code == 0, err
+    assert "deleted 2 record(s)" in out
+    assert (root / "three" / "invoice.pdf").read_bytes() == b"%PDF"
+    assert (root / "three" / "tasks" / "notes.txt").read_bytes() == b"mine"
 
 
 def test_clear_after_confirmation(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import anyio.to_thread
 import click
 
 from asyncflow._core.checkpoint import clear_workflow
+from asyncflow._core.layout import manifest_key, workflow_keys
 from asyncflow._core.lease import Lease, lease_key
 from asyncflow._core.retention import Pruned, parse_duration, prune
 from asyncflow.cli._app import cli
@@ -68,7 +69,10 @@ def clear(
         where = storage_url or DEFAULT_STORAGE
 
         async def count() -> list[str]:
-            return [name async for name in storage.list(f"{workflow_id}/")]
+            """The workflow's own records; none unless it has a run.json (see layout)."""
+            if await storage.read(manifest_key(workflow_id)) is None:
+                return []
+            return await workflow_keys(storage, workflow_id)
 
         async def delete() -> int:
             if not force:  # hold the lease: no runner can start while we delete
@@ -84,7 +88,7 @@ def clear(
                 if not names:
                     return -1
                 if not yes:
-                    records = len([n for n in names if n != lease_key(workflow_id)])
+                    records = len(names)
                     question = f"Delete {records} record(s) of workflow {workflow_id} in {where}?"
                     confirmed = await anyio.to_thread.run_sync(
                         lambda: click.confirm(question, default=False, err=True)
@@ -97,7 +101,7 @@ def clear(
 
         deleted = anyio.run(main)
         if deleted < 0:
-            click.echo(f"workflow {workflow_id} has no records in {where}; nothing to clear")
+            click.echo(f"no workflow {workflow_id} in {where} (no run.json); nothing deleted")
         else:
             click.echo(f"workflow {workflow_id}: deleted {deleted} record(s) from {where}")
     return EXIT_OK
