@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from asyncflow._core.errors import PreconditionFailed, StorageError
+from asyncflow._core.errors import ConfigurationError, PreconditionFailed, StorageError
 from asyncflow._core.ids import validate_storage_key
 from asyncflow._core.storage import Blob, ClosingStorage
 
@@ -66,13 +66,19 @@ def _kind(mode: int) -> str:
 class _Refused(OSError):
     """Something other than what the layout needs sits at a path: never followed, never read."""
 
+    found = ""
+
 
 def _refuse(parent: int, name: str, path: str, wanted: str) -> _Refused:
     try:
         found = _kind(os.lstat(name, dir_fd=parent).st_mode)
     except OSError:
         found = "not usable"
-    return _Refused(errno.ENOTDIR, f"{path} is {found}, not {wanted}; asyncflow does not follow it")
+    refused = _Refused(
+        errno.ENOTDIR, f"{path} is {found}, not {wanted}; asyncflow does not follow it"
+    )
+    refused.found = found
+    return refused
 
 
 def _open_dir(parent: int, name: str, path: str) -> int:
@@ -154,6 +160,11 @@ class StorageFile(ClosingStorage):
     def __init__(
         self, path: str | os.PathLike[str] = ".asyncflow", *, durable: bool = True
     ) -> None:
+        if not {os.open, os.mkdir, os.rename, os.unlink} <= os.supports_dir_fd:
+            raise ConfigurationError(
+                "StorageFile needs a POSIX system (directory-relative file calls keep it"
+                " inside its root); on Windows use WSL"
+            )
         self.path = Path(path)
         self.durable = durable
 
@@ -419,8 +430,8 @@ class StorageFile(ClosingStorage):
                 fd = self._parent(head.split("/") if head else [], create=False)
             except FileNotFoundError:
                 return []
-            except _Refused:
-                if not os.path.isfile(base) or os.path.islink(base):
+            except _Refused as exc:
+                if exc.found != "a regular file":
                     raise
                 return []  # a record's name used as a directory: nothing under it
             try:

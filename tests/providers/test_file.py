@@ -102,3 +102,15 @@ async def test_every_os_error_of_a_write_is_a_storage_error_naming_the_key(tmp_p
         await storage.write("wf/lease.json", b"{}", if_absent=True)
     with pytest.raises(StorageError, match=r"cannot delete 'wf/tasks/b\.json'"):
         await storage.delete("wf/tasks/b.json")
+
+
+async def test_list_under_a_record_is_empty_but_under_a_symlink_is_refused(tmp_path: Path) -> None:
+    storage = StorageFile(tmp_path / "root")
+    await storage.write("wf/run.json", b"{}")
+    assert [k async for k in storage.list("wf/run.json/x/")] == []
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "a.json").write_bytes(b"{}")
+    (tmp_path / "root" / "wf" / "tasks").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(StorageError, match="is a symlink, not a directory"):
+        [k async for k in storage.list("wf/tasks/")]
+    assert "wf/tasks" in [k async for k in storage.list("wf/")]  # listed, not followed
