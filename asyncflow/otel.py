@@ -53,7 +53,8 @@ try:
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 except ImportError as exc:  # pragma: no cover - the extra is installed in tests
     raise ImportError(
-        f"asyncflow.otel needs its extra ({exc.name} is missing): pip install 'asyncflow-durable[otel]'"
+        f"asyncflow.otel needs its extra ({exc.name} is missing):"
+        " pip install 'asyncflow-durable[otel]'"
     ) from exc
 
 from asyncflow import events
