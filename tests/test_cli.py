@@ -131,7 +131,9 @@ def test_fail_status_resume_status_clear_in_real_processes(tmp_path: Path, flow_
     table = asyncflow("status", "etl", "--storage", url, cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     assert "workflow etl: failed" in table.stdout
-    assert "step_three (key 2) failed: RuntimeError('the warehouse is down')" in table.stdout
+    assert (
+        "step_three (key step_three) failed: RuntimeError('the warehouse is down')" in table.stdout
+    )
 
     resumed = asyncflow("run", f"{flow_file}:flow", "--storage", url, "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -163,9 +165,9 @@ def test_run_examples_etl_whose_main_runs_the_flow_itself(tmp_path: Path) -> Non
     assert "ran the flow itself; showing its result" in done.stderr
     assert "workflow my-etl-pipeline: completed" in done.stdout
     assert sorted(p.name for p in (tmp_path / ".asyncflow/my-etl-pipeline/tasks").iterdir()) == [
-        "0.json",
-        "1.json",
-        "2.json",
+        "step_one.json",
+        "step_three.json",
+        "step_two.json",
     ]
     # main() resumes: the CLI reported its run and did not start a second one
     again = asyncflow("run", f"{ETL}:main", "--storage", "memory://", cwd=tmp_path)
@@ -247,7 +249,7 @@ def test_a_flow_or_a_sync_or_async_factory_is_run(
     code, out, err = invoke("run", f"{factories}:{attr}", "--storage", url, "--workflow-id", "w1")
     assert code == 0, err
     assert "workflow w1: completed" in out
-    assert (tmp_path / "store" / "w1" / "tasks" / "0.json").exists()
+    assert (tmp_path / "store" / "w1" / "tasks" / "one.json").exists()
 
 
 def test_a_factory_that_ran_the_flow_is_reported_not_rerun(factories: Path) -> None:
@@ -335,7 +337,7 @@ def test_status_of_a_manifest_without_outcomes_falls_back_to_the_records() -> No
 
     flow = AsyncFlow(workflow_id="old")
     flow.config = type(flow.config)(storage=storage)
-    flow.task.add(step=a)
+    flow.task.add(step=a, key="0")  # an old manifest: positional keys
 
     async def scenario() -> None:
         await flow.start()

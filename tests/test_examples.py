@@ -40,4 +40,4 @@ def test_etl_fails_then_resumes_skipping_the_first_two_steps(tmp_path: Path) -> 
     records = sorted(
         p.name for p in (tmp_path / ".asyncflow" / "my-etl-pipeline" / "tasks").iterdir()
     )
-    assert records == ["0.json", "1.json", "2.json"]
+    assert records == ["step_one.json", "step_three.json", "step_two.json"]

@@ -132,14 +132,15 @@ def test_file_storage_example_resumes_in_a_new_process(tmp_path: Path) -> None:
         "  download: completed",
         "  checksum: completed",
         "  archive: failed",
-        "records in .asyncflow/storage-file/tasks: ['0.json', '1.json']",
+        "records in .asyncflow/storage-file/tasks: ['checksum.json', 'download.json']",
     ]
     assert lines(run("storage_file.py", tmp_path), 0) == [
         "storage-file: completed",
         "  download: restored",
         "  checksum: restored",
         "  archive: completed",
-        "records in .asyncflow/storage-file/tasks: ['0.json', '1.json', '2.json']",
+        "records in .asyncflow/storage-file/tasks:"
+        " ['archive.json', 'checksum.json', 'download.json']",
     ]
 
 

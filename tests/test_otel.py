@@ -134,7 +134,7 @@ async def test_a_run_is_one_workflow_span_with_a_child_span_per_step(telemetry: 
     assert attributes == {
         "asyncflow.workflow.id": "etl",
         "asyncflow.task.id": 1,
-        "asyncflow.task.key": "1",
+        "asyncflow.task.key": "transform",
         "asyncflow.storage.backend": "StorageDefault",
         "asyncflow.step.attempt": 2,
         "asyncflow.skipped_from_checkpoint": False,

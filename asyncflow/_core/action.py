@@ -12,7 +12,7 @@ from typing import Any, overload
 
 from asyncflow._core.errors import ConfigurationError
 
-__all__ = ["Action", "action", "as_action"]
+__all__ = ["Action", "action", "as_action", "step_name"]
 
 _CONTEXT_PARAMS = ("initial_context", "previous_context")
 
@@ -43,8 +43,8 @@ class Action:
         if isinstance(func, Action):  # @action(retry=3) over an @action: the new options win
             func = func.func
         self.func = func
-        self.name: str = getattr(func, "__qualname__", repr(func))
-        self.module: str = getattr(func, "__module__", "") or ""
+        self.name: str = step_name(func)
+        self.module: str = getattr(_unwrap(func), "__module__", "") or ""
         self.retry = _check_int(retry, "retry", self.name)
         self.attempts = max(1, self.retry)
         self.timeout = _check_seconds(timeout, "timeout", self.name, allow_none=True) or None
@@ -57,6 +57,11 @@ class Action:
         target = func.__init__ if self.is_class else func
         self.is_async = not self.is_class and _is_async(func)
         self.params = _context_params(target, self.name)
+        # Whether the step sees the previous output: only then is its input
+        # digest compared on resume, so a step that takes none may move.
+        self.receives_previous = "previous_context" in self.params or (
+            self.is_class and any("previous_context" in m.params for m in self.methods())
+        )
         self._code_hash: str | None = None
         # updated=(): copying func.__dict__ (a class's attributes, or an inner
         # Action's settings) would overwrite this Action's own attributes.
@@ -86,10 +91,11 @@ class Action:
     def code_hash(self) -> str:
         """A hash of the step's source, so a record says which code produced it."""
         if self._code_hash is None:
+            target = _unwrap(self.func)
             try:
-                text = inspect.getsource(self.func).encode()
+                text = inspect.getsource(target).encode()
             except (OSError, TypeError):
-                code = getattr(self.func, "__code__", None)
+                code = getattr(target, "__code__", None)
                 text = code.co_code if code is not None else self.name.encode()
             self._code_hash = hashlib.sha256(text).hexdigest()[:16]
         return self._code_hash
@@ -166,6 +172,31 @@ def as_action(step: object) -> Action:
         f"step must be a function, coroutine function or class decorated with @action,"
         f" got {type(step).__name__}: {step!r}"
     )
+
+
+def _unwrap(func: Any) -> Any:
+    """What a step's name and code come from: a partial's function, a callable object's class."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    if isinstance(func, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+        return func
+    if hasattr(func, "__qualname__") and hasattr(func, "__code__"):
+        return func  # a function-like object (a Cython or compiled function)
+    return type(func)
+
+
+def step_name(func: Any) -> str:
+    """The qualified name a step is known by, the same in every process.
+
+    A ``functools.partial`` is named after the function it wraps and a
+    callable object after its class: their ``repr`` holds a memory address,
+    which would make every checkpoint of theirs a mismatch in a new process.
+    """
+    target = _unwrap(func)
+    if isinstance(target, types.MethodType):
+        target = target.__func__
+    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+    return name if isinstance(name, str) and name else type(target).__qualname__
 
 
 def _is_async(func: Callable[..., Any]) -> bool:

@@ -448,6 +448,18 @@ def _str_dict(value: Any, name: str) -> dict[str, str]:
     return dict(value)
 
 
+def _deps_dict(value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise ValueError("field 'depends_on' must map keys to lists of keys")
+    return {key: _str_tuple(deps, "depends_on") for key, deps in value.items()}
+
+
+def _int_dict(value: Any, name: str) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(type(v) is int and v >= 0 for v in value.values()):
+        raise ValueError(f"field {name!r} must map strings to counts")
+    return dict(value)
+
+
 def _field(raw: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = raw.get(name)
     if name not in raw or not isinstance(value, kind) or isinstance(value, bool):
@@ -554,6 +566,14 @@ class Manifest:
     and ``errors`` each failed key to its last error. All three are optional
     in older manifests (decoded as empty), and ``outcomes``/``errors`` are
     empty while a run is going on.
+
+    The flow's shape, so that tools can draw and walk it without the code
+    (all optional, absent in manifests of earlier versions): ``depends_on``
+    maps each key with dependencies to them, ``kinds`` each key that is not a
+    plain step to ``map`` or ``flow``, ``over`` each map to the key it maps
+    over, ``children`` each map that expanded to its number of children
+    (keys ``{map}.0``... ``{map}.{n-1}``). ``keys`` is ``"name"`` when keys
+    derive from step names (this version) and empty before.
     """
 
     workflow_id: str
@@ -566,8 +586,24 @@ class Manifest:
     steps: tuple[str, ...] = ()
     outcomes: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    depends_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    over: dict[str, str] = field(default_factory=dict)
+    children: dict[str, int] = field(default_factory=dict)
+    keys: str = ""
 
     def encode(self) -> bytes:
+        shape: dict[str, Any] = {}
+        if self.keys:
+            shape["keys"] = self.keys
+        if self.depends_on:
+            shape["depends_on"] = {key: list(deps) for key, deps in self.depends_on.items()}
+        if self.kinds:
+            shape["kinds"] = self.kinds
+        if self.over:
+            shape["over"] = self.over
+        if self.children:
+            shape["children"] = self.children
         return dumps(
             {
                 "asyncflow": FORMAT,
@@ -581,6 +617,7 @@ class Manifest:
                 "steps": list(self.steps),
                 "outcomes": self.outcomes,
                 "errors": self.errors,
+                **shape,
             }
         )
 
@@ -603,6 +640,11 @@ class Manifest:
                 steps=_str_tuple(raw.get("steps", []), "steps"),
                 outcomes=_str_dict(raw.get("outcomes", {}), "outcomes"),
                 errors=_str_dict(raw.get("errors", {}), "errors"),
+                depends_on=_deps_dict(raw.get("depends_on", {})),
+                kinds=_str_dict(raw.get("kinds", {}), "kinds"),
+                over=_str_dict(raw.get("over", {}), "over"),
+                children=_int_dict(raw.get("children", {}), "children"),
+                keys=_field(raw, "keys", str) if "keys" in raw else "",
             )
         except ValueError as exc:
             raise CheckpointCorrupt(f"{where} is malformed: {exc}", key=where) from exc

@@ -21,10 +21,12 @@ from asyncflow._core.checkpoint import (
     fingerprint_of,
     load_records,
     manifest_key,
+    task_prefix,
 )
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
 from asyncflow._core.errors import (
+    CheckpointMismatch,
     ConfigurationError,
     InputChangedError,
     LeaseLost,
@@ -32,18 +34,20 @@ from asyncflow._core.errors import (
     TaskFailed,
     TaskTimeout,
 )
+from asyncflow._core.graph import check_graph
 from asyncflow._core.ids import validate_id
 from asyncflow._core.lease import Lease
 from asyncflow._core.modes import MODES
 from asyncflow._core.runner import Runner, call_callback
 from asyncflow._core.status import error_text, task_outcome
+from asyncflow._core.storage import Storage
 from asyncflow._core.task import Task, TaskBuilder, TaskStatus
 
 __all__ = ["AsyncFlow", "Mode"]
 
 logger = logging.getLogger("asyncflow")
 
-Mode = Literal["sequential", "sequential_group", "background", "parallel"]
+Mode = Literal["sequential", "sequential_group", "background", "parallel", "graph"]
 _POLICIES = ("reuse", "reset", "raise")
 
 
@@ -83,6 +87,32 @@ async def _with_heartbeat(lease: Lease, body: Callable[[], Awaitable[None]]) -> 
     if failure and not isinstance(failure[0], LeaseLost):
         raise failure[0]
     lease.ensure()
+
+
+async def _refuse_positional(storage: Storage, previous: Manifest, tasks: list[Task]) -> None:
+    """Never restore a record written under a positional key into another step.
+
+    asyncflow before name-derived keys named checkpoints ``0``, ``1``... by
+    position. Such a workflow resumed under the new keys would silently run
+    everything again next to stale records, or (with a hand-pinned ``key``)
+    mix them up: refuse, saying how to proceed.
+    """
+    old = previous.tasks
+    if previous.keys or not old or old != tuple(str(i) for i in range(len(old))):
+        return
+    if [task.key for task in tasks] == list(old):
+        return  # the keys were pinned to the old positions: the records match them
+    prefix = task_prefix(previous.workflow_id)
+    stale = {f"{prefix}{key}.json" for key in old}
+    if not [name async for name in storage.list(prefix) if name in stale]:
+        return  # nothing was checkpointed under the old keys
+    raise CheckpointMismatch(
+        f"workflow {previous.workflow_id} was checkpointed by an earlier asyncflow with"
+        f" positional keys '0'..'{len(old) - 1}'; this version keys each step by its name,"
+        " so those checkpoints cannot be matched to steps safely. Either start over"
+        f" (asyncflow clear {previous.workflow_id}, or start(resume=False)), or pin the"
+        " old keys with task.add(..., key='0'), key='1', ... in the old order"
+    )
 
 
 class AsyncFlow:
@@ -188,6 +218,7 @@ class AsyncFlow:
             )
         if mode not in MODES:
             raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        check_graph(self.task.queue, mode)
         if on_input_change not in _POLICIES:
             raise ConfigurationError(
                 f"on_input_change must be one of {', '.join(_POLICIES)}, got {on_input_change!r}"
@@ -287,6 +318,7 @@ class AsyncFlow:
                         status=status,
                         outcomes={t.key: task_outcome(t) for t in tasks},
                         errors={t.key: error_text(t.error) for t in failed},
+                        children={t.key: t.children for t in tasks if t.children is not None},
                     )
                     await storage.write(manifest_key(self.workflow_id), ended.encode())
         except BaseException as exc:
@@ -365,6 +397,8 @@ class AsyncFlow:
                     raise
                 fingerprint = None
         records: dict[str, CheckpointRecord] = {}
+        if resume and previous is not None:
+            await _refuse_positional(storage, previous, self.task.queue)
         if resume:
             stored = previous.fingerprint if previous is not None else None
             reset = False
@@ -400,6 +434,10 @@ class AsyncFlow:
             mode=mode,
             tasks=tuple(task.key for task in self.task.queue),
             steps=tuple(task.name for task in self.task.queue),
+            depends_on={t.key: t.depends_on for t in self.task.queue if t.depends_on},
+            kinds={t.key: t.kind for t in self.task.queue if t.kind != "step"},
+            over={t.key: t.over for t in self.task.queue if t.over is not None},
+            keys="name",
             created_at=previous.created_at if previous is not None and resume else now,
             updated_at=now,
         )

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.context import Context
+from asyncflow._core.graph import run_graph
 from asyncflow._core.runner import Runner
 from asyncflow._core.task import Task
 
@@ -19,7 +20,9 @@ async def run_chain(runner: Runner, tasks: list[Task]) -> None:
     previous = empty
     digest: str | None = None
     for task in tasks:
-        if await runner.step(task, previous, digest):
+        # The input digest is compared only for a step that receives the input.
+        received = digest if task.step.receives_previous else None
+        if await runner.step(task, previous, received):
             previous = task.current_context
             digest = task.digest
         elif not runner.keep_going:
@@ -91,4 +94,5 @@ MODES: dict[str, Callable[[Runner, list[Task], int | None], Awaitable[None]]] = 
     "sequential_group": run_groups,
     "background": run_sequential,
     "parallel": run_parallel,
+    "graph": run_graph,
 }

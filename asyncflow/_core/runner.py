@@ -153,6 +153,14 @@ class Runner:
             self.halted = True
         return task.status is TaskStatus.COMPLETED
 
+    def restore(self, task: Task, record: CheckpointRecord) -> None:
+        """Complete ``task`` from ``record`` (the graph scheduler's maps use it too)."""
+        self._restore(task, record)
+
+    def fail(self, task: Task, exc: BaseException) -> None:
+        """Mark ``task`` FAILED with ``exc``, logged and published like a failed step."""
+        self._fail(task, exc, None)
+
     def _restore(self, task: Task, record: CheckpointRecord) -> None:
         if self._restored_at is None:
             # One clock reading serves every restored context of the run: a

@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import hashlib
+import re
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any
 
 from asyncflow._core.action import Action, as_action
 from asyncflow._core.context import Context
 from asyncflow._core.errors import ConfigurationError
-from asyncflow._core.ids import validate_id
+from asyncflow._core.ids import MAX_ID_LENGTH, validate_id
 
-__all__ = ["Task", "TaskBuilder", "TaskStatus", "TypeStatus"]
+__all__ = ["Task", "TaskBuilder", "TaskStatus", "TypeStatus", "derive_key"]
+
+_LOCALS = re.compile(r"^.*<locals>\.")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+#: Room left under the id length limit for a repeat suffix (``-12345``).
+_MAX_BASE = MAX_ID_LENGTH - 8
+
+
+def derive_key(name: str) -> str:
+    """The default key of a step named ``name`` (its qualified name), as a valid id.
+
+    A step defined inside a function is keyed by its name within that
+    function (``build.<locals>.load`` is ``load``), so moving the code that
+    builds the flow into another function does not re-key every step.
+    ``<lambda>`` becomes ``_lambda_``; a name too long for an id keeps its
+    head plus a hash of the whole, so two long names never share a key.
+    """
+    key = _UNSAFE.sub("_", _LOCALS.sub("", name)).lstrip(".-") or "step"
+    if len(key) > _MAX_BASE:
+        tail = hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
+        key = f"{key[: _MAX_BASE - 9]}-{tail}"
+    return key
 
 
 class TaskStatus(str, Enum):
@@ -34,8 +57,9 @@ class Task:
     """One step in one flow, and what happened to it in the latest run.
 
     ``task_id`` is the position in the flow; ``key`` names its checkpoint
-    (``str(task_id)`` unless given). ``restored`` is true when the output came
-    from a checkpoint instead of running the step.
+    (derived from the step's name unless given, see ``TaskBuilder.add``).
+    ``restored`` is true when the output came from a checkpoint instead of
+    running the step.
     """
 
     __slots__ = (
@@ -43,7 +67,9 @@ class Task:
         "_empty",
         "attempts",
         "callback",
+        "children",
         "current_context",
+        "depends_on",
         "digest",
         "duration",
         "error",
@@ -52,6 +78,9 @@ class Task:
         "group_name",
         "initial_context",
         "key",
+        "kind",
+        "limit",
+        "over",
         "previous_context",
         "restored",
         "started_at",
@@ -72,6 +101,10 @@ class Task:
         callback: Callable[..., Any] | None,
         workflow_id: str,
         empty: Context | None = None,
+        depends_on: tuple[str, ...] = (),
+        kind: str = "step",
+        over: str | None = None,
+        limit: int | None = None,
     ) -> None:
         self.task_id = task_id
         self.key = key
@@ -80,6 +113,13 @@ class Task:
         self.group_name = group_name
         self.callback = callback
         self.workflow_id = workflow_id
+        #: Graph mode: the keys whose outputs this task waits for, in order.
+        self.depends_on = depends_on
+        #: ``step``, ``map`` (one child per item of ``over``'s output) or ``flow``.
+        self.kind = kind
+        self.over = over
+        #: A map's own bound on children in flight (None: the run's).
+        self.limit = limit
         # Contexts are frozen, so blanks built once serve every reset, and the
         # empty previous context is shared by the whole flow: every object a
         # task keeps is traversed by each full garbage collection of a run.
@@ -100,6 +140,8 @@ class Task:
         self.duration = 0.0
         self.restored = False
         self.digest: str | None = None
+        #: A map's number of children once ``over`` expanded (None before).
+        self.children: int | None = None
 
     @property
     def name(self) -> str:
@@ -116,6 +158,7 @@ class TaskBuilder:
         self.queue: list[Task] = []
         self.workflow_id = workflow_id
         self._keys: set[str] = set()
+        self._names: dict[str, int] = {}
         self._empty = Context(workflow_id=workflow_id)
         self._no_input = Context()
 
@@ -126,29 +169,46 @@ class TaskBuilder:
         initial_context: Any = None,
         group_name: str = "default",
         key: str | None = None,
+        depends_on: str | Sequence[str] | None = None,
     ) -> TaskBuilder:
         """Append a step (or a list of steps, which share the other arguments).
 
-        ``key`` pins the checkpoint name, so the step may move in the flow
-        without losing its checkpoint; by default the key is the position.
+        ``key`` pins the checkpoint name. By default the key is the step's
+        qualified name (sanitized), with ``-2``, ``-3``... appended to the
+        second, third... step of one name, so inserting, removing or moving
+        other steps never moves a checkpoint.
+
+        ``depends_on`` (``mode="graph"`` only) names the keys whose outputs
+        this task waits for: one gives its output as ``previous_context``,
+        several a dict ``{key: output}`` in this order.
         """
         if isinstance(step, (list, tuple)):
             if key is not None and len(step) > 1:
                 raise ConfigurationError("key= cannot be shared by a list of steps")
             for inner in step:
-                self.add(inner, callback, initial_context, group_name, key)
+                self.add(inner, callback, initial_context, group_name, key, depends_on)
             return self
         if callback is not None and not callable(callback):
             raise ConfigurationError(f"callback must be callable, got {callback!r}")
         if not isinstance(group_name, str) or not group_name:
             raise ConfigurationError(f"group_name must be a non-empty str, got {group_name!r}")
+        deps = _dependencies(depends_on)
         task_id = len(self.queue)
-        if key is None:
-            key = str(task_id)
-        else:
-            validate_id(key, "task key")
+        action = as_action(step)
         if len(self._keys) != len(self.queue):  # the queue was changed by hand
             self._keys = {task.key for task in self.queue}
+        if key is None:
+            base = derive_key(action.name)
+            seen = self._names.get(base, 0) + 1
+            self._names[base] = seen
+            key = base if seen == 1 else f"{base}-{seen}"
+            if key in self._keys:
+                raise ConfigurationError(
+                    f"the default key {key!r} of step {action.name} is already the key of"
+                    f" another task; give one of them key=..."
+                )
+        else:
+            validate_id(key, "task key")
         if key in self._keys:  # a set: adding N steps must not cost N² comparisons
             raise ConfigurationError(f"task key {key!r} is used twice in this flow")
         if isinstance(initial_context, Context):
@@ -161,15 +221,51 @@ class TaskBuilder:
             Task(
                 task_id=task_id,
                 key=key,
-                step=as_action(step),
+                step=action,
                 initial_context=context,
                 group_name=group_name,
                 callback=callback,
                 workflow_id=self.workflow_id,
                 empty=self._empty,
+                depends_on=deps,
             )
         )
         self._keys.add(key)
+        return self
+
+    def map(
+        self,
+        step: object,
+        *,
+        over: str,
+        key: str,
+        max_concurrency: int | None = None,
+        callback: Callable[..., Any] | None = None,
+    ) -> TaskBuilder:
+        """Dynamic fan-out (``mode="graph"``): run ``step`` once per item ``over`` returned.
+
+        Child ``i`` has key ``{key}.{i}`` and its item as ``initial_context``;
+        each is checkpointed on its own. The task ``key`` completes with the
+        children's outputs in item order, which is what its dependents get.
+        At most ``max_concurrency`` children run at once (default: the run's).
+        """
+        validate_id(over, "map over=")
+        validate_id(key, "map key")
+        if max_concurrency is not None and (
+            type(max_concurrency) is not int or max_concurrency < 1
+        ):
+            raise ConfigurationError(
+                f"map max_concurrency must be an int >= 1 or None, got {max_concurrency!r}"
+            )
+        if isinstance(step, (list, tuple)):
+            raise ConfigurationError("task.map takes one step, not a list")
+        count = len(self.queue)
+        self.add(step, callback=callback, key=key, depends_on=over)
+        if len(self.queue) == count + 1:
+            task = self.queue[-1]
+            task.kind = "map"
+            task.over = over
+            task.limit = max_concurrency
         return self
 
     def count(self) -> int:
@@ -178,3 +274,19 @@ class TaskBuilder:
     def clear(self) -> None:
         self.queue.clear()
         self._keys.clear()
+        self._names.clear()
+
+
+def _dependencies(depends_on: object) -> tuple[str, ...]:
+    if depends_on is None:
+        return ()
+    names = (depends_on,) if isinstance(depends_on, str) else depends_on
+    if not isinstance(names, (list, tuple)):
+        raise ConfigurationError(
+            f"depends_on must be a key or a list of keys, got {type(depends_on).__name__}"
+        )
+    for name in names:
+        validate_id(name, "depends_on key")
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"depends_on lists a key twice: {list(names)!r}")
+    return tuple(names)

@@ -54,7 +54,7 @@ async def test_outer_cancel_scope_mid_step(storage: Storage) -> None:
         TaskStatus.NOT_STARTED,
     ]
     assert flow.status == "cancelled"
-    assert await keys(storage) == ["cancel-wf/tasks/0.json"]
+    assert await keys(storage) == ["cancel-wf/tasks/a.json"]
 
     steps.ran.clear()
     steps.block = False
@@ -78,7 +78,7 @@ async def test_flow_cancel_mid_step_returns_normally(storage: Storage) -> None:
             await flow.start(resume=True)
     assert flow.status == "cancelled"
     assert flow.result_task()[1].status is TaskStatus.CANCELLED
-    assert await keys(storage) == ["cancel-wf/tasks/0.json"]
+    assert await keys(storage) == ["cancel-wf/tasks/a.json"]
 
 
 async def test_cancel_background_run(storage: Storage) -> None:
@@ -90,7 +90,7 @@ async def test_cancel_background_run(storage: Storage) -> None:
     with anyio.fail_after(5):
         await flow.wait()
     assert flow.status == "cancelled"
-    assert await keys(storage) == ["cancel-wf/tasks/0.json"]
+    assert await keys(storage) == ["cancel-wf/tasks/a.json"]
 
 
 async def test_cancel_during_commit_is_all_or_nothing(storage: Storage) -> None:

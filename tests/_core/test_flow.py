@@ -54,7 +54,7 @@ async def test_sequential_chains_outputs(storage: Storage) -> None:
     ]
     assert [t.status for t in flow.result_task()] == [TaskStatus.COMPLETED] * 3
     assert [c.task_id for c in flow.result_context()] == [0, 1, 2]
-    assert [t.key for t in flow.result_task()] == ["0", "1", "2"]
+    assert [t.key for t in flow.result_task()] == ["one", "two", "three"]
 
 
 async def test_contexts_injected_only_when_declared(storage: Storage) -> None:
@@ -143,7 +143,7 @@ async def test_raise_on_failure(storage: Storage) -> None:
     with pytest.raises(TaskFailed, match="bad") as info:
         await flow.start(raise_on_failure=True)
     assert isinstance(info.value.__cause__, KeyError)
-    assert info.value.key == "0"
+    assert info.value.key == "bad"  # from the name
 
 
 async def test_callbacks_sync_and_async(storage: Storage) -> None:
@@ -165,14 +165,14 @@ async def test_callbacks_sync_and_async(storage: Storage) -> None:
     flow = make_flow(storage)
     flow.task.add(step=one, callback=on_task)
     await flow.start(on_success=on_success, on_failure=on_failure)
-    assert got == [("task", "0", TaskStatus.COMPLETED), ("success", 1)]
+    assert got == [("task", "one", TaskStatus.COMPLETED), ("success", 1)]
 
     got.clear()
     flow.task.add(step=bad, callback=on_task)
     await flow.start(on_success=on_success, on_failure=on_failure)
     assert got == [
-        ("task", "0", TaskStatus.COMPLETED),
-        ("task", "1", TaskStatus.FAILED),
+        ("task", "one", TaskStatus.COMPLETED),
+        ("task", "bad", TaskStatus.FAILED),
         ("failure", [TaskStatus.COMPLETED, TaskStatus.FAILED]),
     ]
 
@@ -195,7 +195,7 @@ async def test_unencodable_output_fails_step_and_writes_nothing(storage: Storage
     assert "weird" in str(task.error)
     assert "Thing" in str(task.error)
     keys = [k async for k in storage.list("wf/tasks/")]
-    assert keys == ["wf/tasks/0.json"]
+    assert keys == ["wf/tasks/one.json"]
 
 
 async def test_parallel_each_gets_initial_context(storage: Storage) -> None:
@@ -388,7 +388,7 @@ async def test_bad_arguments_are_refused(storage: Storage) -> None:
     with pytest.raises(ConfigurationError, match="step must be"):
         flow.task.add(step=42)
     with pytest.raises(ConfigurationError, match="used twice"):
-        flow.task.add(step=one, key="0")
+        flow.task.add(step=one, key="one")
     with pytest.raises(ConfigurationError, match="task key"):
         flow.task.add(step=one, key="../up")
     with pytest.raises(ConfigurationError, match="workflow_id"):

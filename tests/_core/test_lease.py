@@ -178,7 +178,7 @@ async def test_lost_lease_stops_before_the_next_commit(storage: Storage) -> None
     assert len(caught) == 1
     assert "changed by another runner" in str(caught[0])
     assert flow.result_task()[1].status is TaskStatus.CANCELLED
-    assert [k async for k in storage.list("lease-wf/tasks/")] == ["lease-wf/tasks/0.json"]
+    assert [k async for k in storage.list("lease-wf/tasks/")] == ["lease-wf/tasks/first.json"]
     assert (await lease_record(storage))["runner_id"] == "someone-else"  # not released over
 
 

@@ -102,15 +102,76 @@ async def test_restoring_never_rewrites_the_checkpoint(storage: Storage) -> None
     assert calls.log == ["a", "b"]
 
 
-async def test_changed_step_at_a_position_is_a_mismatch(storage: Storage) -> None:
+async def test_changed_step_at_an_explicit_key_is_a_mismatch(storage: Storage) -> None:
     calls = Calls()
-    await build(storage, calls, ["a", "b"]).start(resume=True)
-    flow = build(storage, calls, ["a", "other"])
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="resume-wf")
+    flow.task.add(step=calls.step("a"), key="first")
+    flow.task.add(step=calls.step("b"), key="second")
+    await flow.start(resume=True)
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="resume-wf")
+    flow.task.add(step=calls.step("a"), key="first")
+    flow.task.add(step=calls.step("other"), key="second")
     with pytest.raises(CheckpointMismatch) as info:
         await flow.start(resume=True)
     assert "'b'" in str(info.value)
     assert "'other'" in str(info.value)
     assert calls.log == ["a", "b"]
+
+
+async def test_a_replaced_step_is_a_new_step(storage: Storage) -> None:
+    """Default keys come from names: the step now in b's place never gets b's record."""
+    calls = Calls()
+    await build(storage, calls, ["a", "b"]).start(resume=True)
+    calls.log.clear()
+    flow = build(storage, calls, ["a", "other"])
+    await flow.start(resume=True)
+    assert calls.log == ["other"]
+    assert [t.key for t in flow.result_task()] == ["a", "other"]
+
+
+async def test_inserting_removing_and_moving_steps_keeps_checkpoints(storage: Storage) -> None:
+    calls = Calls()
+    calls.failing.add("c")
+    await build(storage, calls, ["a", "b", "c"]).start(resume=True)
+    calls.log.clear()
+    calls.failing.clear()
+    # "x" inserted before b: b's input changed, so b (and what follows) re-run; a stays.
+    await build(storage, calls, ["a", "x", "b", "c"]).start(resume=True)
+    assert calls.log == ["x", "b", "c"]
+    calls.log.clear()
+    await build(storage, calls, ["a", "x", "b", "c"]).start(resume=True)
+    assert calls.log == []
+
+
+async def test_independent_keyed_steps_move_freely(storage: Storage) -> None:
+    """A step that takes no input is restored wherever it now is."""
+    ran: list[str] = []
+
+    def make(name: str) -> Any:
+        async def body() -> str:
+            ran.append(name)
+            return name
+
+        body.__qualname__ = name
+        return action(body)
+
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="move-wf")
+    for name in ["p", "q", "r"]:
+        flow.task.add(step=make(name))
+    await flow.start(resume=True)
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="move-wf")
+    for name in ["r", "p", "q", "s"]:
+        flow.task.add(step=make(name))
+    await flow.start(resume=True)
+    assert ran == ["p", "q", "r", "s"]
+    assert flow.result_storage() == ["r", "p", "q", "s"]
+
+
+async def test_repeated_steps_get_numbered_keys(storage: Storage) -> None:
+    calls = Calls()
+    flow = build(storage, calls, ["a", "a", "b", "a"])
+    await flow.start(resume=True)
+    assert [t.key for t in flow.result_task()] == ["a", "a-2", "b", "a-3"]
 
 
 async def test_explicit_keys_survive_reordering(storage: Storage) -> None:
@@ -229,8 +290,8 @@ async def test_explicit_fingerprint(storage: Storage) -> None:
 async def test_corrupt_record_is_an_error_not_a_rerun(storage: Storage) -> None:
     calls = Calls()
     await build(storage, calls, ["a", "b"]).start(resume=True)
-    await storage.write("resume-wf/tasks/1.json", b'{"asyncflow": 1, "trunc')
-    with pytest.raises(CheckpointCorrupt, match=r"resume-wf/tasks/1\.json"):
+    await storage.write("resume-wf/tasks/b.json", b'{"asyncflow": 1, "trunc')
+    with pytest.raises(CheckpointCorrupt, match=r"resume-wf/tasks/b\.json"):
         await build(storage, calls, ["a", "b"]).start(resume=True)
     assert calls.log == ["a", "b"]
 
@@ -241,7 +302,7 @@ async def test_checkpoint_written_once_per_completion(storage: Storage) -> None:
     stream = flow.events()
     await flow.start(resume=True)
     written = [e.key async for e in stream if type(e).__name__ == "CheckpointWritten"]  # type: ignore[attr-defined]
-    assert written == ["0", "1", "2"]
+    assert written == ["a", "b", "c"]
 
 
 async def test_resume_reads_in_bulk_concurrently(storage: Storage) -> None:
@@ -293,12 +354,12 @@ async def test_signed_records_refuse_tampering(storage: Storage) -> None:
         return flow
 
     await signed_flow().start(resume=True)
-    blob = await storage.read("resume-wf/tasks/0.json")
+    blob = await storage.read("resume-wf/tasks/a.json")
     assert blob is not None
     assert blob.data.startswith(b"asyncflow-hmac-sha256:")
     await signed_flow().start(resume=True)
     assert calls.log == ["a"]  # intact and signed: restored
-    await storage.write("resume-wf/tasks/0.json", blob.data.replace(b'"a"', b'"b"', 1))
+    await storage.write("resume-wf/tasks/a.json", blob.data.replace(b'"a"', b'"b"', 1))
     with pytest.raises(CheckpointCorrupt, match="signature"):
         await signed_flow().start(resume=True)
     assert calls.log == ["a"]

@@ -35,7 +35,7 @@ def make(key: str) -> Any:
             "previous": previous_context.storage,
         }
 
-    step.__qualname__ = f"step_{key}"
+    step.__qualname__ = str(key)  # the default key derives from it: "0", "1", ...
     return action(step)
 
 

@@ -27,7 +27,7 @@ def make(key: int) -> Any:
         base = previous["sum"] if mode == "sequential" else 0
         return {"key": key, "sum": base + initial_context.storage, "pad": "x" * PAD}
 
-    step.__qualname__ = f"step_{key}"
+    step.__qualname__ = str(key)  # the default key derives from it: "0", "1", ...
     return action(step)
 
 
