@@ -16,20 +16,47 @@ leads to ``((done))`` when the run completed and to ``((stop))`` otherwise.
 Completed tasks are green (``#4caf50``), failed ones red (``#f44336``),
 skipped (restored from a checkpoint), cancelled and not-run ones grey
 (``#9e9e9e``), all with white text. These are pure functions: no I/O.
+
+A run in ``graph`` or ``parallel`` mode is drawn as the graph it is
+(``render_graph_mermaid``): one node per task labelled by its key, an edge
+from each dependency (labelled with that dependency's outcome), every task
+that nothing depends on leading to the end node; a ``task.map`` is drawn as
+one node ``key [n]`` (``n`` children) fed by the task it maps over::
+
+    graph LR
+    A[top]
+    B[left]
+    C[right]
+    D[bottom]
+    A -->|completed| B
+    A -->|completed| C
+    B -->|completed| D
+    C -->|completed| D
+    D -->|completed| E((done))
+    style A fill:#4caf50,color:#fff
+    ...
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from asyncflow._core.status import RunState, task_outcome
 
 if TYPE_CHECKING:
     from asyncflow._core.flow import AsyncFlow
 
-__all__ = ["COLORS", "flow_mermaid", "node_id", "render_mermaid", "run_mermaid"]
+__all__ = [
+    "COLORS",
+    "GraphNode",
+    "flow_mermaid",
+    "node_id",
+    "render_graph_mermaid",
+    "render_mermaid",
+    "run_mermaid",
+]
 
 COLORS = {
     "completed": "#4caf50",
@@ -83,13 +110,64 @@ def render_mermaid(tasks: Iterable[tuple[str, str]], status: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+class GraphNode(NamedTuple):
+    """One task of a graph: its key, outcome, dependencies and map size."""
+
+    key: str
+    outcome: str
+    depends_on: tuple[str, ...] = ()
+    children: int | None = None
+
+
+def render_graph_mermaid(nodes: Sequence[GraphNode], status: str) -> str:
+    """A ``graph LR`` of tasks and their dependencies, labelled by key.
+
+    A dependency that is not one of ``nodes`` is ignored. The text ends with
+    a newline.
+    """
+    ids = {node.key: node_id(index) for index, node in enumerate(nodes)}
+    outcomes = {node.key: node.outcome for node in nodes}
+    end = f"{node_id(len(nodes))}(({'done' if status == 'completed' else 'stop'}))"
+    lines = ["graph LR"]
+    for node in nodes:
+        label = node.key if node.children is None else f"{node.key} [{node.children}]"
+        shape = _label(label)
+        if node.children is not None:
+            shape = f"[{shape}]"  # a subroutine box: a map
+        lines.append(f"{ids[node.key]}{shape}")
+    feeds: set[str] = set()
+    for node in nodes:
+        for dep in node.depends_on:
+            if dep in ids:
+                feeds.add(dep)
+                lines.append(f"{ids[dep]} -->|{outcomes[dep]}| {ids[node.key]}")
+    if not nodes:
+        lines.append(end)
+    for node in nodes:
+        if node.key not in feeds:
+            lines.append(f"{ids[node.key]} -->|{node.outcome}| {end}")
+            end = end.partition("((")[0]
+    for node in nodes:
+        color = COLORS.get(node.outcome, COLORS["not run"])
+        lines.append(f"style {ids[node.key]} fill:{color},color:#fff")
+    return "\n".join(lines) + "\n"
+
+
 def run_mermaid(run: RunState) -> str:
     """The diagram of a stored run, as ``asyncflow status --format mermaid`` prints it."""
+    if run.mode in ("graph", "parallel") or any(task.depends_on for task in run.tasks):
+        return render_graph_mermaid(
+            [GraphNode(t.key, t.status, t.depends_on, t.children) for t in run.tasks], run.status
+        )
     return render_mermaid(((task.step, task.status) for task in run.tasks), run.status)
 
 
 def flow_mermaid(flow: AsyncFlow) -> str:
     """The diagram of ``flow``'s latest run in this process (after ``await flow.start()``)."""
-    return render_mermaid(
-        ((task.name, task_outcome(task)) for task in flow.task.queue), flow.status
-    )
+    tasks = flow.task.queue
+    if any(task.depends_on for task in tasks):
+        return render_graph_mermaid(
+            [GraphNode(t.key, task_outcome(t), t.depends_on, t.children) for t in tasks],
+            flow.status,
+        )
+    return render_mermaid(((task.name, task_outcome(task)) for task in tasks), flow.status)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import anyio
 import pytest
 
 from asyncflow import AsyncFlow, action
-from asyncflow.mermaid import flow_mermaid, node_id, render_mermaid
+from asyncflow.mermaid import (
+    GraphNode,
+    flow_mermaid,
+    node_id,
+    render_graph_mermaid,
+    render_mermaid,
+)
 
 SEED_FAILED = """\
 graph LR
@@ -96,4 +105,95 @@ def test_a_flow_in_this_process() -> None:
         "A[step_one] -->|completed| B[step_two]",
         "B -->|failed| C[step_three]",
         "C -->|not run| D((stop))",
+    ]
+
+
+DIAMOND_FAILED = """\
+graph LR
+A[top]
+B[left]
+C[right]
+D[bottom]
+E[["pages [3]"]]
+A -->|completed| B
+A -->|completed| C
+C -->|completed| D
+B -->|failed| D
+A -->|completed| E
+D -->|not run| F((stop))
+E -->|cancelled| F
+style A fill:#4caf50,color:#fff
+style B fill:#f44336,color:#fff
+style C fill:#4caf50,color:#fff
+style D fill:#9e9e9e,color:#fff
+style E fill:#9e9e9e,color:#fff
+"""
+
+
+def graph_flow(root: str, fail: bool) -> AsyncFlow:
+    from asyncflow import Config, Context
+    from asyncflow.providers import StorageFile
+
+    @action
+    async def top() -> list[int]:
+        return [1, 2, 3]
+
+    @action
+    async def left(previous_context: Context) -> int:
+        if fail:
+            raise RuntimeError("left is down")
+        return 1
+
+    @action
+    async def right(previous_context: Context) -> int:
+        return 2
+
+    @action
+    async def bottom(previous_context: Context) -> int:
+        return 3
+
+    @action
+    async def page(initial_context: Context) -> int:
+        return int(initial_context.storage)
+
+    flow = AsyncFlow(config=Config(storage=StorageFile(root)), workflow_id="diamond")
+    flow.task.add(step=top)
+    flow.task.add(step=left, depends_on="top")
+    flow.task.add(step=right, depends_on="top")
+    flow.task.add(step=bottom, depends_on=["right", "left"])
+    flow.task.map(page, over="top", key="pages")
+    return flow
+
+
+def test_status_draws_a_graph_run_as_a_graph(tmp_path: Path) -> None:
+    """`asyncflow status --format mermaid` (and --format json) read the shape from run.json."""
+    from click.testing import CliRunner
+
+    from asyncflow.cli import cli
+
+    async def scenario() -> AsyncFlow:
+        flow = graph_flow(str(tmp_path), fail=True)
+        await flow.start(mode="graph", resume=True, keep_going=False)
+        return flow
+
+    flow = anyio.run(scenario)
+    assert flow_mermaid(flow) == DIAMOND_FAILED
+    url = f"file://{tmp_path}"
+    result = CliRunner().invoke(cli, ["status", "diamond", "--storage", url, "--format", "mermaid"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == DIAMOND_FAILED
+    result = CliRunner().invoke(cli, ["status", "diamond", "--storage", url, "--format", "json"])
+    tasks = {t["key"]: t for t in json.loads(result.stdout)["tasks"]}
+    assert tasks["bottom"]["depends_on"] == ["right", "left"]
+    assert tasks["pages"]["kind"] == "map"
+    assert tasks["pages"]["over"] == "top"
+    assert tasks["pages"]["children"] == 3
+    assert json.loads(result.stdout)["extra_records"] == []  # map children are not strays
+
+
+def test_parallel_runs_fan_out_instead_of_a_chain() -> None:
+    nodes = [GraphNode("a", "completed"), GraphNode("b", "failed")]
+    assert render_graph_mermaid(nodes, "failed").splitlines()[3:5] == [
+        "A -->|completed| C((stop))",
+        "B -->|failed| C",
     ]

@@ -276,15 +276,18 @@ class _Graph:
                     yield worker
 
             await run_all(workers(), yield_every=_SPAWN_BATCH)
-        if failed or runner.halted:
-            first = min(failed, key=lambda child: child.task_id) if failed else None
-            reason = (
-                f"{len(failed)} of {count} children failed; first: {first.key}: {first.error!r}"
-                if first is not None
-                else "stopped before every child ran"
+        if failed:
+            first = min(failed, key=lambda child: child.task_id)
+            error = TaskFailed(
+                f"map {task.key}: {len(failed)} of {count} children failed;"
+                f" first: {first.key}: {first.error!r}",
+                key=task.key,
+                step=task.name,
             )
-            error = TaskFailed(f"map {task.key}: {reason}", key=task.key, step=task.name)
-            self.fail(task, error, cause=first.error if first is not None else None)
+            self.fail(task, error, cause=first.error)
+            return
+        if runner.halted:  # another task failed: the children left never started
+            task.status = TaskStatus.CANCELLED
             return
         await self.complete(task, outputs, digest, started, clock)
 

@@ -90,6 +90,10 @@ class TaskState:
     error: str | None = None
     checkpoint: bool = False
     signed: bool = False
+    depends_on: tuple[str, ...] = ()
+    kind: str = "step"
+    over: str | None = None
+    children: int | None = None
 
     @property
     def duration(self) -> float | None:
@@ -110,6 +114,10 @@ class TaskState:
             "error": self.error,
             "checkpoint": self.checkpoint,
             "signed": self.signed,
+            "depends_on": list(self.depends_on),
+            "kind": self.kind,
+            "over": self.over,
+            "children": self.children,
         }
 
 
@@ -250,7 +258,14 @@ async def read_run(storage: Storage, workflow_id: str) -> RunState | None:
     keys = manifest.tasks if manifest is not None else tuple(sorted(records, key=_key_order))
     status = manifest.status if manifest is not None else "unknown"
     states = _states(manifest, keys, records)
-    extra = tuple(sorted(task_storage_key(workflow_id, k) for k in records if k not in keys))
+    maps = {key for key, kind in manifest.kinds.items() if kind == "map"} if manifest else set()
+    extra = tuple(
+        sorted(
+            task_storage_key(workflow_id, k)
+            for k in records
+            if k not in keys and not _is_child(k, maps)
+        )
+    )
     return RunState(
         workflow_id=workflow_id,
         status=status,
@@ -261,6 +276,12 @@ async def read_run(storage: Storage, workflow_id: str) -> RunState | None:
         lease=lease,
         extra_records=extra,
     )
+
+
+def _is_child(key: str, maps: set[str]) -> bool:
+    """Whether ``key`` is a child record (``fetch.3``) of one of the ``maps``."""
+    head, dot, index = key.rpartition(".")
+    return bool(dot) and index.isdigit() and head in maps
 
 
 def _as_outcome(value: str | None) -> Outcome | None:
@@ -310,6 +331,10 @@ def _states(
                 error=errors.get(key),
                 checkpoint=record is not None,
                 signed=found[1] if found is not None else False,
+                depends_on=manifest.depends_on.get(key, ()) if manifest is not None else (),
+                kind=manifest.kinds.get(key, "step") if manifest is not None else "step",
+                over=manifest.over.get(key) if manifest is not None else None,
+                children=manifest.children.get(key) if manifest is not None else None,
             )
         )
     return tuple(states)
