@@ -41,6 +41,7 @@ from asyncflow._core.modes import MODES
 from asyncflow._core.runner import Runner, call_callback
 from asyncflow._core.status import error_text, task_outcome
 from asyncflow._core.storage import Storage
+from asyncflow._core.subflow import PARENT, Parent
 from asyncflow._core.task import Task, TaskBuilder, TaskStatus
 
 __all__ = ["AsyncFlow", "Mode"]
@@ -302,8 +303,19 @@ class AsyncFlow:
                         keep_going=options.keep_going,
                         lease=lease,
                     )
-                    async with runner.committer.running():
-                        await MODES[mode](runner, tasks, options.max_concurrency)
+                    parent = PARENT.set(
+                        Parent(
+                            config=self.config,
+                            workflow_id=self.workflow_id,
+                            resume=options.resume,
+                            max_concurrency=options.max_concurrency,
+                        )
+                    )
+                    try:
+                        async with runner.committer.running():
+                            await MODES[mode](runner, tasks, options.max_concurrency)
+                    finally:
+                        PARENT.reset(parent)
 
                 await _with_heartbeat(lease, body)
             failed = [t for t in tasks if t.status is TaskStatus.FAILED]

@@ -194,7 +194,12 @@ class TaskBuilder:
             raise ConfigurationError(f"group_name must be a non-empty str, got {group_name!r}")
         deps = _dependencies(depends_on)
         task_id = len(self.queue)
-        action = as_action(step)
+        kind = "step"
+        if _is_flow(step):
+            action, key = self._child(step, key)
+            kind = "flow"
+        else:
+            action = as_action(step)
         if len(self._keys) != len(self.queue):  # the queue was changed by hand
             self._keys = {task.key for task in self.queue}
         if key is None:
@@ -228,10 +233,28 @@ class TaskBuilder:
                 workflow_id=self.workflow_id,
                 empty=self._empty,
                 depends_on=deps,
+                kind=kind,
             )
         )
         self._keys.add(key)
         return self
+
+    def _child(self, flow: Any, key: str | None) -> tuple[Action, str]:
+        """The step that runs ``flow`` as workflow ``{this id}.{key}``."""
+        from asyncflow._core.subflow import ChildFlow
+
+        if key is None:
+            if not flow.fixed_id:
+                raise ConfigurationError(
+                    "a child flow needs task.add(child, key=...) or a fixed"
+                    " AsyncFlow(workflow_id=...) to name its checkpoints"
+                )
+            key = flow.workflow_id
+        validate_id(key, "task key")
+        validate_id(f"{self.workflow_id}.{key}", "child workflow id")
+        action = Action(ChildFlow(flow, key))
+        action.name = flow.workflow_id if flow.fixed_id else key
+        return action, key
 
     def map(
         self,
@@ -275,6 +298,13 @@ class TaskBuilder:
         self.queue.clear()
         self._keys.clear()
         self._names.clear()
+
+
+def _is_flow(step: object) -> bool:
+    """An ``AsyncFlow`` (duck-typed: the flow module imports this one)."""
+    return isinstance(getattr(step, "task", None), TaskBuilder) and callable(
+        getattr(step, "start", None)
+    )
 
 
 def _dependencies(depends_on: object) -> tuple[str, ...]:

@@ -197,3 +197,26 @@ def test_map_crash_mid_children_then_resume(tmp_path: Path, place: Place) -> Non
     expected = {"pages", "fetch", "total"} | {f"fetch.{i}" for i in range(10)}
     assert sorted(ran(log)) == sorted(expected - committed - {"fetch"})
     assert line(resumed.stdout, "outputs").endswith(", 90]")
+
+
+def test_child_flow_failure_then_resume_with_its_parent(tmp_path: Path, place: Place) -> None:
+    log = tmp_path / "calls.log"
+    first = run(place, log, "child", trouble="c2")
+    assert ran(log) == ["prepare", "c1", "c2"]
+    assert line(first.stdout, "statuses") == "Completed,Failed,Not started"
+    assert records(place, "g-child.sub") == {"c1"}  # the child's own workflow
+    second = run(place, log, "child")
+    assert ran(log) == ["c2", "c3", "finish"]
+    expected = "{'child said': ['c3', ['c2', ['c1', None]]]}"
+    assert line(second.stdout, "outputs").endswith(f", {expected}]")
+    assert records(place, "g-child") == {"prepare", "sub", "finish"}
+
+
+def test_child_flow_crash_then_resume(tmp_path: Path, place: Place) -> None:
+    log = tmp_path / "calls.log"
+    killed_at(place, log, "child", "c3")
+    assert ran(log) == ["prepare", "c1", "c2", "c3"]
+    run(place, log, "child")
+    assert ran(log) == ["c3", "finish"]
+    run(place, log, "child")
+    assert ran(log) == []

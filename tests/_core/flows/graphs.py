@@ -6,10 +6,11 @@ comma-separated list of names that raise this time, or ``hang:NAME`` to print
 "hanging" and wait to be killed.
 
 Scenarios:
-  edit     a sequential flow of a function, a functools.partial, a callable
-           object and a class step; VARIANT "v2" inserts two steps.
+  edit     a sequential flow of a function, a functools.partial and a
+           callable object; VARIANT "v2" inserts two steps.
   diamond  graph mode: top -> left, right -> bottom.
   map      graph mode: pages -> fetch (task.map) -> total.
+  child    sequential: prepare -> sub (a child flow c1 -> c2 -> c3) -> finish.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from __future__ import annotations
 import functools
 import sys
 import time
+from typing import Any
 
 import anyio
 
-from asyncflow import AsyncFlow, Config, Context
+from asyncflow import AsyncFlow, Config, Context, action
 from asyncflow.providers import storage_from_url
 
 url, log_file, scenario, variant = sys.argv[1:5]
@@ -133,14 +135,47 @@ def build_map(flow: AsyncFlow) -> None:
     flow.task.add(step=total, depends_on="fetch")
 
 
-BUILDERS = {"edit": build_edit, "diamond": build_diamond, "map": build_map}
+async def prepare() -> int:
+    note("prepare")
+    return 7
+
+
+def child_step(name: str) -> Any:
+    async def body(previous_context: Context) -> Any:
+        note(name)
+        return [name, previous_context.storage]
+
+    body.__qualname__ = name
+    return action(body)
+
+
+async def finish(previous_context: Context) -> Any:
+    note("finish")
+    return {"child said": previous_context.storage}
+
+
+def build_child(flow: AsyncFlow) -> None:
+    child = AsyncFlow()
+    for name in ("c1", "c2", "c3"):
+        child.task.add(step=child_step(name))
+    flow.task.add(step=prepare)
+    flow.task.add(step=child, key="sub")
+    flow.task.add(step=finish)
+
+
+BUILDERS = {
+    "edit": build_edit,
+    "diamond": build_diamond,
+    "map": build_map,
+    "child": build_child,
+}
 
 
 async def main() -> None:
     async with storage_from_url(url) as storage:
         flow = AsyncFlow(config=Config(storage=storage), workflow_id=f"g-{scenario}")
         BUILDERS[scenario](flow)
-        mode = "sequential" if scenario == "edit" else "graph"
+        mode = "sequential" if scenario in ("edit", "child") else "graph"
         await flow.start(mode=mode, resume=True)  # type: ignore[arg-type]
         print("keys " + ",".join(t.key for t in flow.result_task()))
         print("statuses " + ",".join(t.status.value for t in flow.result_task()))
