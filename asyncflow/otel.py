@@ -119,7 +119,7 @@ class _Tracer:
         self.backend = storage_backend
         self.parent = parent
         self.workflow: Span | None = None
-        self.steps: dict[int, Span] = {}
+        self.steps: dict[str, Span] = {}  # by key: map children share task ids
         self.dropped = 0
 
     def _common(self) -> dict[str, str]:
@@ -149,7 +149,7 @@ class _Tracer:
         return self.workflow
 
     def _step_span(self, event: events.TaskEvent) -> Span:
-        span = self.steps.get(event.task_id)
+        span = self.steps.get(event.key)
         if span is None:
             parent = trace.set_span_in_context(self._workflow_span(event), self.parent)
             span = self.tracer.start_span(
@@ -158,7 +158,7 @@ class _Tracer:
                 start_time=_ns(event.time),
                 attributes={**self._step_attributes(event), "asyncflow.step.attempt": 1},
             )
-            self.steps[event.task_id] = span
+            self.steps[event.key] = span
         return span
 
     def handle(self, event: events.Event) -> None:
@@ -183,7 +183,7 @@ class _Tracer:
             self._step_span(event).add_event("retry", retry, timestamp=_ns(event.time))
             self.instruments.retries.add(1, self._metric_attributes(event))
         elif isinstance(event, events.CheckpointWritten):
-            open_span = self.steps.get(event.task_id)
+            open_span = self.steps.get(event.key)
             if open_span is not None:
                 written: Attributes = {
                     "asyncflow.storage.key": event.storage_key,
@@ -241,7 +241,7 @@ class _Tracer:
             self.close(_ns(event.time), reason=event.status)
 
     def _end_step(self, event: events.TaskEvent) -> None:
-        span = self.steps.pop(event.task_id, None)
+        span = self.steps.pop(event.key, None)
         if span is not None:
             span.end(end_time=_ns(event.time))
 

@@ -17,7 +17,7 @@ import pytest
 import rich.console
 from click.testing import CliRunner
 
-from asyncflow import AsyncFlow, action
+from asyncflow import AsyncFlow, Context, action
 from asyncflow._core.checkpoint import Manifest, manifest_key
 from asyncflow._core.lease import LeaseRecord, lease_key
 from asyncflow._core.status import read_run
@@ -328,6 +328,30 @@ def test_a_failed_run_shows_the_failed_and_the_not_run_tasks(tmp_path: Path) -> 
     assert [t["status"] for t in state["tasks"]] == ["completed", "failed", "completed"]
 
 
+def test_a_graph_flow_runs_as_a_graph_with_storage_and_id_replaced(tmp_path: Path) -> None:
+    """`asyncflow run` keeps dependencies and maps when it rebuilds the flow."""
+    path = tmp_path / "g.py"
+    path.write_text(
+        "from asyncflow import AsyncFlow, action\n"
+        "@action\ndef items():\n    return [1, 2]\n"
+        "@action\ndef double(initial_context):\n    return 2 * initial_context.storage\n"
+        "@action\ndef total(previous_context):\n    return sum(previous_context.storage)\n"
+        "flow = AsyncFlow(workflow_id='g')\n"
+        "flow.task.add(step=items)\n"
+        "flow.task.map(double, over='items', key='double')\n"
+        "flow.task.add(step=total, depends_on='double')\n"
+    )
+    url = f"file://{tmp_path / 's'}"
+    code, out, err = invoke("run", str(path), "--storage", url, "--workflow-id", "g2")
+    assert code == 0, err
+    code, out, _ = invoke("status", "g2", "--storage", url, "--format", "json")
+    state = json.loads(out)
+    assert state["mode"] == "graph"
+    assert [t["key"] for t in state["tasks"]] == ["items", "double", "total"]
+    assert state["tasks"][2]["depends_on"] == ["double"]
+    assert (tmp_path / "s" / "g2" / "tasks" / "double.1.json").exists()
+
+
 def test_status_of_a_manifest_without_outcomes_falls_back_to_the_records() -> None:
     storage = StorageDefault()
 
@@ -477,6 +501,30 @@ def test_the_progress_bar_counts_from_the_event_stream() -> None:
     text = screen.getvalue()
     assert "done 2 · skipped 0 · failed 1 · retries 2" in text
     assert "3/3" in text
+
+
+def test_the_progress_bar_counts_map_children_as_they_appear() -> None:
+    @action
+    async def items() -> list[int]:
+        return [1, 2, 3, 4, 5]
+
+    @action
+    async def double(initial_context: Context) -> int:
+        return 2 * initial_context.storage
+
+    flow = AsyncFlow(workflow_id="bar")
+    flow.task.add(step=items)
+    flow.task.map(double, over="items", key="double")
+    screen = io.StringIO()
+    console = rich.console.Console(file=screen, force_terminal=True, width=160)
+
+    async def start() -> None:
+        await flow.start(mode="graph")
+
+    anyio.run(_watch, flow, console, start)
+    text = screen.getvalue()
+    assert "done 7 · skipped 0 · failed 0" in text  # 2 tasks + 5 children
+    assert "7/7" in text
 
 
 def test_version_comes_from_the_installed_distribution() -> None:

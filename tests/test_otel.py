@@ -274,3 +274,30 @@ async def test_each_scheduled_run_is_traced_with_around_run(telemetry: Telemetry
     runs = telemetry.by_name("asyncflow.workflow")
     assert len(runs) == 2
     assert len({span.context.trace_id for span in runs}) == 2  # one trace per run
+
+
+async def test_map_children_get_their_own_spans_under_the_workflow(telemetry: Telemetry) -> None:
+    from asyncflow import Context
+
+    @action
+    async def items() -> list[int]:
+        return [1, 2, 3]
+
+    @action
+    async def double(initial_context: Context) -> int:
+        await anyio.sleep(0.001 * initial_context.storage)
+        return 2 * initial_context.storage
+
+    flow = AsyncFlow(workflow_id="mapped")
+    flow.task.add(step=items)
+    flow.task.map(double, over="items", key="double")
+    async with instrument(flow, **telemetry.providers):
+        await flow.start(mode="graph")
+    [workflow] = telemetry.by_name("asyncflow.workflow")
+    steps = [s for s in telemetry.spans() if s.name.startswith("asyncflow.step ")]
+    keys = sorted(str(dict(s.attributes or {})["asyncflow.task.key"]) for s in steps)
+    assert keys == ["double", "double.0", "double.1", "double.2", "items"]
+    for span in steps:
+        assert span.parent is not None
+        assert span.parent.span_id == workflow.context.span_id
+        assert span.end_time is not None

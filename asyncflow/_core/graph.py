@@ -240,6 +240,8 @@ class _Graph:
         started = time.time()
         clock = time.perf_counter()
         task.status = TaskStatus.IN_PROGRESS
+        if runner.bus.subscribers:
+            runner.bus.task_event(events.TaskStarted, runner.workflow_id, task, attempt=1)
 
         async def worker() -> None:
             for index in pending:

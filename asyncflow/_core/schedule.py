@@ -213,14 +213,7 @@ def clone_flow(flow: AsyncFlow, workflow_id: str) -> AsyncFlow:
     from asyncflow._core.flow import AsyncFlow
 
     new = AsyncFlow(config=flow.config, workflow_id=workflow_id)
-    for task in flow.task.queue:
-        new.task.add(
-            step=task.step,
-            callback=task.callback,
-            initial_context=task.initial_context,
-            group_name=task.group_name,
-            key=task.key,
-        )
+    new.task.copy_from(flow.task)  # keys, dependencies, maps and child flows
     return new
 
 

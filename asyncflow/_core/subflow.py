@@ -54,25 +54,7 @@ class ChildFlow:
         if parent is None:
             raise ConfigurationError(f"child flow {self.key!r} runs only as a step of a flow")
         run = AsyncFlow(config=parent.config, workflow_id=f"{parent.workflow_id}.{self.key}")
-        for task in self.flow.task.queue:
-            if task.kind == "map":
-                run.task.map(
-                    task.step,
-                    over=task.over or "",
-                    key=task.key,
-                    max_concurrency=task.limit,
-                    callback=task.callback,
-                )
-            else:
-                run.task.add(
-                    step=task.step,
-                    callback=task.callback,
-                    initial_context=task.initial_context,
-                    group_name=task.group_name,
-                    key=task.key,
-                    depends_on=task.depends_on or None,
-                )
-                run.task.queue[-1].kind = task.kind  # a nested child flow stays one
+        run.task.copy_from(self.flow.task)
         self.last = run
         graph = any(task.depends_on for task in run.task.queue)
         await run.start(

@@ -291,6 +291,28 @@ class TaskBuilder:
             task.limit = max_concurrency
         return self
 
+    def copy_from(self, other: TaskBuilder) -> None:
+        """Add every task of ``other`` with its key and shape (a flow rebuilt elsewhere)."""
+        for task in other.queue:
+            if task.kind == "map":
+                self.map(
+                    task.step,
+                    over=task.over or "",
+                    key=task.key,
+                    max_concurrency=task.limit,
+                    callback=task.callback,
+                )
+                continue
+            self.add(
+                step=task.step,
+                callback=task.callback,
+                initial_context=task.initial_context,
+                group_name=task.group_name,
+                key=task.key,
+                depends_on=task.depends_on or None,
+            )
+            self.queue[-1].kind = task.kind  # a child flow's step stays one
+
     def count(self) -> int:
         return len(self.queue)
 

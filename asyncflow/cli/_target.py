@@ -82,12 +82,5 @@ def rebuild(flow: AsyncFlow, storage: Storage | None, workflow_id: str | None) -
     if workflow_id is None and flow.fixed_id:
         workflow_id = flow.workflow_id
     new = AsyncFlow(config=config, workflow_id=workflow_id)
-    for task in flow.task.queue:
-        new.task.add(
-            step=task.step,
-            callback=task.callback,
-            initial_context=task.initial_context,
-            group_name=task.group_name,
-            key=task.key,
-        )
+    new.task.copy_from(flow.task)  # keys, dependencies, maps and child flows
     return new

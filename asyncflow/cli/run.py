@@ -41,6 +41,7 @@ class RunProgress:
         self.progress = progress
         self.total = total
         self.done = self.skipped = self.failed = self.retries = 0
+        self.seen: set[str] = set()  # keys: map children add to the total as they appear
         self.task_id = progress.add_task("starting", total=total or None, **self._fields())
 
     def _fields(self) -> dict[str, Any]:
@@ -54,6 +55,11 @@ class RunProgress:
     def handle(self, event: events.Event) -> None:
         description: str | None = None
         advance = 0
+        if isinstance(event, events.TaskEvent) and event.key not in self.seen:
+            self.seen.add(event.key)
+            if len(self.seen) > self.total:
+                self.total = len(self.seen)
+                self.progress.update(self.task_id, total=self.total)
         if isinstance(event, events.WorkflowStarted):
             self.total = event.tasks
             self.progress.update(self.task_id, total=event.tasks or None)
@@ -155,7 +161,11 @@ _RUN_OPTIONS = {
 @click.argument("target", metavar="FILE.py[:ATTR]")
 @click.option("--workflow-id", help="Run under this workflow id instead of the flow's.")
 @click.option("--resume", is_flag=True, help="Skip the steps that have a checkpoint.")
-@click.option("--mode", type=click.Choice(list(MODES)), help="Default: sequential.")
+@click.option(
+    "--mode",
+    type=click.Choice(list(MODES)),
+    help="Default: graph for a flow with depends_on or task.map, else sequential.",
+)
 @storage_option
 @click.option("--keep-going", is_flag=True, help="Carry on after a failed step.")
 @debug_option
@@ -217,9 +227,12 @@ def run(
                     if storage is not None or workflow_id is not None:
                         chosen = rebuild(chosen, storage, workflow_id)
 
+                    graph = any(t.depends_on or t.kind == "map" for t in chosen.task.queue)
+                    default = "graph" if graph else "sequential"
+
                     async def start() -> None:
                         await chosen.start(
-                            mode=cast(Mode, mode or "sequential"),
+                            mode=cast(Mode, mode or default),
                             resume=resume,
                             keep_going=keep_going,
                         )
