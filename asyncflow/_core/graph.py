@@ -235,7 +235,7 @@ class _Graph:
         del keys
         outputs: list[Any] = [None] * count
         failed: list[Task] = []
-        pending = iter(range(count))
+        taken = 0  # children handed to a worker so far
         receives = "initial_context" in task.step.params or task.step.is_class
         started = time.time()
         clock = time.perf_counter()
@@ -244,9 +244,10 @@ class _Graph:
             runner.bus.task_event(events.TaskStarted, runner.workflow_id, task, attempt=1)
 
         async def worker() -> None:
-            for index in pending:
-                if runner.halted:
-                    return
+            nonlocal taken
+            while taken < count and not runner.halted:
+                index = taken
+                taken += 1
                 key = child_key(task.key, index)
                 child = Task(
                     task_id=index,
@@ -272,8 +273,8 @@ class _Graph:
         else:
 
             def workers() -> Iterator[Callable[[], Awaitable[None]]]:
-                for _ in range(count):
-                    if runner.halted:
+                for _ in range(count):  # never more workers than children left
+                    if taken >= count or runner.halted:
                         return
                     yield worker
 
