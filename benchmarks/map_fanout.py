@@ -115,7 +115,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(anyio.run(measure, json.loads(args.child))))
         return
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
     print(f"command: python benchmarks/map_fanout.py --n {args.n} --reps {args.reps}")
     print()
     print("| storage | N | implementation | µs/child | ratio | peak RSS of the run | to build |")

@@ -198,6 +198,34 @@ async def test_a_step_that_cannot_be_shipped_fails_naming_it(scheduler: str) -> 
         assert "cannot be shipped" in str(task.error)
 
 
+@action
+async def remote_items() -> list[int]:
+    return [1, 2, 3, 4]
+
+
+@action
+def remote_square(initial_context: Any) -> tuple[int, int]:
+    return initial_context.storage**2, os.getpid()
+
+
+@action
+async def remote_total(previous_context: Any) -> int:
+    return sum(square for square, _ in previous_context.storage)
+
+
+async def test_a_graph_with_a_map_runs_its_children_on_the_cluster(scheduler: str) -> None:
+    async with DaskExecutor(scheduler) as executor:
+        flow = AsyncFlow(config=Config(storage=StorageDefault(), executor=executor))
+        flow.task.add(step=remote_items)
+        flow.task.map(remote_square, over="remote_items", key="squares")
+        flow.task.add(step=remote_total, depends_on="squares")
+        await flow.start(mode="graph")
+        assert flow.status == "completed"
+        _, squares, total = flow.result_storage()
+        assert total == 30
+        assert {pid for _, pid in squares} - {os.getpid()}  # ran on worker processes
+
+
 # -- many runners, one store ----------------------------------------------------
 
 TTL = scale_flow.RACE_LEASE_TTL

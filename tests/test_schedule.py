@@ -443,3 +443,41 @@ def test_manual_clock_refuses_naive_times_and_going_back() -> None:
     clock = ManualClock(T0)
     with pytest.raises(ValueError, match="back"):
         anyio.run(clock.set, T0 - dt.timedelta(seconds=1))
+
+
+async def test_a_scheduled_graph_flow_keeps_its_dependencies_and_maps() -> None:
+    storage = StorageDefault()
+
+    @action
+    async def items() -> list[int]:
+        return [1, 2, 3]
+
+    @action
+    async def double(initial_context: Any) -> int:
+        return 2 * initial_context.storage
+
+    @action
+    async def total(previous_context: Any) -> int:
+        return sum(previous_context.storage)
+
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="g")
+    flow.task.add(step=items)
+    flow.task.map(double, over="items", key="double", max_concurrency=2)
+    flow.task.add(step=total, depends_on="double")
+    clone = clone_flow(flow, "g2")
+    assert [(t.key, t.kind, t.depends_on, t.over, t.limit) for t in clone.task.queue] == [
+        (t.key, t.kind, t.depends_on, t.over, t.limit) for t in flow.task.queue
+    ]
+    clock = ManualClock(T0)
+    scheduler = Scheduler(flow, EVERY_MINUTE, mode="graph", clock=clock)
+    async with anyio.create_task_group() as group:
+        group.start_soon(scheduler.run)
+        await until(lambda: clock.sleepers == 1)
+        await clock.set(at(1))
+        await until(lambda: len(scheduler.runs) == 1 and not scheduler.active)
+        group.cancel_scope.cancel()
+    assert [r.status for r in scheduler.runs] == ["completed"]
+    assert await storage.read(task_storage_key("g", "double.2")) is not None
+    blob = await storage.read(task_storage_key("g", "total"))
+    assert blob is not None
+    assert b'"output":12' in blob.data

@@ -182,6 +182,9 @@ class _Graph:
     async def one(self, task: Task) -> None:
         if task.kind == "map":
             await self.map(task)
+            ended = task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+            if ended and not task.restored and task.callback is not None:
+                await call_callback(task.callback, task=task)  # as a step's: once it ran
             return
         previous, digest = self.inputs(task)
         await self.runner.step(task, previous, digest)
@@ -333,8 +336,6 @@ class _Graph:
                 attempts=1,
                 duration=task.duration,
             )
-        if task.callback is not None:
-            await call_callback(task.callback, task=task)
 
     def fail(self, task: Task, error: BaseException, cause: BaseException | None = None) -> None:
         if cause is not None:

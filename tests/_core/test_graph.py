@@ -334,3 +334,29 @@ def test_random_dags_run_in_order_once_and_resume_exactly_the_rest(
         assert second.status == "completed"
 
     anyio.run(scenario)
+
+
+async def test_a_maps_callback_is_called_once_when_it_ran() -> None:
+    storage = StorageDefault()
+    seen: list[tuple[str, TaskStatus]] = []
+    fail = [True]
+
+    async def items() -> list[int]:
+        return [1, 2]
+
+    async def child(initial_context: Context) -> int:
+        if fail[0] and initial_context.storage == 2:
+            raise RuntimeError("two")
+        return initial_context.storage
+
+    def callback(task: Task) -> None:
+        seen.append((task.key, task.status))
+
+    flow = flow_of(storage)
+    flow.task.add(step=items)
+    flow.task.map(child, over="items", key="each", callback=callback)
+    await flow.start(mode="graph", resume=True)
+    fail[0] = False
+    await flow.start(mode="graph", resume=True)
+    await flow.start(mode="graph", resume=True)  # restored: no callback
+    assert seen == [("each", TaskStatus.FAILED), ("each", TaskStatus.COMPLETED)]
