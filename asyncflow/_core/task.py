@@ -282,13 +282,13 @@ class TaskBuilder:
             )
         if isinstance(step, (list, tuple)):
             raise ConfigurationError("task.map takes one step, not a list")
-        count = len(self.queue)
+        if _is_flow(step):
+            raise ConfigurationError("task.map takes a step, not an AsyncFlow")
         self.add(step, callback=callback, key=key, depends_on=over)
-        if len(self.queue) == count + 1:
-            task = self.queue[-1]
-            task.kind = "map"
-            task.over = over
-            task.limit = max_concurrency
+        task = self.queue[-1]
+        task.kind = "map"
+        task.over = over
+        task.limit = max_concurrency
         return self
 
     def copy_from(self, other: TaskBuilder) -> None:
