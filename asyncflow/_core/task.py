@@ -152,7 +152,12 @@ class Task:
 
 
 class TaskBuilder:
-    """``flow.task``: where steps are added, in order."""
+    """``flow.task``: where steps are added, in order.
+
+    A step is an ``@action`` (or any callable: a function, coroutine
+    function, class, ``functools.partial`` or callable object) or another
+    ``AsyncFlow``, which runs as a child workflow (see docs/graphs.md).
+    """
 
     def __init__(self, workflow_id: str) -> None:
         self.queue: list[Task] = []
@@ -181,6 +186,10 @@ class TaskBuilder:
         ``depends_on`` (``mode="graph"`` only) names the keys whose outputs
         this task waits for: one gives its output as ``previous_context``,
         several a dict ``{key: output}`` in this order.
+
+        An ``AsyncFlow`` as ``step`` runs as workflow ``{this flow's id}.{key}``
+        on this flow's storage, resumed with it; its last task's output is
+        this step's output. Its key is ``key`` or its fixed ``workflow_id``.
         """
         if isinstance(step, (list, tuple)):
             if key is not None and len(step) > 1:
