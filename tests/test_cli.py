@@ -11,10 +11,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 import rich.console
+import rich.progress
 from click.testing import CliRunner
 
 from asyncflow import AsyncFlow, Context, action
@@ -525,6 +527,31 @@ def test_the_progress_bar_counts_map_children_as_they_appear() -> None:
     text = screen.getvalue()
     assert "done 7 · skipped 0 · failed 0" in text  # 2 tasks + 5 children
     assert "7/7" in text
+
+
+def test_the_progress_bar_counts_tasks_in_flight() -> None:
+    from asyncflow import events
+    from asyncflow.cli.run import RunProgress
+
+    progress = rich.progress.Progress(disable=True)
+    bar = RunProgress(progress, 2)
+
+    def task(kind: Any, key: str, **fields: Any) -> Any:
+        return kind(workflow_id="w", task_id=0, key=key, step=key, **fields)
+
+    def running() -> int:
+        return int(progress.tasks[0].fields["running"])
+
+    bar.handle(task(events.TaskStarted, "m", attempt=1))
+    bar.handle(task(events.TaskStarted, "m.0", attempt=1))
+    bar.handle(task(events.TaskStarted, "m.1", attempt=1))
+    assert running() == 3
+    assert progress.tasks[0].total == 3  # grew from 2 as children appeared
+    bar.handle(task(events.TaskCompleted, "m.0", attempts=1, duration=0.1))
+    bar.handle(task(events.TaskFailed, "m.1", attempts=1, error="x"))
+    assert running() == 1
+    bar.handle(task(events.TaskStarted, "m", attempt=2))  # a retry is not another task
+    assert running() == 1
 
 
 def test_version_comes_from_the_installed_distribution() -> None:

@@ -42,6 +42,7 @@ class RunProgress:
         self.total = total
         self.done = self.skipped = self.failed = self.retries = 0
         self.seen: set[str] = set()  # keys: map children add to the total as they appear
+        self.in_flight: set[str] = set()
         self.task_id = progress.add_task("starting", total=total or None, **self._fields())
 
     def _fields(self) -> dict[str, Any]:
@@ -50,6 +51,7 @@ class RunProgress:
             "skipped": self.skipped,
             "failed": self.failed,
             "retries": self.retries,
+            "running": len(self.in_flight),
         }
 
     def handle(self, event: events.Event) -> None:
@@ -64,8 +66,10 @@ class RunProgress:
             self.total = event.tasks
             self.progress.update(self.task_id, total=event.tasks or None)
         elif isinstance(event, events.TaskStarted):
+            self.in_flight.add(event.key)
             description = event.step if event.attempt == 1 else f"{event.step} #{event.attempt}"
         elif isinstance(event, events.TaskCompleted):
+            self.in_flight.discard(event.key)
             self.done += 1
             advance = 1
         elif isinstance(event, events.TaskSkipped):
@@ -73,6 +77,7 @@ class RunProgress:
             advance = 1
             description = f"{event.step} (restored)"
         elif isinstance(event, events.TaskFailed):
+            self.in_flight.discard(event.key)
             self.failed += 1
             advance = 1
             description = f"{event.step} failed"
@@ -80,6 +85,7 @@ class RunProgress:
             self.retries += 1
             description = f"{event.step} retrying"
         elif isinstance(event, events.WorkflowFinished):
+            self.in_flight.clear()
             description = event.status
         self.progress.update(
             self.task_id, advance=advance, description=description, **self._fields()
@@ -95,6 +101,7 @@ def progress_bar(console: rich.console.Console) -> rich.progress.Progress:
         rich.progress.TextColumn(
             "done {task.fields[done]} · skipped {task.fields[skipped]}"
             " · failed {task.fields[failed]} · retries {task.fields[retries]}"
+            " · running {task.fields[running]}"
         ),
         rich.progress.TimeElapsedColumn(),
         console=console,
