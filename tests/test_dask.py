@@ -226,6 +226,22 @@ async def test_a_graph_with_a_map_runs_its_children_on_the_cluster(scheduler: st
         assert {pid for _, pid in squares} - {os.getpid()}  # ran on worker processes
 
 
+@action
+def remote_pid() -> int:
+    return os.getpid()
+
+
+async def test_a_child_flow_runs_here_and_its_steps_on_the_cluster(scheduler: str) -> None:
+    async with DaskExecutor(scheduler) as executor:
+        child = AsyncFlow()
+        child.task.add(step=remote_pid)
+        flow = AsyncFlow(config=Config(storage=StorageDefault(), executor=executor))
+        flow.task.add(step=child, key="sub")
+        await flow.start()
+        assert flow.status == "completed", flow.result_task()[0].error
+        assert flow.result_storage()[0] != os.getpid()
+
+
 # -- many runners, one store ----------------------------------------------------
 
 TTL = scale_flow.RACE_LEASE_TTL

@@ -320,7 +320,7 @@ class Runner:
         stragglers: list[threading.Event] | None,
     ) -> Any:
         executor = self.config.executor
-        if executor is not None:  # Config(executor=...): the step runs elsewhere
+        if executor is not None and task.kind != "flow":  # a child flow runs here, its steps there
             from asyncflow._core.executor import call_executor
 
             return await call_executor(executor, task, action, kwargs, self.workflow_id)
