@@ -393,7 +393,7 @@ def _flow(storage: Storage, calls: list[int], workflow_id: str = "wf") -> AsyncF
             previous = previous_context.storage or {"sum": 0}
             return {"key": key, "sum": previous["sum"] + initial_context.storage}
 
-        step.__qualname__ = f"step_{key}"
+        step.__qualname__ = str(key)  # the default key derives from it: "0", "1", ...
         return action(step)
 
     for key in range(STEPS):
