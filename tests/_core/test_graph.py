@@ -284,6 +284,7 @@ dags = st.integers(min_value=1, max_value=9).flatmap(
         ),
         st.sets(st.integers(0, n - 1), max_size=3),
         st.sampled_from([None, 1, 2, 4]),
+        st.booleans(),
     )
 )
 
@@ -291,9 +292,9 @@ dags = st.integers(min_value=1, max_value=9).flatmap(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dags)
 def test_random_dags_run_in_order_once_and_resume_exactly_the_rest(
-    case: tuple[int, list[tuple[int, int]], set[int], int | None],
+    case: tuple[int, list[tuple[int, int]], set[int], int | None, bool],
 ) -> None:
-    n, edges, failing, limit = case
+    n, edges, failing, limit, keep_going = case
     deps = {j: sorted({i for i, k in edges if k == j}) for j in range(n)}
     log = Log()
     log.failing = {f"t{i}" for i in failing}
@@ -315,22 +316,33 @@ def test_random_dags_run_in_order_once_and_resume_exactly_the_rest(
         for what, name in events:
             if what == "start":
                 j = int(name[1:])
+                # every dependency ended first (with keep_going, a failed one counts)
                 assert {f"t{i}" for i in deps[j]} <= ended, (name, deps[j], ended)
-            else:
-                if name not in log.failing:
-                    ended.add(name)
+            elif name not in log.failing or keep_going:
+                ended.add(name)
 
     async def scenario() -> None:
         first = build()
-        await first.start(mode="graph", resume=True, max_concurrency=limit)
+        await first.start(mode="graph", resume=True, max_concurrency=limit, keep_going=keep_going)
         check_order(log.events, set())
+        if keep_going:  # everything ran once, failed or not
+            assert sorted(log.ran()) == sorted(f"t{j}" for j in range(n))
         done = {t.key for t in first.result_task() if t.status is TaskStatus.COMPLETED}
         log.events.clear()
         log.failing.clear()
         second = build()
         await second.start(mode="graph", resume=True, max_concurrency=limit)
         check_order(log.events, done)
-        assert sorted(log.ran()) == sorted({f"t{j}" for j in range(n)} - done)
+        rerun = set(log.ran())
+        without_checkpoint = {f"t{j}" for j in range(n)} - done
+        if keep_going:  # plus dependents of a failed task, whose input changed
+            downstream = {f"t{j}" for j in failing}
+            for j in range(n):  # edges go from lower to higher indices
+                if any(f"t{i}" in downstream for i in deps[j]):
+                    downstream.add(f"t{j}")
+            assert without_checkpoint <= rerun <= without_checkpoint | downstream
+        else:
+            assert rerun == without_checkpoint
         assert second.status == "completed"
 
     anyio.run(scenario)
