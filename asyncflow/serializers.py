@@ -14,10 +14,17 @@ so equal sets encode to the same bytes in every process. ``datetime`` and
 ``time`` must be naive or carry a ``datetime.timezone`` offset that their ISO
 text holds exactly (no named timezones, no sub-second offsets, ``fold=0``).
 
-Refused (convert first, or opt into ``PickleSerializer``): dataclasses,
-pydantic models, enums, and subclasses of the built-in types (``IntEnum``,
-``namedtuple``, ``OrderedDict``...), because decoding them would either
-change their type silently or import code named by the record.
+Your own types round-trip exactly once registered (``Config(types=[...])``,
+see ``asyncflow._core.registry``): dataclasses, enums, NamedTuples, Pydantic
+v2 models, msgspec Structs and attrs classes, nested in each other and in
+the types above. Decoding builds only registered classes, looked up by name;
+it never imports a name found in a record.
+
+Refused (register or convert first, or opt into ``PickleSerializer``):
+unregistered classes, and subclasses of the built-in types (``OrderedDict``,
+``defaultdict``...), because decoding them would either change their type
+silently or import code named by the record. So is an output nested more
+than ``MAX_DEPTH`` levels deep as stored: whatever is written can be read.
 
 ``PickleSerializer`` stores anything picklable. Unpickling runs code chosen by
 whoever wrote the record: use it only on storage that only you can write, or
@@ -33,12 +40,14 @@ import math
 import pickle
 import reprlib
 import uuid
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from asyncflow._core.errors import SerializationError
+from asyncflow._core.registry import Registered, TypeRegistry, kind_of
 
-__all__ = ["JSONSerializer", "PickleSerializer", "Serializer"]
+__all__ = ["MAX_DEPTH", "JSONSerializer", "PickleSerializer", "Serializer"]
 
 TAG = "__asyncflow__"
 _TAG_BYTES = TAG.encode()
@@ -60,27 +69,47 @@ class Serializer(Protocol):
 
 
 class JSONSerializer:
-    """Strict JSON with tagged values for the common non-JSON types."""
+    """Strict JSON with tagged values for the common non-JSON types and registered ones.
+
+    ``types`` (a list of classes, or a dict of stored name to class) are the
+    user's own types that round-trip exactly; ``Config(types=...)`` builds
+    the serializer with them. The name stays ``"json"`` whatever is
+    registered, so records written before a type was registered still decode.
+    """
 
     name = "json"
 
+    def __init__(self, types: Iterable[type] | Mapping[str, type] | TypeRegistry = ()) -> None:
+        self.registry = types if isinstance(types, TypeRegistry) else TypeRegistry(types)
+        self._by_class = self.registry.by_class
+
+    def with_types(self, types: Iterable[type] | Mapping[str, type]) -> JSONSerializer:
+        """A serializer that also knows ``types``."""
+        return JSONSerializer(self.registry.merged(TypeRegistry(types)))
+
     def encode(self, value: Any) -> Any:
         try:
-            return _encode(value, None)
+            return _encode(value, 0, self._by_class)
         except _Refused as refused:
             raise SerializationError(refused.message()) from None
         except RecursionError:
             raise SerializationError(
-                "cannot encode output: it is nested too deeply or contains a reference cycle"
+                "cannot encode output: it is nested too deeply for this thread's recursion limit"
             ) from None
 
     def decode(self, payload: Any) -> Any:
-        return _decode(payload)
+        return _decode(payload, self.registry)
+
+    def __repr__(self) -> str:
+        names = ", ".join(sorted(self.registry.by_name))
+        return f"JSONSerializer(types=[{names}])" if names else "JSONSerializer()"
 
 
-# ``path`` (where a value sits in the output, for error messages) is ``None``
-# for the output itself, else ``(parent, segment)``: cheap to build, and only
-# formatted when a value is refused.
+#: The deepest nesting of JSON containers (lists, objects) an encoded output
+#: may have. Decoding recurses once or twice per level, so a limit well under
+#: the default recursion limit guarantees that whatever is written can be read
+#: back, even from a deep call stack: no output is written and then unreadable.
+MAX_DEPTH = 256
 
 #: Ints longer than this many bits are stored as hex: the decimal conversion
 #: that ``json`` uses is limited by ``sys.set_int_max_str_digits`` (>= 640).
@@ -88,26 +117,39 @@ _MAX_PLAIN_INT_BITS = 2000
 
 
 class _Refused(Exception):
-    def __init__(self, value: Any, path: Any, reason: str = "") -> None:
+    """``path`` collects the segments from the value up to the output, as it unwinds."""
+
+    def __init__(self, value: Any, reason: str = "") -> None:
         self.value = value
-        self.path = path
+        self.path: list[Any] = []
         self.reason = reason
 
     def message(self) -> str:
         return _refusal(self.value, _format_path(self.path), self.reason)
 
 
-def _format_path(path: Any) -> str:
+class _TooDeep(_Refused):
+    def message(self) -> str:
+        return (
+            f"cannot encode output: it is nested too deeply (more than {MAX_DEPTH} levels as"
+            " stored) or contains a reference cycle; every value written must read back"
+        )
+
+
+def _too_deep(value: Any) -> _Refused:
+    return _TooDeep(value)
+
+
+def _format_path(path: list[Any]) -> str:
     parts: list[str] = []
-    while path is not None:
-        path, segment = path
+    for segment in reversed(path):
         if type(segment) is int:
             parts.append(f"[{segment}]")
         elif type(segment) is tuple:  # (key,): the value at a dict key
             parts.append(f"[{_short_repr(segment[0])}]")
         else:
             parts.append(segment)
-    return "output" + "".join(reversed(parts))
+    return "output" + "".join(parts)
 
 
 def _short_repr(value: Any) -> str:
@@ -134,33 +176,109 @@ def _sorted_items(encoded: list[Any]) -> list[Any]:
     return strings + others
 
 
-def _encode(value: Any, path: Any) -> Any:
+def _encode_list(value: Any, depth: int, types: dict[type, Registered]) -> list[Any]:
+    """Always a new list (for tagged forms)."""
+    out = []
+    i = 0
+    try:
+        for i, item in enumerate(value):  # noqa: B007
+            out.append(_encode(item, depth, types))
+    except _Refused as refused:
+        refused.path.append(i)
+        raise
+    return out
+
+
+def _encode(value: Any, depth: int, types: dict[type, Registered]) -> Any:
+    """The JSON-ready form of ``value``; ``value`` itself when it is plain JSON already.
+
+    Containers are copied only from the first item that needed a tag on, so
+    a plain JSON output (the common case, and the large one) is walked once
+    and never copied. ``depth`` counts the JSON containers around ``value``.
+    """
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return value
     if kind is int:
         if value.bit_length() <= _MAX_PLAIN_INT_BITS:
             return value
+        if depth >= MAX_DEPTH:
+            raise _too_deep(value)
         return _tag("int", hex(value))
     if kind is float:
         if math.isfinite(value):
             return value
+        if depth >= MAX_DEPTH:
+            raise _too_deep(value)
         return _tag("float", repr(value))
+    if depth >= MAX_DEPTH:
+        raise _too_deep(value)
+    inner = depth + 1
     if kind is list:
-        return [_encode(item, (path, i)) for i, item in enumerate(value)]
+        out: list[Any] | None = None
+        i = 0
+        try:
+            for i, item in enumerate(value):
+                encoded = _encode(item, inner, types)
+                if out is not None:
+                    out.append(encoded)
+                elif encoded is not item:
+                    out = value[:i]
+                    out.append(encoded)
+        except _Refused as refused:
+            refused.path.append(i)
+            raise
+        return value if out is None else out
     if kind is dict:
         if TAG not in value and all(type(k) is str for k in value):
-            return {k: _encode(v, (path, (k,))) for k, v in value.items()}
-        return _tag(
-            "dict",
-            [[_encode(k, (path, "<key>")), _encode(v, (path, (k,)))] for k, v in value.items()],
-        )
+            copy: dict[str, Any] | None = None
+            k = None
+            try:
+                for k, v in value.items():
+                    encoded = _encode(v, inner, types)
+                    if copy is not None:
+                        copy[k] = encoded
+                    elif encoded is not v:
+                        copy = {}
+                        for before, kept in value.items():
+                            if before is k:
+                                break
+                            copy[before] = kept
+                        copy[k] = encoded
+            except _Refused as refused:
+                refused.path.append((k,))
+                raise
+            return value if copy is None else copy
+        if depth + 3 > MAX_DEPTH:
+            raise _too_deep(value)
+        pairs = []
+        k = None
+        for k, v in value.items():
+            try:
+                key = _encode(k, depth + 3, types)
+            except _Refused as refused:
+                refused.path.append("<key>")
+                raise
+            try:
+                pairs.append([key, _encode(v, depth + 3, types)])
+            except _Refused as refused:
+                refused.path.append((k,))
+                raise
+        return _tag("dict", pairs)
     if kind is tuple:
-        return _tag("tuple", [_encode(item, (path, i)) for i, item in enumerate(value)])
+        if depth + 2 > MAX_DEPTH:
+            raise _too_deep(value)
+        return _tag("tuple", _encode_list(value, depth + 2, types))
     if kind is set or kind is frozenset:
+        if depth + 2 > MAX_DEPTH:
+            raise _too_deep(value)
         # Sorted, so that equal sets encode (and fingerprint) identically in
         # every process whatever its hash seed.
-        items = _sorted_items([_encode(item, (path, "<item>")) for item in value])
+        try:
+            items = _sorted_items([_encode(item, depth + 2, types) for item in value])
+        except _Refused as refused:
+            refused.path.append("<item>")
+            raise
         return _tag(kind.__name__, items)
     if kind is bytes or kind is bytearray:
         return _tag(kind.__name__, base64.b64encode(value).decode("ascii"))
@@ -168,25 +286,56 @@ def _encode(value: Any, path: Any) -> Any:
         if value.tzinfo is not None and type(value.tzinfo) is not dt.timezone:
             raise _Refused(
                 value,
-                path,
                 f"its tzinfo {value.tzinfo!r} would come back as a fixed offset;"
                 " convert it with .astimezone(datetime.timezone.utc) first",
             )
         text = value.isoformat()
-        _check_exact(value, kind.fromisoformat(text), path)
+        _check_exact(value, kind.fromisoformat(text))
         return _tag(kind.__name__, text)
     if kind is dt.date:
         return _tag("date", value.isoformat())
     if kind is dt.timedelta:
+        if depth + 2 > MAX_DEPTH:
+            raise _too_deep(value)
         return _tag("timedelta", [value.days, value.seconds, value.microseconds])
     if kind is Decimal:
         return _tag("decimal", str(value))
     if kind is uuid.UUID:
         return _tag("uuid", str(value))
-    raise _Refused(value, path)
+    entry = types.get(kind)
+    if entry is None:
+        raise _Refused(value)
+    return _encode_registered(entry, value, depth, types)
 
 
-def _check_exact(value: Any, back: Any, path: Any) -> None:
+def _encode_registered(
+    entry: Registered, value: Any, depth: int, types: dict[type, Registered]
+) -> dict[str, Any]:
+    state, more = entry.state(value)
+    if entry.kind == "enum":
+        try:
+            v = _encode(state, depth + 1, types)
+        except _Refused as refused:
+            refused.path.append(".value")
+            raise
+    else:
+        if depth + 2 > MAX_DEPTH:
+            raise _too_deep(value)
+        v = {}
+        name = ""
+        try:
+            for name, item in state.items():
+                v[name] = _encode(item, depth + 2, types)
+        except _Refused as refused:
+            refused.path.append(f".{name}")
+            raise
+    out = {TAG: "type", "name": entry.name, "v": v}
+    for key, item in more.items():
+        out[key] = _encode(item, depth + 1, types)
+    return out
+
+
+def _check_exact(value: Any, back: Any) -> None:
     """Refuse a datetime/time that its ISO text does not carry exactly."""
     if (
         back == value
@@ -197,7 +346,6 @@ def _check_exact(value: Any, back: Any, path: Any) -> None:
         return
     raise _Refused(
         value,
-        path,
         f"{value!r} would come back as {back!r} (named timezones, sub-second UTC offsets"
         " and fold=1 are not stored); convert it with .astimezone(datetime.timezone.utc)"
         " or .replace(fold=0) first",
@@ -211,37 +359,41 @@ def _refusal(value: Any, path: str, reason: str = "") -> str:
         return f"cannot encode {path} of type {name}: {reason}"
     hint = ""
     try:
-        if hasattr(value, "__dataclass_fields__"):
-            hint = "; return dataclasses.asdict(value) instead"
-        elif hasattr(value, "model_dump"):
-            hint = "; return value.model_dump(mode='json') instead"
+        if kind_of(kind) is not None:
+            hint = (
+                f"; register it to store it exactly: Config(types=[{kind.__qualname__}])"
+                " (see docs/serialization.md)"
+            )
         elif isinstance(value, (str, int, float, list, dict, tuple, set, frozenset, bytes)):
             base = next(k for k in kind.__mro__ if k.__module__ == "builtins" and k is not object)
             hint = f"; subclasses of built-in types would come back as plain {base.__name__}"
     except Exception:  # a hostile __getattr__ must not hide the refusal
         hint = ""
+    if hint.startswith("; register"):
+        return f"cannot encode {path} of type {name}: it is not registered{hint}"
     return (
         f"cannot encode {path} of type {name} as JSON exactly{hint}"
         " (or use PickleSerializer on trusted storage)"
     )
 
 
-_DECODERS: dict[str, Any] = {
+def _b64(v: Any) -> bytes:
+    return base64.b64decode(v, validate=True)
+
+
+_SCALARS: dict[str, Any] = {
     "int": lambda v: int(v, 16),
     "float": float,
-    "tuple": lambda v: tuple(_decode(i) for i in v),
-    "set": lambda v: {_decode(i) for i in v},
-    "frozenset": lambda v: frozenset(_decode(i) for i in v),
-    "bytes": lambda v: base64.b64decode(v, validate=True),
-    "bytearray": lambda v: bytearray(base64.b64decode(v, validate=True)),
+    "bytes": _b64,
+    "bytearray": lambda v: bytearray(_b64(v)),
     "datetime": dt.datetime.fromisoformat,
     "date": dt.date.fromisoformat,
     "time": dt.time.fromisoformat,
     "timedelta": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
     "decimal": Decimal,
     "uuid": uuid.UUID,
-    "dict": lambda v: {_decode(k): _decode(i) for k, i in v},
 }
+_TYPE_KEYS = frozenset({TAG, "name", "v", "set", "extra"})
 
 
 def untagged(data: bytes) -> bool:
@@ -255,19 +407,61 @@ def untagged(data: bytes) -> bool:
     return _TAG_BYTES not in data and b"\\u" not in data
 
 
-def _decode(payload: Any) -> Any:
+def _decode(payload: Any, registry: TypeRegistry) -> Any:
     kind = type(payload)
     if kind is list:
-        return [_decode(item) for item in payload]
-    if kind is dict:
-        tag = payload.get(TAG)
-        if tag is None:
-            return {k: _decode(v) for k, v in payload.items()}
-        decoder = _DECODERS.get(tag)
-        if decoder is None or set(payload) != {TAG, "v"}:
-            raise ValueError(f"unknown tagged value {tag!r}")
-        return decoder(payload["v"])
-    return payload
+        out = []
+        for item in payload:
+            out.append(_decode(item, registry))
+        return out
+    if kind is not dict:
+        return payload
+    tag = payload.get(TAG)
+    if tag is None:
+        plain = {}
+        for k, item in payload.items():
+            plain[k] = _decode(item, registry)
+        return plain
+    if tag == "type":
+        return _decode_registered(payload, registry)
+    if set(payload) != {TAG, "v"}:
+        raise ValueError(f"tagged value {tag!r} has unexpected keys")
+    v = payload["v"]
+    if tag == "tuple" or tag == "set" or tag == "frozenset":
+        if type(v) is not list:
+            raise ValueError(f"tagged value {tag!r} does not hold a list")
+        items = []
+        for item in v:
+            items.append(_decode(item, registry))
+        return tuple(items) if tag == "tuple" else set(items) if tag == "set" else frozenset(items)
+    if tag == "dict":
+        out_dict = {}
+        for k, item in v:
+            out_dict[_decode(k, registry)] = _decode(item, registry)
+        return out_dict
+    decoder = _SCALARS.get(tag) if type(tag) is str else None
+    if decoder is None:
+        raise ValueError(f"unknown tagged value {tag!r}")
+    return decoder(v)
+
+
+def _decode_registered(payload: dict[str, Any], registry: TypeRegistry) -> Any:
+    if not payload.keys() <= _TYPE_KEYS or "name" not in payload or "v" not in payload:
+        raise ValueError("tagged value 'type' has unexpected keys")
+    entry = registry.lookup(payload["name"])
+    v = payload["v"]
+    if entry.kind == "enum":
+        state = _decode(v, registry)
+    elif type(v) is dict:
+        state = {}
+        for k, item in v.items():
+            state[k] = _decode(item, registry)
+    else:
+        raise ValueError(f"the state of type {entry.name!r} is not a dict of fields")
+    more: dict[str, Any] = {
+        k: _decode(payload[k], registry) for k in ("set", "extra") if k in payload
+    }
+    return entry.build(state, more)
 
 
 class PickleSerializer:

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt, SerializationError
 from asyncflow._core.layout import (
+    is_own_key,
     manifest_key,
     task_prefix,
     task_storage_key,
@@ -32,7 +33,10 @@ from asyncflow.serializers import JSONSerializer, Serializer, untagged
 
 __all__ = [
     "FORMAT",
+    "FORMAT_BLOB",
+    "SIG_PREFIX",
     "CheckpointRecord",
+    "EncodedOutput",
     "Manifest",
     "RecordEncoder",
     "clear_workflow",
@@ -45,7 +49,11 @@ __all__ = [
 ]
 
 FORMAT = 1
+#: The format of a record whose output is offloaded to a blob (``asyncflow._core.blobs``):
+#: an asyncflow that predates blobs refuses it instead of reading the reference as the output.
+FORMAT_BLOB = 2
 _SIG_PREFIX = b"asyncflow-hmac-sha256:"
+SIG_PREFIX = _SIG_PREFIX
 
 
 def digest(data: bytes) -> str:
@@ -135,21 +143,28 @@ class CheckpointRecord:
     code_hash: str
     serializer: str
     output: Any
+    #: ``(sha256, size)`` of the blob holding the output when it was offloaded;
+    #: ``output`` is then the decoded blob once ``load_records`` has read it.
+    blob: tuple[str, int] | None = None
 
 
 class EncodedOutput(NamedTuple):
     """An output already encoded, so its digest and bytes are computed once.
 
     A named tuple rather than a frozen dataclass: one is built per step, and
-    a frozen dataclass costs three times as much to build.
+    a frozen dataclass costs three times as much to build. ``blob`` is the
+    SHA-256 of the blob when ``payload`` is a reference to one.
     """
 
     payload: bytes
     digest: str
+    blob: str | None = None
 
 
-def encode_output(serializer: Serializer, value: Any, step: str) -> EncodedOutput:
-    """Encode ``value`` strictly; a refusal names the step and the type."""
+def encode_output(
+    serializer: Serializer, value: Any, step: str, max_bytes: int | None = None
+) -> EncodedOutput:
+    """Encode ``value`` strictly; a refusal names the step and the type (or the size)."""
     try:
         payload = dumps(serializer.encode(value))
     except SerializationError as exc:
@@ -158,6 +173,12 @@ def encode_output(serializer: Serializer, value: Any, step: str) -> EncodedOutpu
         raise SerializationError(
             f"step {step}: cannot encode output of type {type(value).__qualname__}: {exc}"
         ) from exc
+    if max_bytes is not None and len(payload) > max_bytes:
+        raise SerializationError(
+            f"step {step}: its output is {len(payload):,} bytes encoded, over the limit of"
+            f" {max_bytes:,} (Config(max_output_bytes=...)); nothing was written. Return"
+            " less (e.g. a path or an object-store key to the data), or raise the limit"
+        )
     return EncodedOutput(payload, digest(payload))
 
 
@@ -179,7 +200,7 @@ def encode_record(
 ) -> bytes:
     header = dumps(
         {
-            "asyncflow": FORMAT,
+            "asyncflow": FORMAT if output.blob is None else FORMAT_BLOB,
             "workflow_id": workflow_id,
             "key": key,
             "task_id": task_id,
@@ -195,8 +216,17 @@ def encode_record(
             "serializer": serializer,
         }
     )
-    body = header[:-1] + b',"output":' + output.payload + b"}"
-    return sign(body, signing_key)
+    return _join((header[:-1], b',"output":', output.payload, b"}"), signing_key)
+
+
+def _join(parts: tuple[bytes, ...], signing_key: bytes | None) -> bytes:
+    """The (signed) record from its parts, copying the output's bytes once."""
+    if signing_key is None:
+        return b"".join(parts)
+    mac = hmac.new(signing_key, digestmod=hashlib.sha256)
+    for part in parts:
+        mac.update(part)
+    return b"".join((_SIG_PREFIX, mac.hexdigest().encode(), b"\n", *parts))
 
 
 class RecordEncoder:
@@ -213,6 +243,7 @@ class RecordEncoder:
 
     def __init__(self, workflow_id: str, serializer: str, signing_key: bytes | None) -> None:
         self._head = f'{{"asyncflow":{FORMAT},"workflow_id":{_text(workflow_id)},"key":'
+        self._blob_head = self._head.replace(f":{FORMAT},", f":{FORMAT_BLOB},", 1)
         self._serializer = _text(serializer)
         self._signing_key = signing_key
         self._steps: dict[tuple[str, str, str], tuple[str, str]] = {}
@@ -244,13 +275,13 @@ class RecordEncoder:
             raise ValueError("timestamps must be finite")
         digest_in = "null" if input_digest is None else _text(input_digest)
         header = (
-            f'{self._head}{_text(key)},"task_id":{task_id!r}{parts[0]}'
+            f"{self._head if output.blob is None else self._blob_head}"
+            f'{_text(key)},"task_id":{task_id!r}{parts[0]}'
             f',"attempts":{attempts!r},"started_at":{float(started_at)!r}'
             f',"finished_at":{float(finished_at)!r},"input_digest":{digest_in}'
             f',"output_digest":{_text(output.digest)}{parts[1]}'
         )
-        body = header.encode() + output.payload + b"}"
-        return body if self._signing_key is None else sign(body, self._signing_key)
+        return _join((header.encode(), output.payload, b"}"), self._signing_key)
 
 
 def sign(body: bytes, signing_key: bytes | None) -> bytes:
@@ -292,10 +323,10 @@ def decode_record(
         raise CheckpointCorrupt(f"{where} is not valid JSON: {exc}", key=where) from exc
     if not isinstance(raw, dict) or type(raw.get("asyncflow")) is not int or raw["asyncflow"] < 1:
         raise CheckpointCorrupt(f"{where} is not an asyncflow checkpoint record", key=where)
-    if raw["asyncflow"] > FORMAT:
+    if raw["asyncflow"] > FORMAT_BLOB:
         raise CheckpointCorrupt(
             f"{where} was written in record format {raw['asyncflow']} by a newer asyncflow;"
-            f" this version reads format {FORMAT}: upgrade asyncflow",
+            f" this version reads formats up to {FORMAT_BLOB}: upgrade asyncflow",
             key=where,
         )
     fields = _plain_fields(raw)
@@ -315,6 +346,13 @@ def decode_record(
             key=where,
         )
     payload = raw["output"]
+    if raw["asyncflow"] == FORMAT_BLOB:
+        from asyncflow._core.blobs import parse_ref
+
+        ref = parse_ref(payload)
+        if ref is None:
+            raise CheckpointCorrupt(f"{where}: its blob reference is malformed", key=where)
+        return CheckpointRecord(*fields, output=None, blob=ref)
     tail = _output_tail(body)
     if tail is None or digest(tail) != fields[9]:
         if not _reencoded_matches(payload, fields[9]):
@@ -505,7 +543,7 @@ async def load_records(
                         serializers=serializers,
                         signing_key=signing_key,
                     )
-        return records
+        return await _resolve_blobs(storage, workflow_id, records, serializers, concurrency)
     found = [name async for name in storage.list(task_prefix(workflow_id)) if name in wanted]
     if not found:
         return records
@@ -527,6 +565,29 @@ async def load_records(
             )
 
     await run_all([worker] * max(1, min(concurrency, len(found))))
+    return await _resolve_blobs(storage, workflow_id, records, serializers, concurrency)
+
+
+async def _resolve_blobs(
+    storage: Storage,
+    workflow_id: str,
+    records: dict[str, CheckpointRecord],
+    serializers: dict[str, Serializer],
+    concurrency: int,
+) -> dict[str, CheckpointRecord]:
+    offloaded = [key for key, record in records.items() if record.blob is not None]
+    if not offloaded:
+        return records
+    from asyncflow._core.blobs import resolve
+
+    pending = iter(offloaded)
+
+    async def worker() -> None:
+        for key in pending:
+            where = task_storage_key(workflow_id, key)
+            records[key] = await resolve(storage, records[key], where, serializers)
+
+    await run_all([worker] * max(1, min(concurrency, len(offloaded))))
     return records
 
 
@@ -534,26 +595,39 @@ async def clear_workflow(storage: Storage, workflow_id: str, *, tasks_only: bool
     """Delete a workflow's own records (the lease is never touched); returns how many.
 
     Only keys of the layout are deleted (``layout.is_own_key``): a file that
-    is not an asyncflow record stays, whatever folder it sits in. ``run.json``
-    goes last, so an interrupted clear is still found as a workflow.
+    is not an asyncflow record stays, whatever folder it sits in. Blobs
+    (offloaded outputs) go too, even with ``tasks_only``: with the task
+    records gone nothing uses them. They are deleted after the other records,
+    so an interrupted clear never leaves a record whose blob is gone, and
+    ``run.json`` goes last, so an interrupted clear is still found as a
+    workflow.
     """
     names = await workflow_keys(storage, workflow_id, tasks_only=tasks_only)
+    blobs = f"{workflow_id}/blobs/"
+    if tasks_only:
+        names += [name async for name in storage.list(blobs) if is_own_key(workflow_id, name)]
     manifest = manifest_key(workflow_id)
-    first = [name for name in names if name != manifest]
-    batch = getattr(storage, "delete_many", None)
-    if batch is not None:
-        await batch(first)
-    else:
-        pending = iter(first)
-
-        async def worker() -> None:
-            for name in pending:
-                await storage.delete(name)
-
-        await run_all([worker] * min(16, len(first)))
-    if len(first) < len(names):
+    await _delete_all(storage, [n for n in names if n != manifest and not n.startswith(blobs)])
+    await _delete_all(storage, [n for n in names if n.startswith(blobs)])
+    if manifest in names:
         await storage.delete(manifest)
     return len(names)
+
+
+async def _delete_all(storage: Storage, names: list[str]) -> None:
+    if not names:
+        return
+    batch = getattr(storage, "delete_many", None)
+    if batch is not None:
+        await batch(names)
+        return
+    pending = iter(names)
+
+    async def worker() -> None:
+        for name in pending:
+            await storage.delete(name)
+
+    await run_all([worker] * min(16, len(names)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -11,7 +12,12 @@ from asyncflow._core.storage import Storage
 from asyncflow.providers.memory import StorageDefault
 from asyncflow.serializers import JSONSerializer, Serializer
 
-__all__ = ["Config"]
+__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "Config"]
+
+#: The default ``Config.max_output_bytes``: 64 MiB of encoded JSON. Every
+#: output restored by a resume is held in memory, and object stores take one
+#: request per record; larger data belongs in files or buckets of its own.
+DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +40,14 @@ class Config:
     ``executor`` runs each step's function elsewhere (``DaskExecutor`` from
     ``asyncflow.executors``); ``None`` (the default) runs it in this process.
     Checkpoints, leases, retries and timeouts stay with the runner either way.
+    ``types`` registers your own classes (dataclasses, enums, NamedTuples,
+    Pydantic models, msgspec Structs, attrs classes) so that outputs holding
+    them round-trip exactly; a list of classes, or a dict of stored name to
+    class (see docs/serialization.md). ``max_output_bytes`` refuses a step
+    whose encoded output is larger, before anything is written (``None``: no
+    limit). ``offload_over`` stores an output whose encoded size exceeds it
+    once per workflow in ``{wf}/blobs/{sha256}``, referenced from its record
+    (``None``, the default: never).
     """
 
     storage: Storage = field(default_factory=StorageDefault)
@@ -45,6 +59,9 @@ class Config:
     durability: str = "sync"
     retention: float | timedelta | str | None = None
     executor: Executor | None = None
+    types: Iterable[type] | Mapping[str, type] = ()
+    max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES
+    offload_over: int | None = None
 
     @property
     def retention_seconds(self) -> float | None:
@@ -67,6 +84,7 @@ class Config:
             raise ConfigurationError(
                 f"Config serializer {self.serializer!r} needs name, encode() and decode()"
             )
+        self._check_payloads()
         if self.signing_key is not None and (
             not isinstance(self.signing_key, bytes) or len(self.signing_key) < 16
         ):
@@ -94,4 +112,35 @@ class Config:
         if type(self.read_concurrency) is not int or self.read_concurrency < 1:
             raise ConfigurationError(
                 f"Config read_concurrency must be an int >= 1, got {self.read_concurrency!r}"
+            )
+
+    def _check_payloads(self) -> None:
+        types = self.types
+        if isinstance(types, (str, bytes)) or not isinstance(types, (Iterable, Mapping)):
+            raise ConfigurationError(
+                f"Config types must be a list of classes or a dict of name to class, got {types!r}"
+            )
+        types = types if isinstance(types, Mapping) else tuple(types)
+        object.__setattr__(self, "types", types)
+        if types:
+            if not isinstance(self.serializer, JSONSerializer):
+                raise ConfigurationError(
+                    f"Config types apply to JSONSerializer; {self.serializer!r} stores"
+                    " whatever it stores without them: drop types= or the serializer"
+                )
+            object.__setattr__(self, "serializer", self.serializer.with_types(types))
+        for name in ("max_output_bytes", "offload_over"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 0):
+                raise ConfigurationError(
+                    f"Config {name} must be an int number of bytes >= 0 or None, got {value!r}"
+                )
+        if (
+            self.offload_over is not None
+            and self.max_output_bytes is not None
+            and self.offload_over >= self.max_output_bytes
+        ):
+            raise ConfigurationError(
+                f"Config offload_over ({self.offload_over:,}) must be below max_output_bytes"
+                f" ({self.max_output_bytes:,}): no output over the limit is ever stored"
             )

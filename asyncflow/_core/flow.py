@@ -13,6 +13,7 @@ import anyio
 
 from asyncflow import events
 from asyncflow._core.background import Detached
+from asyncflow._core.blobs import collect_garbage
 from asyncflow._core.bus import EventBus, EventStream
 from asyncflow._core.checkpoint import (
     CheckpointRecord,
@@ -316,6 +317,10 @@ class AsyncFlow:
                             await MODES[mode](runner, tasks, options.max_concurrency)
                     finally:
                         PARENT.reset(parent)
+                    if runner.stale_blobs:  # outputs offloaded by records this run replaced
+                        await collect_garbage(
+                            storage, self.workflow_id, candidates=runner.stale_blobs
+                        )
 
                 await _with_heartbeat(lease, body)
             failed = [t for t in tasks if t.status is TaskStatus.FAILED]

@@ -17,6 +17,7 @@ import anyio.to_thread
 
 from asyncflow import events
 from asyncflow._core.action import Action
+from asyncflow._core.blobs import offload
 from asyncflow._core.bus import EventBus
 from asyncflow._core.checkpoint import (
     CheckpointRecord,
@@ -116,6 +117,9 @@ class Runner:
         self._restored_at: dt.datetime | None = None
         self.tasks_prefix = task_prefix(workflow_id)  # task_storage_key, without a call per step
         self.encoder = RecordEncoder(workflow_id, self.serializer.name, config.signing_key)
+        self.max_output_bytes = config.max_output_bytes
+        self.offload_over = config.offload_over
+        self.stale_blobs: set[str] = set()  # blobs of replaced records, for collect_garbage
         self.committer = make_committer(config.durability, self.storage, lease, bus, workflow_id)
 
     async def step(self, task: Task, previous: Context, input_digest: str | None) -> bool:
@@ -197,10 +201,15 @@ class Runner:
             if not ok:
                 return
             try:
-                encoded = encode_output(self.serializer, output, action.name)
+                encoded = encode_output(self.serializer, output, action.name, self.max_output_bytes)
             except SerializationError as exc:
                 self._fail(task, exc, clock)
                 return
+            if self.offload_over is not None and len(encoded.payload) > self.offload_over:
+                encoded = await offload(self.storage, self.workflow_id, encoded)
+            replaced = self.records.get(task.key)
+            if replaced is not None and replaced.blob is not None:
+                self.stale_blobs.add(replaced.blob[0])
             where = f"{self.tasks_prefix}{task.key}.json"
             data = self.encoder.encode(
                 key=task.key,

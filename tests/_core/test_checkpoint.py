@@ -397,9 +397,11 @@ def test_record_copied_to_another_path_is_corrupt() -> None:
 
 
 def test_newer_format_asks_for_an_upgrade() -> None:
-    data = edited(lambda raw: raw.update(asyncflow=2))
-    error = corrupt(data, "format 2")
+    data = edited(lambda raw: raw.update(asyncflow=3))
+    error = corrupt(data, "format 3")
     assert "upgrade asyncflow" in str(error)
+    # format 2 (an offloaded output) must hold a well-formed blob reference
+    corrupt(edited(lambda raw: raw.update(asyncflow=2)), "blob reference is malformed")
     # even when the rest of the newer record is unknown to this version
     corrupt(b'{"asyncflow":7,"whatever":true}', "upgrade asyncflow")
 
