@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 
 from asyncflow import SerializationError
 from asyncflow._core.checkpoint import dumps
-from asyncflow.serializers import TAG, JSONSerializer, PickleSerializer, Serializer
+from asyncflow._core.checkpoint import loads as checkpoint_loads
+from asyncflow._core.registry import Registered, field_names, kind_of
+from asyncflow.serializers import MAX_DEPTH, TAG, JSONSerializer, PickleSerializer, Serializer
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -38,7 +40,13 @@ def round_trip(value: Any) -> Any:
 def assert_same(a: Any, b: Any, path: str = "v") -> None:
     """Equal values of the *same* types, recursively; nan equals nan, -0.0 is not 0.0."""
     assert type(a) is type(b), f"{path}: {type(a).__name__} became {type(b).__name__}"
-    if type(a) is float:
+    kind = kind_of(type(a))
+    if kind is not None:  # a registered type: the same state, compared as strictly
+        entry = Registered("", type(a), kind, field_names(type(a), kind))
+        (state_a, more_a), (state_b, more_b) = entry.state(a), entry.state(b)
+        assert_same(state_a, state_b, f"{path}<{kind}>")
+        assert_same(more_a, more_b, f"{path}<{kind} extra>")
+    elif type(a) is float:
         if math.isnan(a):
             assert math.isnan(b), f"{path}: nan became {b!r}"
         else:
@@ -223,6 +231,8 @@ def test_huge_int_survives_a_lowered_int_max_str_digits() -> None:
 SET_SCRIPT = """
 import sys
 from asyncflow._core.checkpoint import dumps
+from asyncflow._core.checkpoint import loads as checkpoint_loads
+from asyncflow._core.registry import Registered, field_names, kind_of
 from asyncflow.serializers import JSONSerializer
 value = [set("abcdefghijklmnop"), frozenset(["x", "yy", b"z", (1, "w")])]
 sys.stdout.write(dumps(JSONSerializer().encode(value)).decode())
@@ -432,6 +442,82 @@ def test_reference_cycle_and_deep_nesting_are_refused() -> None:
         deep = [deep]
     with pytest.raises(SerializationError, match="nested too deeply"):
         json_ser.encode(deep)
+
+
+# --- never written-then-unreadable (issue 12.4) ------------------------------------------
+
+LAYERS = ["list", "tuple", "dict", "tagged_dict", "frozenset", "set_of_tuple", "bytes_leaf"]
+
+
+def _nest(layers: list[str], leaf: Any) -> Any:
+    value = leaf
+    for layer in layers:
+        if layer == "list":
+            value = [value]
+        elif layer == "tuple":
+            value = (value, 1)
+        elif layer == "dict":
+            value = {"k": value}
+        elif layer == "tagged_dict":
+            value = {1: value} if _is_hashable(value) else {2: [value]}
+        elif layer == "frozenset" and _is_hashable(value):
+            value = frozenset([value])
+        elif layer == "set_of_tuple" and _is_hashable(value):
+            value = {(value,)}
+        else:
+            value = [value, b"x"]
+    return value
+
+
+def _at_stack_depth(frames: int, call: Any) -> Any:
+    """``call()`` with ``frames`` more Python frames below it (a resume's own stack)."""
+    if frames == 0:
+        return call()
+    return _at_stack_depth(frames - 1, call)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(LAYERS), min_size=MAX_DEPTH // 3, max_size=MAX_DEPTH + 20),
+    values,
+)
+@example(["tuple"] * 400, 1)  # the reported case: written, then refused on every resume
+@example(["list"] * (MAX_DEPTH - 1), [1])
+@example(["list"] * (MAX_DEPTH - 1), [[1]])
+@example(["tuple"] * (MAX_DEPTH // 2), float("nan"))
+@example(["tagged_dict"] * (MAX_DEPTH // 3), (1, 2))
+def test_every_value_the_encoder_accepts_decodes_back_equal(layers: list[str], leaf: Any) -> None:
+    """Deep nesting included: refused when written, or read back equal, from a deep stack."""
+    value = _nest(layers, leaf)
+    try:
+        data = dumps(json_ser.encode(value))
+    except SerializationError as exc:
+        message = str(exc)
+    else:
+        message = ""
+    if message:
+        assert "nested too deeply" in message
+        return
+    # as resume reads it: inside a record (one more level), parsed, then decoded
+    record = b'{"output":' + data + b"}"
+    back = _at_stack_depth(300, lambda: json_ser.decode(checkpoint_loads(record)["output"]))
+    assert_same(value, back)
+
+
+def test_depth_limit_accepts_deep_values_and_refuses_deeper() -> None:
+    deep: Any = 1
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    assert round_trip(deep) == deep
+    with pytest.raises(SerializationError, match="nested too deeply"):
+        json_ser.encode([deep])
+    # tuples take two stored levels each ({"__asyncflow__": "tuple", "v": [...]})
+    tuples: Any = 1
+    for _ in range(MAX_DEPTH // 2):
+        tuples = (tuples,)
+    assert round_trip(tuples) == tuples
+    with pytest.raises(SerializationError, match="nested too deeply"):
+        json_ser.encode((tuples,))
 
 
 unsupported_values = st.sampled_from([v for v, _ in UNSUPPORTED])

@@ -30,7 +30,7 @@ from typing import Any
 
 from asyncflow._core.errors import ConfigurationError
 
-__all__ = ["Registered", "TypeRegistry", "UnknownType", "kind_of"]
+__all__ = ["Registered", "TypeRegistry", "UnknownType", "field_names", "kind_of"]
 
 _MISSING = object()
 
@@ -80,7 +80,7 @@ class Registered:
             return state, {}
         more: dict[str, Any] = {}
         fields_set = value.model_fields_set
-        if len(fields_set) != len(self.fields):
+        if fields_set != set(self.fields):
             more["set"] = sorted(fields_set)
         extra = value.__pydantic_extra__
         if extra:
@@ -186,7 +186,7 @@ def _defaults(cls: type, kind: str) -> Iterable[tuple[str, Any]]:
             yield a.name, _MISSING
 
 
-def _fields(cls: type, kind: str) -> tuple[str, ...]:
+def field_names(cls: type, kind: str) -> tuple[str, ...]:
     if kind == "enum":
         return ()
     if kind == "namedtuple":
@@ -240,7 +240,7 @@ class TypeRegistry:
             )
         if cls in self.by_class and self.by_class[cls].name != name:
             raise ConfigurationError(f"{cls!r} is registered twice, under two names")
-        entry = Registered(name, cls, kind, _fields(cls, kind))
+        entry = Registered(name, cls, kind, field_names(cls, kind))
         self.by_class[cls] = entry
         self.by_name[name] = entry
 
