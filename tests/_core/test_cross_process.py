@@ -117,3 +117,33 @@ def test_sigkill_mid_step_then_resume(tmp_path: Path, mode: str) -> None:
     assert ran(log) == sorted({"0", "1", "2", "3"} - committed)
     records = sorted(p.name for p in tasks_dir.iterdir() if not p.name.startswith("."))
     assert records == ["0.json", "1.json", "2.json", "3.json"]
+
+
+PAYLOADS = Path(__file__).parent / "flows" / "payloads.py"
+
+
+def test_pydantic_outputs_resume_in_a_new_process(tmp_path: Path, place: Place) -> None:
+    """Registered Pydantic models (one of them offloaded to a blob) come back as themselves."""
+    log = tmp_path / "calls.log"
+
+    def run_payloads(trouble: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(PAYLOADS), place.url, str(log), trouble],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=place.env,
+        )
+
+    first = run_payloads("pay")
+    assert first.returncode == 0, first.stderr
+    assert "statuses Completed,Completed,Failed" in first.stdout
+    second = run_payloads()
+    assert second.returncode == 0, second.stderr
+    assert ran(log) == ["big", "issue", "pay", "pay"]
+    assert "statuses Completed,Completed,Completed" in second.stdout
+    assert (
+        "types ['Invoice', 'Invoice', 'Invoice'] amounts ['Decimal'] lines [1, 301, 301]"
+        " status Status.PAID issued 2024-05-01T09:30:00+00:00"
+    ) in second.stdout
