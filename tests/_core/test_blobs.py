@@ -287,3 +287,13 @@ def test_limits_are_validated() -> None:
             Config(offload_over=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="below max_output_bytes"):
         Config(max_output_bytes=10, offload_over=10)
+
+
+async def test_status_reads_offloaded_records_without_their_blobs(storage: Storage) -> None:
+    from asyncflow._core.status import read_run
+
+    await build(storage, Steps(a=BIG, b="small")).start(resume=True)
+    state = await read_run(storage, WF)
+    assert state is not None
+    assert [t.key for t in state.tasks] == ["a", "b"]
+    assert state.status == "completed"

@@ -270,6 +270,10 @@ def test_config_types_build_the_serializer() -> None:
     merged = Config(serializer=base, types=[Box]).serializer
     assert isinstance(merged, JSONSerializer)
     assert set(merged.registry.by_class) == {Pair, Box}
+    # replace() (as the CLI's --storage does) keeps the registry, registering nothing twice
+    replaced = dataclasses.replace(config, storage=StorageDefault())
+    assert isinstance(replaced.serializer, JSONSerializer)
+    assert set(replaced.serializer.registry.by_class) == {Box, Color}
     with pytest.raises(ConfigurationError, match="apply to JSONSerializer"):
         Config(serializer=PickleSerializer(), types=[Box])
     with pytest.raises(ConfigurationError, match="types must be"):
