@@ -161,7 +161,9 @@ async def collect_garbage(
         blobs = [key for key in blobs if key.rpartition("/")[2] in wanted]
     if not blobs:
         return 0
-    records = [key async for key in storage.list(task_prefix(workflow_id))]
+    records = [
+        key async for key in storage.list(task_prefix(workflow_id)) if is_own_key(workflow_id, key)
+    ]
     used: set[str] = set()
     unreadable: list[str] = []
     pending = iter(records)

@@ -297,3 +297,15 @@ async def test_status_reads_offloaded_records_without_their_blobs(storage: Stora
     assert state is not None
     assert [t.key for t in state.tasks] == ["a", "b"]
     assert state.status == "completed"
+
+
+async def test_blob_gc_and_clear_touch_only_blob_keys_of_the_layout(storage: Storage) -> None:
+    await build(storage, Steps(a=BIG)).start(resume=True)
+    stranger = f"{WF}/blobs/notes.txt"  # not a SHA-256: not asyncflow's
+    await storage.write(stranger, b"mine")
+    await storage.write(f"{WF}/tasks/readme.txt", b"not a record")
+    assert await collect_garbage(storage, WF) == 0  # the stranger is neither kept nor read
+    await build(storage, Steps(a="small")).start(resume=False)
+    assert await keys(storage, blob_prefix(WF)) == [stranger]
+    await clear_workflow(storage, WF)
+    assert stranger in await keys(storage, blob_prefix(WF))
