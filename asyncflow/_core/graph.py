@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from asyncflow import events
-from asyncflow._core.checkpoint import encode_output, load_records, task_storage_key
+from asyncflow._core.checkpoint import load_records, task_storage_key
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.context import Context
 from asyncflow._core.errors import (
@@ -304,7 +304,7 @@ class _Graph:
         runner = self.runner
         action = task.step
         try:
-            encoded = encode_output(runner.serializer, output, action.name)
+            encoded = await runner.encode_output(task, output, action.name)
         except SerializationError as exc:
             self.fail(task, exc)
             return

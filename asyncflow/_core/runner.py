@@ -21,6 +21,7 @@ from asyncflow._core.blobs import offload
 from asyncflow._core.bus import EventBus
 from asyncflow._core.checkpoint import (
     CheckpointRecord,
+    EncodedOutput,
     RecordEncoder,
     encode_output,
     task_prefix,
@@ -165,6 +166,17 @@ class Runner:
         """Mark ``task`` FAILED with ``exc``, logged and published like a failed step."""
         self._fail(task, exc, None)
 
+    async def encode_output(self, task: Task, output: Any, step: str) -> EncodedOutput:
+        """``output`` as ``task``'s record will hold it: strict, within the size limit,
+        offloaded to a blob when large. ``SerializationError`` if refused."""
+        encoded = encode_output(self.serializer, output, step, self.max_output_bytes)
+        if self.offload_over is not None and len(encoded.payload) > self.offload_over:
+            encoded = await offload(self.storage, self.workflow_id, encoded)
+        replaced = self.records.get(task.key)
+        if replaced is not None and replaced.blob is not None:
+            self.stale_blobs.add(replaced.blob[0])
+        return encoded
+
     def _restore(self, task: Task, record: CheckpointRecord) -> None:
         if self._restored_at is None:
             # One clock reading serves every restored context of the run: a
@@ -201,15 +213,10 @@ class Runner:
             if not ok:
                 return
             try:
-                encoded = encode_output(self.serializer, output, action.name, self.max_output_bytes)
+                encoded = await self.encode_output(task, output, action.name)
             except SerializationError as exc:
                 self._fail(task, exc, clock)
                 return
-            if self.offload_over is not None and len(encoded.payload) > self.offload_over:
-                encoded = await offload(self.storage, self.workflow_id, encoded)
-            replaced = self.records.get(task.key)
-            if replaced is not None and replaced.blob is not None:
-                self.stale_blobs.add(replaced.blob[0])
             where = f"{self.tasks_prefix}{task.key}.json"
             data = self.encoder.encode(
                 key=task.key,

@@ -309,3 +309,35 @@ async def test_blob_gc_and_clear_touch_only_blob_keys_of_the_layout(storage: Sto
     assert await keys(storage, blob_prefix(WF)) == [stranger]
     await clear_workflow(storage, WF)
     assert stranger in await keys(storage, blob_prefix(WF))
+
+
+async def test_offload_in_graph_mode_and_task_map(storage: Storage) -> None:
+    ran: list[int] = []
+
+    @action
+    async def pages() -> Any:
+        return [0, 1, 2]
+
+    @action
+    async def fetch(initial_context: Context) -> Any:
+        ran.append(initial_context.storage)
+        return BIG + str(initial_context.storage)
+
+    @action
+    async def total(previous_context: Context) -> Any:
+        return sum(len(page) for page in previous_context.storage)
+
+    def flow() -> AsyncFlow:
+        made = AsyncFlow(config=Config(storage=storage, offload_over=1000), workflow_id=WF)
+        made.task.add(step=pages)
+        made.task.map(fetch, over="pages", key="fetch")
+        made.task.add(step=total, depends_on="fetch")
+        return made
+
+    await flow().start(mode="graph", resume=True)
+    # one blob per child, one for the map's own record (the list of the three)
+    assert len(await keys(storage, blob_prefix(WF))) == 4
+    again = flow()
+    await again.start(mode="graph", resume=True)
+    assert sorted(ran) == [0, 1, 2]
+    assert again.result_storage()[-1] == 3 * (len(BIG) + 1)
