@@ -90,8 +90,11 @@ async def test_clear_workflow_deletes_only_the_layouts_keys(storage: Storage) ->
 
 async def test_clear_workflow_tasks_only_keeps_foreign_files_in_tasks(storage: Storage) -> None:
     await _seed(storage)
-    assert await clear_workflow(storage, "wf", tasks_only=True) == 2
+    # the task records, and the blob: with the records gone nothing uses it (issue 17)
+    assert await clear_workflow(storage, "wf", tasks_only=True) == 3
     left = await _keys(storage)
+    assert "wf/blobs/" + "ab" * 32 not in left
+    assert "wf/blobs/not-a-digest" in left
     assert "wf/tasks/notes.txt" in left
     assert "wf/tasks/sub/0.json" in left
     assert "wf/tasks/0.json" not in left
