@@ -67,8 +67,8 @@ def two_step_flow(storage: StorageFile, workflow_id: str = "wf") -> tuple[AsyncF
         ran.append("two")
         return 2
 
-    flow.task.add(step=one)
-    flow.task.add(step=two)
+    flow.task.add(step=one, key="0")  # the record names the tests below use
+    flow.task.add(step=two, key="1")
     return flow, ran
 
 
