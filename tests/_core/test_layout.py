@@ -119,7 +119,8 @@ async def test_a_fresh_run_deletes_only_task_records(storage: Storage) -> None:
     await _flow(storage).start(resume=False)
     left = await _keys(storage)
     assert set(FOREIGN) <= set(left)
-    assert "wf/tasks/0.json" in left  # the new run's record of its one task
+    assert "wf/tasks/one.json" in left  # the new run's record of its one task (key: the step name)
+    assert "wf/tasks/0.json" not in left
     assert "wf/tasks/load.v2.json" not in left
 
 
