@@ -52,8 +52,15 @@ __all__ = [
     "task_outcome",
 ]
 
-Outcome = Literal["completed", "skipped", "failed", "cancelled", "not run"]
-OUTCOMES: tuple[Outcome, ...] = ("completed", "skipped", "failed", "cancelled", "not run")
+Outcome = Literal["completed", "skipped", "failed", "cancelled", "not run", "waiting"]
+OUTCOMES: tuple[Outcome, ...] = (
+    "completed",
+    "skipped",
+    "failed",
+    "cancelled",
+    "not run",
+    "waiting",
+)
 _ERROR_LIMIT = 1000
 
 
@@ -65,6 +72,8 @@ def task_outcome(task: Task) -> Outcome:
         return "completed"
     if task.status is TaskStatus.FAILED:
         return "failed"
+    if task.status is TaskStatus.WAITING:
+        return "waiting"
     if task.status in (TaskStatus.CANCELLED, TaskStatus.IN_PROGRESS, TaskStatus.RETRY):
         return "cancelled"
     return "not run"

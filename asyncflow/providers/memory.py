@@ -65,6 +65,20 @@ class StorageDefault(ClosingStorage):
         for key in sorted(k for k in self._data if k.startswith(prefix)):
             yield key
 
+    async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
+        """The names one level below ``prefix`` (``""`` or ending in ``/``) that hold keys.
+
+        ``list_dirs("")`` is the workflow ids: what a worker's scan lists,
+        at a cost that grows with the workflows, not with their records.
+        """
+        names = {
+            k[len(prefix) :].partition("/")[0]
+            for k in self._data
+            if k.startswith(prefix) and "/" in k[len(prefix) :]
+        }
+        for name in sorted(names):
+            yield name
+
     async def aclose(self) -> None:
         return None
 
