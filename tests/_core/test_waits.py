@@ -49,11 +49,14 @@ class Log:
 
 
 def build(
-    storage: Storage, clock: ManualClock, log: Log, steps: list[Any], wid: str = "w", poll: float = 0.05
+    storage: Storage,
+    clock: ManualClock,
+    log: Log,
+    steps: list[Any],
+    wid: str = "w",
+    poll: float = 0.05,
 ) -> AsyncFlow:
-    flow = AsyncFlow(
-        config=Config(storage=storage, clock=clock, signal_poll=poll), workflow_id=wid
-    )
+    flow = AsyncFlow(config=Config(storage=storage, clock=clock, signal_poll=poll), workflow_id=wid)
     for step in steps:
         flow.task.add(step=log.step(step) if isinstance(step, str) else step)
     return flow
@@ -83,7 +86,8 @@ async def test_sleep_parks_keeps_its_wake_time_and_completes_when_due(storage: S
     run = await manifest(storage)
     assert run["status"] == "waiting"
     assert run["due_at"] == wake
-    assert run["waiting"]["1"]["kind"] == "sleep" and run["waiting"]["1"]["wake_at"] == wake
+    assert run["waiting"]["1"]["kind"] == "sleep"
+    assert run["waiting"]["1"]["wake_at"] == wake
     assert run["outcomes"]["1"] == "waiting"
     await clock.advance(seconds=59)
     again = await flow().start(resume=True, on_wait="park")  # not due: parks again, same time
@@ -131,7 +135,8 @@ async def test_signal_parks_then_resume_completes_with_the_payload(storage: Stor
 
     assert (await flow().start(resume=True, on_wait="park")).status == "waiting"
     run = await manifest(storage)
-    assert run["waiting"]["1"]["signal"] == "approval" and run["due_at"] is None
+    assert run["waiting"]["1"]["signal"] == "approval"
+    assert run["due_at"] is None
     await asyncflow.signal(storage, "w", "approval", {"by": "alice", "at": START})
     done = await flow().start(resume=True, on_wait="park")
     assert done.status == "completed"
@@ -151,7 +156,9 @@ async def test_signal_sent_in_process_wakes_a_blocked_run_at_once(storage: Stora
         group.start_soon(flow.start)
         async for event in stream:
             if isinstance(event, events.TaskWaiting):
-                assert event.wait == "signal" and event.signal == "go" and not event.parked
+                assert event.wait == "signal"
+                assert event.signal == "go"
+                assert not event.parked
                 break
         with anyio.fail_after(5):  # the poll is an hour: only the in-process wake-up is this fast
             await asyncflow.signal(storage, "w", "go", [1, 2])
@@ -171,7 +178,8 @@ async def test_signal_timeout_fails_the_step_with_task_timeout(storage: Storage)
         await clock.advance(seconds=30)
     task = flow.result_task()[0]
     assert flow.status == "failed"
-    assert task.status is TaskStatus.FAILED and isinstance(task.error, TaskTimeout)
+    assert task.status is TaskStatus.FAILED
+    assert isinstance(task.error, TaskTimeout)
     assert log.calls == []
 
 
@@ -227,7 +235,8 @@ async def test_parallel_and_groups_keep_running_until_only_waits_remain(storage:
     grouped.task.add(step=log.step("g2b"), group_name="two")
     await grouped.start(mode="sequential_group", on_wait="park", keep_going=True)
     assert grouped.status == "waiting"
-    assert "g1b" not in log.calls and {"g1a", "g2a", "g2b"} <= set(log.calls)
+    assert "g1b" not in log.calls
+    assert {"g1a", "g2a", "g2b"} <= set(log.calls)
 
 
 async def test_a_fresh_start_forgets_armed_waits_and_signals(storage: Storage) -> None:
@@ -255,7 +264,7 @@ async def test_signal_errors_are_clear(storage: Storage) -> None:
 
 def test_wait_steps_refuse_bad_arguments() -> None:
     with pytest.raises(ConfigurationError, match="timezone-aware"):
-        wait.until(dt.datetime(2030, 1, 1))  # noqa: DTZ001
+        wait.until(dt.datetime(2030, 1, 1))
     with pytest.raises(ConfigurationError, match=">= 0"):
         wait.sleep(-1)
     with pytest.raises(ConfigurationError, match="seconds"):
