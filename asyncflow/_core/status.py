@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from asyncflow._core.checkpoint import (
@@ -170,6 +170,8 @@ class RunState:
     tasks: tuple[TaskState, ...]
     lease: LeaseState | None
     extra_records: tuple[str, ...] = ()
+    waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
+    due_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -181,6 +183,8 @@ class RunState:
             "lease": self.lease.to_json() if self.lease is not None else None,
             "tasks": [task.to_json() for task in self.tasks],
             "extra_records": list(self.extra_records),
+            "waiting": self.waiting,
+            "due_at": self.due_at,
         }
 
 
@@ -284,6 +288,8 @@ async def read_run(storage: Storage, workflow_id: str) -> RunState | None:
         tasks=states,
         lease=lease,
         extra_records=extra,
+        waiting=manifest.waiting if manifest is not None else {},
+        due_at=manifest.due_at if manifest is not None else None,
     )
 
 
