@@ -35,7 +35,7 @@ from asyncflow._core.checkpoint import Manifest, manifest_key
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError, WorkflowLocked
 from asyncflow._core.signals import signal_names
-from asyncflow._core.storage import Storage
+from asyncflow._core.storage import Blob, Storage
 from asyncflow._core.waits import NotParked, WaitSpec
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ __all__ = ["Parked", "Worker", "list_workflows"]
 logger = logging.getLogger("asyncflow")
 
 FlowSource = Callable[..., Any]
+_CHUNK = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +150,22 @@ class Worker:
         """Every parked run under ``prefix``: one listing and one read per workflow."""
         ids = [wid async for wid in list_workflows(self.storage, self.prefix)]
         found: dict[str, Parked] = {}
+        read_many = getattr(self.storage, "read_many", None)
+        if read_many is not None:  # StorageFile: one thread hop per chunk, not per file
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                blobs = await read_many([manifest_key(wid) for wid in chunk])
+                for workflow_id, blob in zip(chunk, blobs, strict=True):
+                    parked = self._parse(workflow_id, blob)
+                    if parked is not None:
+                        found[workflow_id] = parked
+            return [found[wid] for wid in sorted(found)]
         pending = iter(ids)
 
         async def reader() -> None:
             for workflow_id in pending:
-                parked = await self._read(workflow_id)
+                blob = await self.storage.read(manifest_key(workflow_id))
+                parked = self._parse(workflow_id, blob)
                 if parked is not None:
                     found[workflow_id] = parked
 
@@ -161,11 +173,10 @@ class Worker:
             await run_all([reader] * min(self.scan_concurrency, len(ids)))
         return [found[wid] for wid in sorted(found)]
 
-    async def _read(self, workflow_id: str) -> Parked | None:
-        where = manifest_key(workflow_id)
-        blob = await self.storage.read(where)
+    def _parse(self, workflow_id: str, blob: Blob | None) -> Parked | None:
         if blob is None:
             return None
+        where = manifest_key(workflow_id)
         try:
             manifest = Manifest.decode(blob.data, where)
             if manifest.status != "waiting":
