@@ -38,10 +38,10 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asyncflow import AsyncFlow, Worker, wait  # noqa: E402
-from asyncflow._core.checkpoint import Manifest  # noqa: E402
-from asyncflow._core.waits import WaitSpec  # noqa: E402
-from asyncflow.providers import StorageFile  # noqa: E402
+from asyncflow import AsyncFlow, Worker, wait
+from asyncflow._core.checkpoint import Manifest
+from asyncflow._core.waits import WaitSpec
+from asyncflow.providers import StorageFile
 
 FAR = 4_000_000_000.0  # 2096: nothing is due
 
@@ -116,7 +116,8 @@ async def main(workflows: int, records: int, repeat: int) -> None:
         scan, parked = await timed(worker.scan, repeat)
         due, found = await timed(worker.due, repeat)
         listing, keys = await timed(full_list, repeat)
-        assert counted == len(parked) == workflows and found == []
+        assert counted == len(parked) == workflows
+        assert found == []
         print(f"{'what':<10} {'median':>9} {'per wf':>9} {'x floor':>8}")
         for name, value in (("floor", base), ("scan", scan), ("due", due), ("full list", listing)):
             print(f"{name:<10} {value * 1000:8.1f}ms {value / workflows * 1e6:7.1f}us"
