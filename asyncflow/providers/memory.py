@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 
-from asyncflow._core.errors import PreconditionFailed
+from asyncflow._core.errors import ConfigurationError, PreconditionFailed
 from asyncflow._core.ids import validate_storage_key
 from asyncflow._core.storage import Blob, ClosingStorage
 
@@ -71,6 +71,8 @@ class StorageDefault(ClosingStorage):
         ``list_dirs("")`` is the workflow ids: what a worker's scan lists,
         at a cost that grows with the workflows, not with their records.
         """
+        if prefix and not prefix.endswith("/"):
+            raise ConfigurationError(f"list_dirs prefix must be empty or end with '/': {prefix!r}")
         names = {
             k[len(prefix) :].partition("/")[0]
             for k in self._data

@@ -195,3 +195,15 @@ async def test_run_loop_resumes_when_due_and_stops_gracefully() -> None:
         worker.stop()
     assert calls.log == ["loop"]
     assert worker.resumed == ["loop"]
+
+
+async def test_list_dirs_names_one_level_down(storage: Storage) -> None:
+    for key in ("a/run.json", "a/tasks/x.json", "b/tasks/deep/y.json", "c.json", "ab/run.json"):
+        await storage.write(key, b"{}")
+    list_dirs = storage.list_dirs  # type: ignore[attr-defined]
+    assert [name async for name in list_dirs("")] == ["a", "ab", "b"]
+    assert [name async for name in list_dirs("a/")] == ["tasks"]
+    assert [name async for name in list_dirs("b/tasks/")] == ["deep"]
+    assert [name async for name in list_dirs("zzz/")] == []
+    with pytest.raises(ConfigurationError, match="end with '/'"):
+        [name async for name in list_dirs("a")]
