@@ -33,7 +33,12 @@ import anyio
 
 from asyncflow._core.checkpoint import Manifest, manifest_key
 from asyncflow._core.concurrency import run_all
-from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError, WorkflowLocked
+from asyncflow._core.errors import (
+    CheckpointCorrupt,
+    ConfigurationError,
+    StorageError,
+    WorkflowLocked,
+)
 from asyncflow._core.signals import signal_names
 from asyncflow._core.storage import Blob, Storage
 from asyncflow._core.waits import NotParked, WaitSpec
@@ -297,7 +302,15 @@ class Worker:
         """Scan and resume until ``stop()`` (in-flight runs finish) or cancellation."""
         async with anyio.create_task_group() as group:
             while not self._stopping.is_set():
-                for parked in await self.due():
+                try:
+                    runs = await self.due()
+                except StorageError as exc:
+                    # a storage outage must not end a long-running worker: next scan
+                    logger.warning(
+                        "worker scan failed (%s); retrying in %gs", exc, self.poll_interval
+                    )
+                    runs = []
+                for parked in runs:
                     self._in_flight.setdefault(parked.workflow_id, None)
                     group.start_soon(self._start, parked)
                 await self._pause()

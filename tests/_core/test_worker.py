@@ -11,7 +11,16 @@ import anyio
 import pytest
 
 import asyncflow
-from asyncflow import AsyncFlow, Config, ConfigurationError, Context, Worker, action, wait
+from asyncflow import (
+    AsyncFlow,
+    Config,
+    ConfigurationError,
+    Context,
+    StorageUnavailable,
+    Worker,
+    action,
+    wait,
+)
 from asyncflow._core.storage import Blob
 from asyncflow.providers import Storage, StorageDefault
 from asyncflow.schedule import ManualClock
@@ -207,3 +216,34 @@ async def test_list_dirs_names_one_level_down(storage: Storage) -> None:
     assert [name async for name in list_dirs("zzz/")] == []
     with pytest.raises(ConfigurationError, match="end with '/'"):
         [name async for name in list_dirs("a")]
+
+
+async def test_run_loop_survives_a_failed_scan() -> None:
+    clock, calls = ManualClock(START), Calls()
+    inner = StorageDefault()
+    storage = CountingStorage(inner)
+    failures = [StorageUnavailable("the bucket is down")]
+
+    async def flaky_list_dirs(prefix: str) -> AsyncIterator[str]:
+        if failures:
+            raise failures.pop()
+        async for name in inner.list_dirs(prefix):
+            yield name
+
+    storage.list_dirs = flaky_list_dirs  # type: ignore[method-assign]
+    await park(calls, inner, clock, "flaky", wait.signal("go"))
+    await asyncflow.signal(inner, "flaky", "go")
+    worker = Worker(
+        lambda wid: calls.flow(inner, clock, wid, wait.signal("go")),
+        storage=storage,  # type: ignore[arg-type]
+        clock=clock,
+        poll_interval=0.01,
+    )
+    async with anyio.create_task_group() as group:
+        group.start_soon(worker.run)
+        with anyio.fail_after(10):
+            while not calls.log:
+                await anyio.sleep(0.01)
+        worker.stop()
+    assert failures == []
+    assert calls.log == ["flaky"]
