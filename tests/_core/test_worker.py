@@ -247,3 +247,37 @@ async def test_run_loop_survives_a_failed_scan() -> None:
         worker.stop()
     assert failures == []
     assert calls.log == ["flaky"]
+
+
+async def test_cancel_stops_runs_in_flight_and_they_stay_resumable() -> None:
+    clock, storage = ManualClock(START), StorageDefault()
+    started, log = anyio.Event(), []
+
+    def make(wid: str, *, hang: bool = True) -> AsyncFlow:
+        async def slow(previous_context: Context) -> Any:
+            log.append(previous_context.storage)
+            if hang:
+                started.set()
+                await anyio.sleep_forever()
+            return "done"
+
+        flow = AsyncFlow(config=Config(storage=storage, clock=clock), workflow_id=wid)
+        flow.task.add(step=wait.signal("go"), key="wait")
+        flow.task.add(step=action(slow), key="slow")
+        return flow
+
+    await make("hang").start(on_wait="park")
+    await asyncflow.signal(storage, "hang", "go", "payload")
+    worker = Worker(make, storage=storage, clock=clock, poll_interval=0.01)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(worker.run)
+            await started.wait()
+            worker.cancel()
+    blob = await storage.read("hang/run.json")
+    assert blob is not None
+    assert b'"status":"cancelled"' in blob.data
+    again = await make("hang", hang=False).start(resume=True)
+    assert again.status == "completed"
+    assert again.result_task()[0].restored  # the wait's payload came from its checkpoint
+    assert log == ["payload", "payload"]
