@@ -179,8 +179,8 @@ class Worker:
         return [found[wid] for wid in sorted(found)]
 
     def _parse(self, workflow_id: str, blob: Blob | None) -> Parked | None:
-        if blob is None:
-            return None
+        if blob is None or b'"waiting"' not in blob.data:
+            return None  # most runs in a store are not parked: no decoding for them
         where = manifest_key(workflow_id)
         try:
             manifest = Manifest.decode(blob.data, where)
