@@ -20,6 +20,7 @@ import anyio.lowlevel
 from asyncflow._core.checkpoint import dumps, loads
 from asyncflow._core.errors import CheckpointCorrupt, PreconditionFailed, SerializationError
 from asyncflow._core.ids import validate_id
+from asyncflow._core.layout import signal_key, signal_prefix
 from asyncflow._core.storage import Storage
 from asyncflow.serializers import JSONSerializer
 
@@ -27,21 +28,11 @@ __all__ = [
     "SignalRecord",
     "read_signal",
     "send_signal",
-    "signal_key",
     "signal_names",
-    "signal_prefix",
     "waiter",
 ]
 
 _JSON = JSONSerializer()
-
-
-def signal_prefix(workflow_id: str) -> str:
-    return f"{workflow_id}/signals/"
-
-
-def signal_key(workflow_id: str, name: str) -> str:
-    return f"{workflow_id}/signals/{name}.json"
 
 
 @dataclass(frozen=True, slots=True)

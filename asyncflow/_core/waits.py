@@ -42,7 +42,8 @@ from asyncflow._core.errors import (
     TaskTimeout,
 )
 from asyncflow._core.ids import validate_id
-from asyncflow._core.signals import read_signal, signal_prefix, waiter
+from asyncflow._core.layout import is_own_key, signal_prefix, wait_key, wait_prefix
+from asyncflow._core.signals import read_signal, waiter
 from asyncflow._core.storage import Storage
 
 if TYPE_CHECKING:
@@ -62,20 +63,10 @@ __all__ = [
     "signal",
     "sleep",
     "until",
-    "wait_key",
-    "wait_prefix",
 ]
 
 _UTC = dt.timezone.utc
 WaitKind = Literal["sleep", "signal"]
-
-
-def wait_prefix(workflow_id: str) -> str:
-    return f"{workflow_id}/waits/"
-
-
-def wait_key(workflow_id: str, key: str) -> str:
-    return f"{workflow_id}/waits/{key}.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +262,8 @@ async def clear_waits(storage: Storage, workflow_id: str) -> None:
     """Delete the armed waits and the signals of a workflow (a fresh run starts clean)."""
     for prefix in (wait_prefix(workflow_id), signal_prefix(workflow_id)):
         for name in [key async for key in storage.list(prefix)]:
-            await storage.delete(name)
+            if is_own_key(workflow_id, name):  # never a file that only sits there
+                await storage.delete(name)
 
 
 def _clock(runner: Runner) -> Clock:

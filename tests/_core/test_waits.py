@@ -24,6 +24,7 @@ from asyncflow import (
     events,
     wait,
 )
+from asyncflow._core.checkpoint import clear_workflow
 from asyncflow.providers import Storage
 from asyncflow.schedule import ManualClock
 
@@ -273,3 +274,14 @@ def test_wait_steps_refuse_bad_arguments() -> None:
         wait.signal("no/slash")
     with pytest.raises(ConfigurationError, match="on_wait"):
         anyio.run(functools.partial(AsyncFlow().start, on_wait="later"))  # type: ignore[arg-type]
+
+
+async def test_clearing_a_workflow_deletes_its_waits_and_signals_only(storage: Storage) -> None:
+    clock, log = ManualClock(START), Log()
+    await build(storage, clock, log, [wait.signal("s"), "b"]).start(on_wait="park")
+    await asyncflow.signal(storage, "w", "s", 1)
+    await storage.write("w/waits/notes.txt", b"not ours")
+    assert await storage.read("w/waits/0.json") is not None
+    await clear_workflow(storage, "w")
+    left = [key async for key in storage.list("w/")]
+    assert left == ["w/lease.json", "w/waits/notes.txt"]
