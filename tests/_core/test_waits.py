@@ -87,9 +87,9 @@ async def test_sleep_parks_keeps_its_wake_time_and_completes_when_due(storage: S
     run = await manifest(storage)
     assert run["status"] == "waiting"
     assert run["due_at"] == wake
-    assert run["waiting"]["1"]["kind"] == "sleep"
-    assert run["waiting"]["1"]["wake_at"] == wake
-    assert run["outcomes"]["1"] == "waiting"
+    assert run["waiting"]["wait.sleep"]["kind"] == "sleep"
+    assert run["waiting"]["wait.sleep"]["wake_at"] == wake
+    assert run["outcomes"]["wait.sleep"] == "waiting"
     await clock.advance(seconds=59)
     again = await flow().start(resume=True, on_wait="park")  # not due: parks again, same time
     assert again.status == "waiting"
@@ -136,7 +136,7 @@ async def test_signal_parks_then_resume_completes_with_the_payload(storage: Stor
 
     assert (await flow().start(resume=True, on_wait="park")).status == "waiting"
     run = await manifest(storage)
-    assert run["waiting"]["1"]["signal"] == "approval"
+    assert run["waiting"]["wait.signal.approval"]["signal"] == "approval"
     assert run["due_at"] is None
     await asyncflow.signal(storage, "w", "approval", {"by": "alice", "at": START})
     done = await flow().start(resume=True, on_wait="park")
@@ -240,6 +240,27 @@ async def test_parallel_and_groups_keep_running_until_only_waits_remain(storage:
     assert {"g1a", "g2a", "g2b"} <= set(log.calls)
 
 
+async def test_graph_mode_parks_only_the_dependents_of_a_wait(storage: Storage) -> None:
+    clock, log = ManualClock(START), Log()
+    flow = AsyncFlow(config=Config(storage=storage, clock=clock), workflow_id="dag")
+    flow.task.add(step=log.step("root"))
+    flow.task.add(step=wait.signal("ok"), depends_on="root")
+    flow.task.add(step=log.step("gated"), depends_on="wait.signal.ok")
+    flow.task.add(step=log.step("free"), depends_on="root")
+    flow.task.add(step=log.step("later"), depends_on="free")
+    await flow.start(mode="graph", resume=True, on_wait="park")
+    assert flow.status == "waiting"
+    assert sorted(log.calls) == ["free", "later", "root"]  # only the wait's dependent waits
+    await asyncflow.signal(storage, "dag", "ok", "yes")
+    again = AsyncFlow(config=Config(storage=storage, clock=clock), workflow_id="dag")
+    for task in flow.task.queue:
+        again.task.add(step=task.step, key=task.key, depends_on=list(task.depends_on))
+    await again.start(mode="graph", resume=True, on_wait="park")
+    assert again.status == "completed"
+    assert sorted(log.calls) == ["free", "gated", "later", "root"]
+    assert log.inputs["gated"] == "yes"
+
+
 async def test_a_fresh_start_forgets_armed_waits_and_signals(storage: Storage) -> None:
     clock, log = ManualClock(START), Log()
     await build(storage, clock, log, [wait.signal("s"), "b"]).start(on_wait="park")
@@ -247,7 +268,9 @@ async def test_a_fresh_start_forgets_armed_waits_and_signals(storage: Storage) -
     await clock.advance(seconds=5)
     fresh = await build(storage, clock, log, [wait.signal("s"), "b"]).start(on_wait="park")
     assert fresh.status == "waiting"  # the old signal belonged to the old run
-    assert (await manifest(storage))["waiting"]["0"]["armed_at"] == START.timestamp() + 5
+    assert (await manifest(storage))["waiting"]["wait.signal.s"][
+        "armed_at"
+    ] == START.timestamp() + 5
 
 
 async def test_signal_errors_are_clear(storage: Storage) -> None:
@@ -281,7 +304,7 @@ async def test_clearing_a_workflow_deletes_its_waits_and_signals_only(storage: S
     await build(storage, clock, log, [wait.signal("s"), "b"]).start(on_wait="park")
     await asyncflow.signal(storage, "w", "s", 1)
     await storage.write("w/waits/notes.txt", b"not ours")
-    assert await storage.read("w/waits/0.json") is not None
+    assert await storage.read("w/waits/wait.signal.s.json") is not None
     await clear_workflow(storage, "w")
     left = [key async for key in storage.list("w/")]
     assert left == ["w/lease.json", "w/waits/notes.txt"]
