@@ -1,7 +1,9 @@
 """asyncflow: asyncio-native workflows that checkpoint every step and resume after a crash."""
 
 import logging
+from typing import Any
 
+from asyncflow import wait
 from asyncflow._core.action import Action, action
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
@@ -24,7 +26,10 @@ from asyncflow._core.errors import (
 )
 from asyncflow._core.flow import AsyncFlow
 from asyncflow._core.retention import prune
+from asyncflow._core.signals import send_signal
+from asyncflow._core.storage import Storage
 from asyncflow._core.task import Task, TaskStatus, TypeStatus
+from asyncflow._core.worker import Worker
 
 __version__ = "0.1.0.dev0"
 
@@ -50,10 +55,27 @@ __all__ = [
     "TaskStatus",
     "TaskTimeout",
     "TypeStatus",
+    "Worker",
     "WorkflowLocked",
     "__version__",
     "action",
     "prune",
+    "signal",
+    "wait",
 ]
+
+
+async def signal(storage: Storage, workflow_id: str, name: str, payload: Any = None) -> None:
+    """Send the signal ``name`` (with a JSON payload) to ``workflow_id``, exactly once.
+
+    Stored at ``{workflow_id}/signals/{name}.json`` with a conditional
+    create: a second send of the same name raises ``PreconditionFailed``; a
+    bad id or name raises ``ConfigurationError`` and a payload JSON cannot
+    carry ``SerializationError``. A run blocked on it in this process wakes
+    at once, one elsewhere at its next poll (``Config.signal_poll``), a
+    parked one when a worker or ``start(resume=True)`` resumes it.
+    """
+    await send_signal(storage, workflow_id, name, payload)
+
 
 logging.getLogger("asyncflow").addHandler(logging.NullHandler())

@@ -20,6 +20,7 @@ __all__ = [
     "TaskRetrying",
     "TaskSkipped",
     "TaskStarted",
+    "TaskWaiting",
     "WorkflowFinished",
     "WorkflowStarted",
 ]
@@ -42,7 +43,7 @@ class WorkflowStarted(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowFinished(Event):
-    """``status`` is ``"completed"``, ``"failed"`` or ``"cancelled"``."""
+    """``status`` is ``"completed"``, ``"failed"``, ``"cancelled"`` or ``"waiting"`` (parked)."""
 
     status: str
     duration: float
@@ -87,6 +88,21 @@ class TaskCompleted(TaskEvent):
 class TaskFailed(TaskEvent):
     attempts: int
     error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskWaiting(TaskEvent):
+    """A wait step is not due: it blocks (``parked`` false) or parks the run.
+
+    ``wait`` is ``"sleep"`` (``wake_at``) or ``"signal"`` (``signal``, and
+    ``deadline`` if it has a timeout); times are UTC epoch seconds.
+    """
+
+    wait: str
+    signal: str | None
+    wake_at: float | None
+    deadline: float | None
+    parked: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

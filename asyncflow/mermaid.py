@@ -64,6 +64,7 @@ COLORS = {
     "skipped": "#9e9e9e",
     "cancelled": "#9e9e9e",
     "not run": "#9e9e9e",
+    "waiting": "#9c27b0",
 }
 _PLAIN = re.compile(r"[A-Za-z0-9_.\- ]+")
 

@@ -20,6 +20,7 @@ from asyncflow.events import (
     TaskRetrying,
     TaskSkipped,
     TaskStarted,
+    TaskWaiting,
     WorkflowFinished,
     WorkflowStarted,
 )
@@ -61,6 +62,7 @@ ALL_EVENTS: list[Event] = [
     TaskRetrying(**TASK, attempt=1, error="boom", delay=0.5),
     TaskCompleted(**TASK, attempts=1, duration=0.1),
     TaskFailed(**TASK, attempts=3, error="boom"),
+    TaskWaiting(**TASK, wait="signal", signal="go", wake_at=None, deadline=None, parked=True),
     CheckpointWritten(**TASK, storage_key="wf/tasks/0.json", size=10, duration=0.01),
     EventsDropped(workflow_id="wf", count=3),
 ]

@@ -498,6 +498,20 @@ def _int_dict(value: Any, name: str) -> dict[str, int]:
     return dict(value)
 
 
+def _waiting_dict(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError("field 'waiting' must map keys to objects")
+    return dict(value)
+
+
+def _optional_float(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"field {name!r} must be a number or null")
+    return float(value)
+
+
 def _field(raw: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = raw.get(name)
     if name not in raw or not isinstance(value, kind) or isinstance(value, bool):
@@ -648,6 +662,11 @@ class Manifest:
     over, ``children`` each map that expanded to its number of children
     (keys ``{map}.0``... ``{map}.{n-1}``). ``keys`` is ``"name"`` when keys
     derive from step names (this version) and empty before.
+    ``waiting`` maps each key parked at a durable wait to what it waits for
+    (``WaitSpec.to_json()``: kind, wake_at, signal, deadline) and ``due_at``
+    is the earliest time one becomes due by the clock (``None`` when only
+    signals can wake the run); both are written only when a run parks, and
+    are what a worker's scan reads (``asyncflow._core.worker``).
     """
 
     workflow_id: str
@@ -665,6 +684,8 @@ class Manifest:
     over: dict[str, str] = field(default_factory=dict)
     children: dict[str, int] = field(default_factory=dict)
     keys: str = ""
+    waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
+    due_at: float | None = None
 
     def encode(self) -> bytes:
         shape: dict[str, Any] = {}
@@ -678,6 +699,9 @@ class Manifest:
             shape["over"] = self.over
         if self.children:
             shape["children"] = self.children
+        extra: dict[str, Any] = {}
+        if self.waiting:
+            extra = {"waiting": self.waiting, "due_at": self.due_at}
         return dumps(
             {
                 "asyncflow": FORMAT,
@@ -692,6 +716,7 @@ class Manifest:
                 "outcomes": self.outcomes,
                 "errors": self.errors,
                 **shape,
+                **extra,
             }
         )
 
@@ -719,6 +744,8 @@ class Manifest:
                 over=_str_dict(raw.get("over", {}), "over"),
                 children=_int_dict(raw.get("children", {}), "children"),
                 keys=_field(raw, "keys", str) if "keys" in raw else "",
+                waiting=_waiting_dict(raw.get("waiting", {})),
+                due_at=_optional_float(raw.get("due_at"), "due_at"),
             )
         except ValueError as exc:
             raise CheckpointCorrupt(f"{where} is malformed: {exc}", key=where) from exc

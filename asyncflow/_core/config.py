@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.executor import Executor
 from asyncflow._core.storage import Storage
 from asyncflow.providers.memory import StorageDefault
 from asyncflow.serializers import JSONSerializer, Serializer
+
+if TYPE_CHECKING:
+    from asyncflow._core.schedule import Clock
 
 __all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "Config"]
 
@@ -48,6 +52,10 @@ class Config:
     limit). ``offload_over`` stores an output whose encoded size exceeds it
     once per workflow in ``{wf}/blobs/{sha256}``, referenced from its record
     (``None``, the default: never).
+    ``clock`` is where durable waits read the time and sleep (``None``: the
+    wall clock; tests pass ``asyncflow.schedule.ManualClock``);
+    ``signal_poll`` is how often (seconds) a run blocked on a signal re-reads
+    storage for one sent from another process.
     """
 
     storage: Storage = field(default_factory=StorageDefault)
@@ -62,6 +70,8 @@ class Config:
     types: Iterable[type] | Mapping[str, type] = ()
     max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES
     offload_over: int | None = None
+    clock: Clock | None = None
+    signal_poll: float = 1.0
 
     @property
     def retention_seconds(self) -> float | None:
@@ -89,7 +99,7 @@ class Config:
             not isinstance(self.signing_key, bytes) or len(self.signing_key) < 16
         ):
             raise ConfigurationError("Config signing_key must be bytes of at least 16 bytes")
-        for name in ("lease_ttl", "lease_renew"):
+        for name in ("lease_ttl", "lease_renew", "signal_poll"):
             value = getattr(self, name)
             if value is None and name == "lease_renew":
                 continue
@@ -100,6 +110,14 @@ class Config:
         if self.durability not in ("sync", "async", "batch"):
             raise ConfigurationError(
                 f"Config durability must be 'sync', 'async' or 'batch', got {self.durability!r}"
+            )
+        if self.clock is not None and not (
+            callable(getattr(self.clock, "now", None))
+            and callable(getattr(self.clock, "sleep_until", None))
+        ):
+            raise ConfigurationError(
+                f"Config clock {self.clock!r} needs now() and sleep_until()"
+                " (see asyncflow.schedule.ManualClock)"
             )
         if self.executor is not None and not callable(getattr(self.executor, "run", None)):
             raise ConfigurationError(

@@ -44,6 +44,7 @@ from asyncflow._core.status import error_text, task_outcome
 from asyncflow._core.storage import Storage
 from asyncflow._core.subflow import PARENT, Parent
 from asyncflow._core.task import Task, TaskBuilder, TaskStatus
+from asyncflow._core.waits import NotParked, clear_waits, due_at
 
 __all__ = ["AsyncFlow", "Mode"]
 
@@ -51,6 +52,7 @@ logger = logging.getLogger("asyncflow")
 
 Mode = Literal["sequential", "sequential_group", "background", "parallel", "graph"]
 _POLICIES = ("reuse", "reset", "raise")
+_ON_WAIT = ("block", "park")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,8 @@ class _RunOptions:
     max_concurrency: int | None
     raise_on_failure: bool
     wait_for_lease: bool | float
+    on_wait: str = "block"
+    only_if_waiting: bool = False  # a worker's resume: do nothing unless run.json says waiting
 
 
 async def _with_heartbeat(lease: Lease, body: Callable[[], Awaitable[None]]) -> None:
@@ -153,6 +157,7 @@ class AsyncFlow:
         max_concurrency: int | None = None,
         raise_on_failure: bool = False,
         wait_for_lease: bool | float = False,
+        on_wait: Literal["block", "park"] = "block",
     ) -> AsyncFlow:
         """Run every task; with ``resume=True`` restore those that have a checkpoint.
 
@@ -164,6 +169,11 @@ class AsyncFlow:
         Another live runner of the same ``workflow_id`` makes this raise
         ``WorkflowLocked``, or wait for it (``wait_for_lease=True`` or a number
         of seconds).
+
+        A durable wait (``asyncflow.wait``) that is not due blocks the run
+        (``on_wait="block"``) or parks it (``on_wait="park"``): the run ends
+        with status ``"waiting"`` once nothing else can progress, and
+        ``asyncflow.Worker`` or a later ``start(resume=True)`` continues it.
         """
         self._check_start(
             mode,
@@ -175,6 +185,8 @@ class AsyncFlow:
             max_concurrency,
             wait_for_lease,
         )
+        if on_wait not in _ON_WAIT:
+            raise ConfigurationError(f"on_wait must be 'block' or 'park', got {on_wait!r}")
         self._running = True
         self._cancel_requested = False
         for task in self.task.queue:
@@ -190,6 +202,7 @@ class AsyncFlow:
             max_concurrency=max_concurrency,
             raise_on_failure=raise_on_failure,
             wait_for_lease=wait_for_lease,
+            on_wait=on_wait,
         )
         if mode == "background":
 
@@ -268,6 +281,7 @@ class AsyncFlow:
         )
         manifest: Manifest | None = None
         raised: BaseException | None = None
+        runner: Runner | None = None
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
@@ -292,9 +306,13 @@ class AsyncFlow:
                 await lease.acquire(options.wait_for_lease)
 
                 async def body() -> None:
-                    nonlocal manifest
+                    nonlocal manifest, runner
                     manifest, records = await self._prepare(
-                        options.resume, options.on_input_change, options.fingerprint, mode
+                        options.resume,
+                        options.on_input_change,
+                        options.fingerprint,
+                        mode,
+                        options.only_if_waiting,
                     )
                     runner = Runner(
                         workflow_id=self.workflow_id,
@@ -304,6 +322,7 @@ class AsyncFlow:
                         keep_going=options.keep_going,
                         lease=lease,
                     )
+                    runner.on_wait = options.on_wait
                     parent = PARENT.set(
                         Parent(
                             config=self.config,
@@ -324,10 +343,11 @@ class AsyncFlow:
 
                 await _with_heartbeat(lease, body)
             failed = [t for t in tasks if t.status is TaskStatus.FAILED]
+            parked = runner.parked if runner is not None else {}
             if scope.cancelled_caught:
                 status = "cancelled"
             else:
-                status = "failed" if failed else "completed"
+                status = "failed" if failed else "waiting" if parked else "completed"
             if manifest is not None:
                 lease.ensure()
                 with anyio.CancelScope(shield=True):
@@ -336,6 +356,8 @@ class AsyncFlow:
                         outcomes={t.key: task_outcome(t) for t in tasks},
                         errors={t.key: error_text(t.error) for t in failed},
                         children={t.key: t.children for t in tasks if t.children is not None},
+                        waiting={key: spec.to_json() for key, spec in parked.items()},
+                        due_at=due_at(parked.values()),
                     )
                     await storage.write(manifest_key(self.workflow_id), ended.encode())
         except BaseException as exc:
@@ -397,7 +419,12 @@ class AsyncFlow:
             )
 
     async def _prepare(
-        self, resume: bool, policy: str, fingerprint: str | None, mode: str
+        self,
+        resume: bool,
+        policy: str,
+        fingerprint: str | None,
+        mode: str,
+        only_if_waiting: bool = False,
     ) -> tuple[Manifest, dict[str, CheckpointRecord]]:
         """Read the manifest, apply the input-change policy, load what resume needs."""
         storage = self.config.storage
@@ -405,6 +432,8 @@ class AsyncFlow:
         where = manifest_key(self.workflow_id)
         blob = await storage.read(where)
         previous = Manifest.decode(blob.data, where) if blob is not None else None
+        if only_if_waiting and (previous is None or previous.status != "waiting"):
+            raise NotParked(self.workflow_id, previous.status if previous else None)
         payloads = [task.initial_context.storage for task in self.task.queue]
         if fingerprint is None:
             try:
@@ -429,6 +458,7 @@ class AsyncFlow:
                 if policy == "reset":
                     logger.info("%s: inputs changed; clearing checkpoints", self.workflow_id)
                     await clear_workflow(storage, self.workflow_id, tasks_only=True)
+                    await clear_waits(storage, self.workflow_id)
                     reset = True
                 else:
                     fingerprint = stored
@@ -443,6 +473,7 @@ class AsyncFlow:
                 )
         else:
             await clear_workflow(storage, self.workflow_id, tasks_only=True)
+            await clear_waits(storage, self.workflow_id)
         now = time.time()
         manifest = Manifest(
             workflow_id=self.workflow_id,
@@ -461,6 +492,35 @@ class AsyncFlow:
         with anyio.CancelScope(shield=True):
             await storage.write(where, manifest.encode())
         return manifest, records
+
+    async def _resume_parked(self, mode: str) -> None:
+        """A worker's resume: ``start(resume=True, on_wait="park")``, but only of a parked run.
+
+        The check is made under the lease, so of two workers that both saw
+        the run parked, the second finds it no longer waiting and raises
+        ``NotParked`` before anything is run or written.
+        """
+        self._check_start(mode, True, None, None, "reuse", None, None, False)
+        self._running = True
+        self._cancel_requested = False
+        for task in self.task.queue:
+            task.reset()
+        options = _RunOptions(
+            mode=mode,
+            resume=True,
+            keep_going=False,
+            on_success=None,
+            on_failure=None,
+            on_input_change="reuse",
+            fingerprint=None,
+            max_concurrency=None,
+            raise_on_failure=False,
+            wait_for_lease=False,
+            on_wait="park",
+            only_if_waiting=True,
+        )
+        self._background = None
+        await self._run(options)
 
     async def wait(self) -> None:
         """Join a background run; raise what it raised. Returns at once otherwise."""

@@ -7,6 +7,7 @@ Identical on every backend, relative to the backend's root (DESIGN §3)::
     {workflow_id}/lease.json            the live runner's lease
     {workflow_id}/tasks/{key}.json      one checkpoint record per completed task
     {workflow_id}/signals/{name}.json   a signal sent to the workflow
+    {workflow_id}/waits/{key}.json      the armed durable wait of task {key} (asyncflow._core.waits)
     {workflow_id}/blobs/{sha256 hex}    a large output, content-addressed
 
 Everything that deletes (``clear``, ``prune``, retention, a fresh run) asks
@@ -30,9 +31,12 @@ __all__ = [
     "own_keys",
     "run_summary_key",
     "signal_key",
+    "signal_prefix",
     "task_key_of",
     "task_prefix",
     "task_storage_key",
+    "wait_key",
+    "wait_prefix",
     "workflow_keys",
     "workflow_of_manifest",
 ]
@@ -41,7 +45,7 @@ __all__ = [
 _ID = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}"
 _OWN = re.compile(
     rf"(?:run\.json|lease\.json|tasks/(?P<task>{_ID})\.json"
-    rf"|runs/{_ID}\.json|signals/{_ID}\.json|blobs/[0-9a-f]{{64}})"
+    rf"|runs/{_ID}\.json|signals/{_ID}\.json|waits/{_ID}\.json|blobs/[0-9a-f]{{64}})"
 )
 _WORKFLOW = re.compile(_ID)
 
@@ -68,6 +72,18 @@ def run_summary_key(workflow_id: str, run_id: str) -> str:
 
 def signal_key(workflow_id: str, name: str) -> str:
     return f"{workflow_id}/signals/{name}.json"
+
+
+def signal_prefix(workflow_id: str) -> str:
+    return f"{workflow_id}/signals/"
+
+
+def wait_key(workflow_id: str, key: str) -> str:
+    return f"{workflow_id}/waits/{key}.json"
+
+
+def wait_prefix(workflow_id: str) -> str:
+    return f"{workflow_id}/waits/"
 
 
 def blob_key(workflow_id: str, sha256: str) -> str:

@@ -9,13 +9,16 @@ from asyncflow._core.concurrency import run_all
 from asyncflow._core.context import Context
 from asyncflow._core.graph import run_graph
 from asyncflow._core.runner import Runner
-from asyncflow._core.task import Task
+from asyncflow._core.task import Task, TaskStatus
 
 __all__ = ["MODES", "group_tasks", "run_chain", "run_groups", "run_parallel"]
 
 
 async def run_chain(runner: Runner, tasks: list[Task]) -> None:
-    """Each task gets the previous output; a failure stops the chain unless keep_going."""
+    """Each task gets the previous output; a failure stops the chain unless keep_going.
+
+    A parked wait always stops it: what follows needs the wait's output.
+    """
     empty = Context(workflow_id=runner.workflow_id)
     previous = empty
     digest: str | None = None
@@ -25,7 +28,7 @@ async def run_chain(runner: Runner, tasks: list[Task]) -> None:
         if await runner.step(task, previous, received):
             previous = task.current_context
             digest = task.digest
-        elif not runner.keep_going:
+        elif not runner.keep_going or task.status is TaskStatus.WAITING:
             return
         else:
             previous = empty

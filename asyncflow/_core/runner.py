@@ -33,6 +33,7 @@ from asyncflow._core.context import Context
 from asyncflow._core.errors import CheckpointMismatch, SerializationError, TaskTimeout
 from asyncflow._core.lease import Lease
 from asyncflow._core.task import Task, TaskStatus
+from asyncflow._core.waits import WaitAction, WaitParked, WaitSpec, run_wait
 
 __all__ = ["Runner", "call_callback"]
 
@@ -114,6 +115,8 @@ class Runner:
         self.records = records
         self.keep_going = keep_going
         self.halted = False
+        self.on_wait = "block"  # or "park": see asyncflow._core.waits
+        self.parked: dict[str, WaitSpec] = {}
         self._yielded = time.monotonic()
         self._restored_at: dt.datetime | None = None
         self.tasks_prefix = task_prefix(workflow_id)  # task_storage_key, without a call per step
@@ -154,7 +157,7 @@ class Runner:
         await self._execute(task, input_digest)
         if task.callback is not None:
             await call_callback(task.callback, task=task)
-        if task.status is not TaskStatus.COMPLETED and not self.keep_going:
+        if task.status is TaskStatus.FAILED and not self.keep_going:
             self.halted = True
         return task.status is TaskStatus.COMPLETED
 
@@ -209,7 +212,10 @@ class Runner:
         started = time.time()
         clock = time.perf_counter()
         try:
-            ok, output = await self._attempts(task, action, kwargs)
+            if isinstance(action, WaitAction):
+                ok, output = await self._wait(task, action)
+            else:
+                ok, output = await self._attempts(task, action, kwargs)
             if not ok:
                 return
             try:
@@ -231,6 +237,10 @@ class Runner:
                 output=encoded,
             )
             await self.committer.commit(task, where, data)
+        except WaitParked as parked:
+            task.status = TaskStatus.WAITING
+            self.parked[task.key] = parked.spec
+            return
         except anyio.get_cancelled_exc_class():
             task.status = TaskStatus.CANCELLED
             task.finished_at = _utcnow()
@@ -259,6 +269,38 @@ class Runner:
                 task,
                 attempts=task.attempts,
                 duration=task.duration,
+            )
+
+    async def _wait(self, task: Task, action: WaitAction) -> tuple[bool, Any]:
+        task.attempts = 1
+        if self.bus.subscribers:
+            self.bus.task_event(events.TaskStarted, self.workflow_id, task, attempt=1)
+        try:
+            return True, await run_wait(self, task, action)
+        except TaskTimeout as exc:
+            task.errors.append(exc)
+            self._fail(task, exc, None)
+            return False, None
+
+    def announce_wait(self, task: Task, spec: WaitSpec) -> None:
+        """A wait is not due yet: say so (it blocks or parks next)."""
+        logger.info(
+            "%s: step %s (key %s) waits for %s",
+            self.workflow_id,
+            task.name,
+            task.key,
+            spec.signal if spec.kind == "signal" else f"{spec.wake_at:.3f}",
+        )
+        if self.bus.subscribers:
+            self.bus.task_event(
+                events.TaskWaiting,
+                self.workflow_id,
+                task,
+                wait=spec.kind,
+                signal=spec.signal,
+                wake_at=spec.wake_at,
+                deadline=spec.deadline,
+                parked=self.on_wait == "park",
             )
 
     async def _attempts(

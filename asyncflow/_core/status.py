@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from asyncflow._core.checkpoint import (
@@ -52,8 +52,15 @@ __all__ = [
     "task_outcome",
 ]
 
-Outcome = Literal["completed", "skipped", "failed", "cancelled", "not run"]
-OUTCOMES: tuple[Outcome, ...] = ("completed", "skipped", "failed", "cancelled", "not run")
+Outcome = Literal["completed", "skipped", "failed", "cancelled", "not run", "waiting"]
+OUTCOMES: tuple[Outcome, ...] = (
+    "completed",
+    "skipped",
+    "failed",
+    "cancelled",
+    "not run",
+    "waiting",
+)
 _ERROR_LIMIT = 1000
 
 
@@ -65,6 +72,8 @@ def task_outcome(task: Task) -> Outcome:
         return "completed"
     if task.status is TaskStatus.FAILED:
         return "failed"
+    if task.status is TaskStatus.WAITING:
+        return "waiting"
     if task.status in (TaskStatus.CANCELLED, TaskStatus.IN_PROGRESS, TaskStatus.RETRY):
         return "cancelled"
     return "not run"
@@ -161,6 +170,8 @@ class RunState:
     tasks: tuple[TaskState, ...]
     lease: LeaseState | None
     extra_records: tuple[str, ...] = ()
+    waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
+    due_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -172,6 +183,8 @@ class RunState:
             "lease": self.lease.to_json() if self.lease is not None else None,
             "tasks": [task.to_json() for task in self.tasks],
             "extra_records": list(self.extra_records),
+            "waiting": self.waiting,
+            "due_at": self.due_at,
         }
 
 
@@ -275,6 +288,8 @@ async def read_run(storage: Storage, workflow_id: str) -> RunState | None:
         tasks=states,
         lease=lease,
         extra_records=extra,
+        waiting=manifest.waiting if manifest is not None else {},
+        due_at=manifest.due_at if manifest is not None else None,
     )
 
 

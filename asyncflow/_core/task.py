@@ -47,6 +47,7 @@ class TaskStatus(str, Enum):
     COMPLETED = "Completed"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
+    WAITING = "Waiting"
 
 
 TypeStatus = TaskStatus

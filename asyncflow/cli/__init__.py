@@ -3,11 +3,13 @@
 ::
 
     asyncflow run FILE.py[:ATTR] [--workflow-id ID] [--resume] [--mode M] [--storage URL]
-                                 [--keep-going] [--debug]
+                                 [--keep-going] [--park] [--debug]
     asyncflow status ID [--storage URL] [--format table|json|mermaid]
     asyncflow clear ID [--storage URL] [--yes] [--force]
     asyncflow clear --older-than AGE [--dry-run] [--include-interrupted]
     asyncflow schedule FILE.py[:ATTR] --cron EXPR ...
+    asyncflow signal ID NAME [--data JSON] [--storage URL]
+    asyncflow worker FILE.py[:ATTR] [--concurrency N] [--prefix P] [--once] [--storage URL]
 
 Exit codes: 0 success (the run completed), 1 the run failed or was cancelled,
 or the command could not do its job (workflow not found, locked, storage
@@ -34,7 +36,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
         " pip install 'asyncflow-durable[cli]'"
     ) from exc
 
-from asyncflow.cli import clear, run, schedule, status  # noqa: F401  (register the commands)
+from asyncflow.cli import (  # noqa: F401  (register the commands)
+    clear,
+    run,
+    schedule,
+    signal,
+    status,
+    worker,
+)
 from asyncflow.cli._app import cli, main
 
 __all__ = ["cli", "main"]

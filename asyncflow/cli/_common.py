@@ -44,6 +44,7 @@ STYLES = {
     "cancelled": "yellow",
     "not run": "bright_black",
     "running": "cyan",
+    "waiting": "magenta",
 }
 
 

@@ -84,6 +84,9 @@ class RunProgress:
         elif isinstance(event, events.TaskRetrying):
             self.retries += 1
             description = f"{event.step} retrying"
+        elif isinstance(event, events.TaskWaiting):
+            what = event.signal if event.wait == "signal" else "its wake time"
+            description = f"{event.step} waits for {what}"
         elif isinstance(event, events.WorkflowFinished):
             self.in_flight.clear()
             description = event.status
@@ -161,6 +164,7 @@ _RUN_OPTIONS = {
     "mode": "--mode",
     "storage_url": "--storage",
     "keep_going": "--keep-going",
+    "park": "--park",
 }
 
 
@@ -175,6 +179,11 @@ _RUN_OPTIONS = {
 )
 @storage_option
 @click.option("--keep-going", is_flag=True, help="Carry on after a failed step.")
+@click.option(
+    "--park",
+    is_flag=True,
+    help="End with status 'waiting' at a durable wait that is not due (a worker resumes it).",
+)
 @debug_option
 def run(
     target: str,
@@ -183,6 +192,7 @@ def run(
     mode: str | None,
     storage_url: str | None,
     keep_going: bool,
+    park: bool,
     debug: bool,
 ) -> int:
     """Run a flow from FILE.py.
@@ -242,6 +252,7 @@ def run(
                             mode=cast(Mode, mode or default),
                             resume=resume,
                             keep_going=keep_going,
+                            on_wait="park" if park else "block",
                         )
 
                     await watch(chosen, err, start)
@@ -264,4 +275,4 @@ def run(
 
         done = anyio.run(body)
         summary(done, out, time.perf_counter() - started)
-    return EXIT_OK if done.status == "completed" else EXIT_FAILED
+    return EXIT_OK if done.status in ("completed", "waiting") else EXIT_FAILED

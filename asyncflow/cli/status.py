@@ -52,6 +52,20 @@ def _status_table(state: RunState, console: rich.console.Console) -> None:
         highlight=False,
     )
     console.print(f"lease: {_lease_text(state.lease)}", highlight=False)
+    for key, wait in state.waiting.items():
+        if wait.get("kind") == "signal":
+            limit = wait.get("deadline")
+            until = f", times out at {when(limit)}" if limit is not None else ""
+            text = f"signal {wait.get('signal')!r}{until}"
+        else:
+            text = f"its wake time {when(wait.get('wake_at'))}"
+        console.print(f"waiting: key {key} for {text}", highlight=False)
+    if state.status == "waiting":
+        due = "when a signal arrives" if state.due_at is None else when(state.due_at)
+        console.print(
+            f"due: {due}; `asyncflow worker` (or `asyncflow run --resume --park`) resumes it",
+            highlight=False,
+        )
     if state.status == "running" and (state.lease is None or not state.lease.live):
         console.print(
             "no live runner: the run was interrupted; `asyncflow run --resume` resumes it"

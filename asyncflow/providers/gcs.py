@@ -344,6 +344,42 @@ class StorageGCS(ClosingStorage):
         for name in names:
             yield name
 
+    async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
+        """The names one level below ``prefix`` (``""`` or ending in ``/``) that hold keys.
+
+        ``list_dirs("")`` is the workflow ids: what a worker's scan lists,
+        at a cost that grows with the workflows, not with their records.
+        """
+        if prefix and not prefix.endswith("/"):
+            raise ConfigurationError(f"list_dirs prefix must be empty or end with '/': {prefix!r}")
+        full_prefix = self.prefix + _check_list_prefix(prefix)
+        client = await self.client()
+        names: list[str] = []
+        token = ""
+        try:
+            while True:
+                params = {
+                    "prefix": full_prefix,
+                    "delimiter": "/",
+                    "maxResults": str(self.page_size),
+                    "fields": "prefixes,nextPageToken",
+                }
+                if token:
+                    params["pageToken"] = token
+                page = await self._retrying(
+                    functools.partial(
+                        client.list_objects, self.bucket, params=params, timeout=self._sdk_timeout
+                    )
+                )
+                names.extend(p[len(full_prefix) :].rstrip("/") for p in page.get("prefixes", ()))
+                token = page.get("nextPageToken") or ""
+                if not token:
+                    break
+        except Exception as exc:
+            raise self._error("list", full_prefix + "*", exc) from exc
+        for name in sorted(set(names)):
+            yield name
+
     # -- retries and errors -------------------------------------------------
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:

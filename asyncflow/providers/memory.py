@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 
-from asyncflow._core.errors import PreconditionFailed
+from asyncflow._core.errors import ConfigurationError, PreconditionFailed
 from asyncflow._core.ids import validate_storage_key
 from asyncflow._core.storage import Blob, ClosingStorage
 
@@ -64,6 +64,22 @@ class StorageDefault(ClosingStorage):
     async def list(self, prefix: str) -> AsyncIterator[str]:
         for key in sorted(k for k in self._data if k.startswith(prefix)):
             yield key
+
+    async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
+        """The names one level below ``prefix`` (``""`` or ending in ``/``) that hold keys.
+
+        ``list_dirs("")`` is the workflow ids: what a worker's scan lists,
+        at a cost that grows with the workflows, not with their records.
+        """
+        if prefix and not prefix.endswith("/"):
+            raise ConfigurationError(f"list_dirs prefix must be empty or end with '/': {prefix!r}")
+        names = {
+            k[len(prefix) :].partition("/")[0]
+            for k in self._data
+            if k.startswith(prefix) and "/" in k[len(prefix) :]
+        }
+        for name in sorted(names):
+            yield name
 
     async def aclose(self) -> None:
         return None

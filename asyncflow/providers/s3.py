@@ -407,6 +407,30 @@ class StorageS3(ClosingStorage):
         for key in keys:
             yield key
 
+    async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
+        """The names one level below ``prefix`` (``""`` or ending in ``/``) that hold keys.
+
+        ``list_dirs("")`` is the workflow ids: what a worker's scan lists,
+        at a cost that grows with the workflows, not with their records.
+        """
+        if prefix and not prefix.endswith("/"):
+            raise ConfigurationError(f"list_dirs prefix must be empty or end with '/': {prefix!r}")
+        full_prefix = self.prefix + _check_list_prefix(prefix)
+        client = await self.client()
+        names: list[str] = []
+        try:
+            paginator = client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/")
+            async for page in pages:
+                names.extend(
+                    item["Prefix"][len(full_prefix) :].rstrip("/")
+                    for item in page.get("CommonPrefixes", ())
+                )
+        except Exception as exc:
+            raise self._error("list", full_prefix + "*", exc) from exc
+        for name in sorted(names):
+            yield name
+
     # -- errors -------------------------------------------------------------
 
     def _error(self, op: str, full_key: str, exc: Exception) -> AsyncflowError:

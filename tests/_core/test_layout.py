@@ -18,8 +18,11 @@ from asyncflow._core.layout import (
     own_keys,
     run_summary_key,
     signal_key,
+    signal_prefix,
     task_key_of,
     task_storage_key,
+    wait_key,
+    wait_prefix,
     workflow_of_manifest,
 )
 from asyncflow.providers import Storage
@@ -33,6 +36,7 @@ OWN = [
     "wf/tasks/load.v2.json",
     "wf/runs/20260101T000000Z-ab12.json",
     "wf/signals/approve.json",
+    "wf/waits/approval.json",
     "wf/blobs/" + "ab" * 32,
 ]
 #: beside the records, under names a careless prefix match would take
@@ -43,6 +47,7 @@ FOREIGN = [
     "wf/tasks/sub/0.json",
     "wf/runs/summary.txt",
     "wf/blobs/not-a-digest",
+    "wf/waits/notes.txt",
     "wf/src/main.py",
     "wf.v2/run.json",
     "wf.v2/tasks/0.json",
@@ -56,6 +61,9 @@ def test_the_layout_builds_the_documented_keys() -> None:
     assert task_storage_key("wf", "k") == "wf/tasks/k.json"
     assert run_summary_key("wf", "r1") == "wf/runs/r1.json"
     assert signal_key("wf", "go") == "wf/signals/go.json"
+    assert signal_prefix("wf") == "wf/signals/"
+    assert wait_key("wf", "k") == "wf/waits/k.json"
+    assert wait_prefix("wf") == "wf/waits/"
     assert blob_key("wf", "0" * 64) == "wf/blobs/" + "0" * 64
 
 

@@ -1,0 +1,60 @@
+"""``asyncflow signal``: send a signal to a workflow (a durable ``wait.signal`` step)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import click
+
+from asyncflow._core.ids import validate_id
+from asyncflow._core.signals import send_signal
+from asyncflow.cli._app import cli
+from asyncflow.cli._common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    debug_option,
+    open_storage,
+    reporting,
+    storage_option,
+    validated_id,
+)
+
+__all__ = ["signal"]
+
+
+@cli.command()
+@click.argument("workflow_id", metavar="ID")
+@click.argument("name")
+@click.option("--data", metavar="JSON", help="The payload, as JSON (default: null).")
+@storage_option
+@debug_option
+def signal(
+    workflow_id: str, name: str, data: str | None, storage_url: str | None, debug: bool
+) -> int:
+    """Send the signal NAME to workflow ID, once (a second send of NAME is an error)."""
+    with reporting(debug):
+        workflow_id = validated_id(workflow_id)
+        try:
+            validate_id(name, "signal name")
+        except ValueError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+        payload: Any = None
+        if data is not None:
+            try:
+                payload = json.loads(data)
+            except ValueError as exc:
+                raise CliError(f"--data is not valid JSON: {exc}", EXIT_USAGE) from None
+        storage = open_storage(storage_url)
+
+        async def send() -> None:
+            try:
+                await send_signal(storage, workflow_id, name, payload)
+            finally:
+                await storage.aclose()
+
+        anyio.run(send)
+        click.echo(f"sent signal {name} to workflow {workflow_id}")
+    return EXIT_OK
