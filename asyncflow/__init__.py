@@ -27,6 +27,7 @@ from asyncflow._core.errors import (
 from asyncflow._core.flow import AsyncFlow
 from asyncflow._core.retention import prune
 from asyncflow._core.signals import send_signal
+from asyncflow._core.steer import fork, reset
 from asyncflow._core.storage import Storage
 from asyncflow._core.task import Task, TaskStatus, TypeStatus
 from asyncflow._core.worker import Worker
@@ -59,7 +60,9 @@ __all__ = [
     "WorkflowLocked",
     "__version__",
     "action",
+    "fork",
     "prune",
+    "reset",
     "signal",
     "wait",
 ]

@@ -123,7 +123,8 @@ def test_fail_status_resume_status_clear_in_real_processes(tmp_path: Path, flow_
     assert failed.returncode == 1, failed.stderr
     assert "the CLI must not run" not in failed.stderr
     assert "workflow etl: failed" in failed.stdout
-    assert "RuntimeError('the warehouse is down')" in failed.stdout
+    assert "failed after 1 attempt(s): RuntimeError: the warehouse is down" in failed.stdout
+    assert "Traceback" not in failed.stderr  # the CLI shows the failure itself
     assert not (tmp_path / ".asyncflow").exists()  # --storage replaced the flow's storage
 
     mermaid = asyncflow("status", "etl", "--storage", url, "--format", "mermaid", cwd=tmp_path)
@@ -134,7 +135,8 @@ def test_fail_status_resume_status_clear_in_real_processes(tmp_path: Path, flow_
     assert table.returncode == 0, table.stderr
     assert "workflow etl: failed" in table.stdout
     assert (
-        "step_three (key step_three) failed: RuntimeError('the warehouse is down')" in table.stdout
+        "step_three (key step_three) failed after 1 attempt(s): RuntimeError: the warehouse"
+        " is down" in table.stdout
     )
 
     resumed = asyncflow("run", f"{flow_file}:flow", "--storage", url, "--resume", cwd=tmp_path)
@@ -154,8 +156,8 @@ def test_fail_status_resume_status_clear_in_real_processes(tmp_path: Path, flow_
 
     cleared = asyncflow("clear", "etl", "--storage", url, "--yes", cwd=tmp_path)
     assert cleared.returncode == 0, cleared.stderr
-    assert "deleted 4 record(s)" in cleared.stdout  # run.json + 3 tasks
-    assert list((tmp_path / "store").rglob("*.json")) == []
+    assert "deleted 6 record(s)" in cleared.stdout  # run.json, 2 run summaries, 3 tasks
+    assert list((tmp_path / "store").rglob("*")) == []  # no lock file, no empty folder
     gone = asyncflow("status", "etl", "--storage", url, cwd=tmp_path)
     assert gone.returncode == 1
     assert gone.stderr == f"error: no workflow etl in {url}\n"
@@ -448,7 +450,10 @@ def test_clear_of_a_folder_that_is_not_a_workflow_deletes_nothing(tmp_path: Path
         path.write_bytes(data)
     code, out, err = invoke("clear", "src", "--storage", f"file://{tmp_path}", "--yes")
     assert code == 0, err
-    assert out == f"no workflow src in file://{tmp_path} (no run.json); nothing deleted\n"
+    assert out == (
+        f"no workflow src in file://{tmp_path} (no run.json); nothing deleted"
+        " (did you mean 'src.v2'?)\n"
+    )
     assert all(path.read_bytes() == data for path, data in files.items())
 
 
@@ -460,7 +465,7 @@ def test_clear_deletes_only_the_workflows_own_records(tmp_path: Path) -> None:
     (root / "three" / "tasks" / "notes.txt").write_bytes(b"mine")
     code, out, err = invoke("clear", "three", "--storage", url, "--yes")
     assert code == 0, err
-    assert "deleted 2 record(s)" in out
+    assert "deleted 3 record(s)" in out  # run.json, its run summary, the completed task
     assert (root / "three" / "invoice.pdf").read_bytes() == b"%PDF"
     assert (root / "three" / "tasks" / "notes.txt").read_bytes() == b"mine"
 
@@ -471,7 +476,7 @@ def test_clear_after_confirmation(tmp_path: Path) -> None:
     invoke("run", str(write_flow(tmp_path, "")), "--storage", url)
     code, out, err = invoke("clear", "three", "--storage", url, input="y\n")
     assert code == 0, err
-    assert "deleted 2 record(s)" in out  # run.json + the one completed task
+    assert "deleted 3 record(s)" in out  # run.json, its run summary, the one completed task
     assert list(root.rglob("*.json")) == []
 
 

@@ -119,7 +119,7 @@ async def test_prune_deletes_old_finished_workflows_and_keeps_the_rest(store: St
         ("old-done", "completed"),
         ("old-failed", "failed"),
     ]
-    assert would[0].records == 3  # run.json and two task records (the lease is not counted)
+    assert would[0].records == 4  # run.json, its run summary, two task records (not the lease)
     assert await keys(store, "old-done/")  # a dry run deletes nothing
 
     done = await prune(store, dt.timedelta(days=7))
@@ -217,3 +217,27 @@ def test_clear_older_than_usage_errors(args: list[str], message: str) -> None:
     code, _, err = cli_clear(*args, "--storage", "memory://")
     assert code == 2, err
     assert message in err
+
+
+@pytest.mark.anyio
+async def test_prune_takes_the_run_history_with_the_workflow(store: Storage) -> None:
+    await make(store, "gone", days=10)
+    assert await keys(store, "gone/runs/")
+    await prune(store, "7d")
+    assert await keys(store, "gone/") == []
+
+
+@pytest.mark.anyio
+async def test_prune_drops_old_runs_of_a_kept_workflow_but_never_the_latest(
+    store: Storage,
+) -> None:
+    for _ in range(3):
+        await make(store, "kept")
+    await age(store, "kept", 0, status="running")  # interrupted: kept by retention
+    blob = await store.read(manifest_key("kept"))
+    assert blob is not None
+    latest = Manifest.decode(blob.data, "run.json").run_id
+    assert len(await keys(store, "kept/runs/")) == 3
+    await prune(store, "1h", now=time.time() + 2 * 3600)
+    assert await keys(store, "kept/runs/") == [f"kept/runs/{latest}.json"]
+    assert await keys(store, "kept/tasks/")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 
 import anyio
 
-__all__ = ["Detached"]
+from asyncflow._core.loud import log_loudly
 
-logger = logging.getLogger("asyncflow")
+__all__ = ["Detached"]
 
 
 class Detached:
@@ -19,7 +18,8 @@ class Detached:
     asyncio gets a plain ``Task`` (kept referenced here so it is not garbage
     collected); trio gets a system task, its only unstructured spawn. The
     job's exception is kept for ``wait()``; if nobody is waiting when it
-    fails it is also logged, so it is never lost.
+    fails it is also logged at once (on stderr without logging set up), so
+    a ``WorkflowLocked`` refusal is seen when it happens, not at shutdown.
     """
 
     def __init__(self, job: Callable[[], Awaitable[None]], label: str) -> None:
@@ -49,10 +49,12 @@ class Detached:
             raise
         except BaseException as exc:
             self.error = exc
-            if not self._waiters:
-                logger.error(
-                    "background run %s failed; await flow.wait() to get the error",
+            if not self._waiters:  # at once, on stderr if logging is not set up
+                log_loudly(
+                    "asyncflow: background run %s failed: %s: %s (await flow.wait() raises it)",
                     self._label,
+                    type(exc).__name__,
+                    exc,
                     exc_info=exc,
                 )
             if not isinstance(exc, Exception):

@@ -512,6 +512,13 @@ def _optional_float(value: Any, name: str) -> float | None:
     return float(value)
 
 
+def _optional(raw: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    """An optional field: absent or null is ``None``; present, it must have its type."""
+    if raw.get(name) is None:
+        return None
+    return _field(raw, name, kind)
+
+
 def _field(raw: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = raw.get(name)
     if name not in raw or not isinstance(value, kind) or isinstance(value, bool):
@@ -667,6 +674,13 @@ class Manifest:
     is the earliest time one becomes due by the clock (``None`` when only
     signals can wake the run); both are written only when a run parks, and
     are what a worker's scan reads (``asyncflow._core.worker``).
+
+
+    Since run history: ``run_id`` names the run (its summary is
+    ``runs/{run_id}.json``), ``running`` the keys in progress while it is
+    live, ``interrupted`` the keys a cancelled run stopped in, ``groups`` each
+    key's ``group_name`` (what ``reset --from`` walks), ``host``/``pid`` who
+    runs it and ``started_at`` when this run began. All optional on decode.
     """
 
     workflow_id: str
@@ -686,6 +700,14 @@ class Manifest:
     keys: str = ""
     waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
     due_at: float | None = None
+
+    run_id: str | None = None
+    running: tuple[str, ...] = ()
+    interrupted: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    host: str | None = None
+    pid: int | None = None
+    started_at: float | None = None
 
     def encode(self) -> bytes:
         shape: dict[str, Any] = {}
@@ -717,6 +739,13 @@ class Manifest:
                 "errors": self.errors,
                 **shape,
                 **extra,
+                "run_id": self.run_id,
+                "running": list(self.running),
+                "interrupted": list(self.interrupted),
+                "groups": list(self.groups),
+                "host": self.host,
+                "pid": self.pid,
+                "started_at": self.started_at,
             }
         )
 
@@ -746,6 +775,13 @@ class Manifest:
                 keys=_field(raw, "keys", str) if "keys" in raw else "",
                 waiting=_waiting_dict(raw.get("waiting", {})),
                 due_at=_optional_float(raw.get("due_at"), "due_at"),
+                run_id=_optional(raw, "run_id", str),
+                running=_str_tuple(raw.get("running", []), "running"),
+                interrupted=_str_tuple(raw.get("interrupted", []), "interrupted"),
+                groups=_str_tuple(raw.get("groups", []), "groups"),
+                host=_optional(raw, "host", str),
+                pid=_optional(raw, "pid", int),
+                started_at=_optional(raw, "started_at", (int, float)),
             )
         except ValueError as exc:
             raise CheckpointCorrupt(f"{where} is malformed: {exc}", key=where) from exc

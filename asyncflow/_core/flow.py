@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -39,10 +40,12 @@ from asyncflow._core.graph import check_graph
 from asyncflow._core.ids import validate_id
 from asyncflow._core.lease import Lease
 from asyncflow._core.modes import MODES
-from asyncflow._core.runner import Runner, call_callback
-from asyncflow._core.status import error_text, task_outcome
+from asyncflow._core.runner import CODE_CHANGE_POLICIES, Runner, call_callback
+from asyncflow._core.runs import RunRecorder, invalidate, report_unhandled
+from asyncflow._core.shape import close_matches
 from asyncflow._core.storage import Storage
 from asyncflow._core.subflow import PARENT, Parent
+from asyncflow._core.summary import new_run_id
 from asyncflow._core.task import Task, TaskBuilder, TaskStatus
 from asyncflow._core.waits import NotParked, clear_waits, due_at
 
@@ -69,6 +72,8 @@ class _RunOptions:
     wait_for_lease: bool | float
     on_wait: str = "block"
     only_if_waiting: bool = False  # a worker's resume: do nothing unless run.json says waiting
+    rerun_from: str | None = None
+    on_code_change: str = "reuse"
 
 
 async def _with_heartbeat(lease: Lease, body: Callable[[], Awaitable[None]]) -> None:
@@ -121,6 +126,12 @@ async def _refuse_positional(storage: Storage, previous: Manifest, tasks: list[T
     )
 
 
+def _with_children(manifest: Manifest, tasks: list[Task]) -> Manifest:
+    """The manifest with each map's recorded expansion (its number of children)."""
+    children = {t.key: t.children for t in tasks if t.children is not None}
+    return dataclasses.replace(manifest, children=children) if children else manifest
+
+
 class AsyncFlow:
     """A workflow: add steps with ``flow.task.add``, run them with ``await flow.start()``.
 
@@ -143,6 +154,7 @@ class AsyncFlow:
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested = False
         self._background: Detached | None = None
+        self.run_id: str | None = None
 
     async def start(
         self,
@@ -158,6 +170,8 @@ class AsyncFlow:
         raise_on_failure: bool = False,
         wait_for_lease: bool | float = False,
         on_wait: Literal["block", "park"] = "block",
+        rerun_from: str | None = None,
+        on_code_change: Literal["reuse", "rerun", "raise"] = "reuse",
     ) -> AsyncFlow:
         """Run every task; with ``resume=True`` restore those that have a checkpoint.
 
@@ -174,7 +188,22 @@ class AsyncFlow:
         (``on_wait="block"``) or parks it (``on_wait="park"``): the run ends
         with status ``"waiting"`` once nothing else can progress, and
         ``asyncflow.Worker`` or a later ``start(resume=True)`` continues it.
+
+        ``rerun_from=KEY`` (with ``resume=True``) re-runs that task and every
+        task that depends on it; ``on_code_change`` decides what a restored
+        step whose code changed does: ``"reuse"`` (default, with a WARNING),
+        ``"rerun"`` or ``"raise"``. Each start is a run with a new
+        ``flow.run_id`` and a summary in ``{workflow_id}/runs/``.
         """
+        if rerun_from is not None and not resume:
+            raise ConfigurationError(
+                "rerun_from needs resume=True (a fresh run re-runs everything)"
+            )
+        if on_code_change not in CODE_CHANGE_POLICIES:
+            raise ConfigurationError(
+                f"on_code_change must be one of {', '.join(CODE_CHANGE_POLICIES)},"
+                f" got {on_code_change!r}"
+            )
         self._check_start(
             mode,
             resume,
@@ -203,7 +232,10 @@ class AsyncFlow:
             raise_on_failure=raise_on_failure,
             wait_for_lease=wait_for_lease,
             on_wait=on_wait,
+            rerun_from=rerun_from,
+            on_code_change=on_code_change,
         )
+        self.run_id = new_run_id()
         if mode == "background":
 
             async def job() -> None:
@@ -232,7 +264,10 @@ class AsyncFlow:
                 " await flow.wait() first"
             )
         if mode not in MODES:
-            raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+            raise ConfigurationError(
+                f"mode must be one of {', '.join(MODES)}, got {mode!r}"
+                f"{close_matches(str(mode), list(MODES))}"
+            )
         check_graph(self.task.queue, mode)
         if on_input_change not in _POLICIES:
             raise ConfigurationError(
@@ -279,6 +314,14 @@ class AsyncFlow:
             ttl=self.config.lease_ttl,
             renew_every=self.config.lease_renew_every,
         )
+        recorder = RunRecorder(
+            storage,
+            self.workflow_id,
+            self.run_id or new_run_id(),
+            mode,
+            options.resume,
+            rerun_from=options.rerun_from,
+        )
         manifest: Manifest | None = None
         raised: BaseException | None = None
         runner: Runner | None = None
@@ -307,13 +350,8 @@ class AsyncFlow:
 
                 async def body() -> None:
                     nonlocal manifest, runner
-                    manifest, records = await self._prepare(
-                        options.resume,
-                        options.on_input_change,
-                        options.fingerprint,
-                        mode,
-                        options.only_if_waiting,
-                    )
+                    manifest, records = await self._prepare(options, recorder)
+                    await recorder.begin()
                     runner = Runner(
                         workflow_id=self.workflow_id,
                         config=self.config,
@@ -321,6 +359,7 @@ class AsyncFlow:
                         records=records,
                         keep_going=options.keep_going,
                         lease=lease,
+                        on_code_change=options.on_code_change,
                     )
                     runner.on_wait = options.on_wait
                     parent = PARENT.set(
@@ -331,9 +370,13 @@ class AsyncFlow:
                             max_concurrency=options.max_concurrency,
                         )
                     )
+
+                    async def steps() -> None:
+                        await MODES[mode](runner, tasks, options.max_concurrency)
+
                     try:
                         async with runner.committer.running():
-                            await MODES[mode](runner, tasks, options.max_concurrency)
+                            await recorder.alongside(steps, tasks, manifest, lease)
                     finally:
                         PARENT.reset(parent)
                     if runner.stale_blobs:  # outputs offloaded by records this run replaced
@@ -350,19 +393,19 @@ class AsyncFlow:
                 status = "failed" if failed else "waiting" if parked else "completed"
             if manifest is not None:
                 lease.ensure()
-                with anyio.CancelScope(shield=True):
-                    ended = manifest.replace(
-                        status=status,
-                        outcomes={t.key: task_outcome(t) for t in tasks},
-                        errors={t.key: error_text(t.error) for t in failed},
-                        children={t.key: t.children for t in tasks if t.children is not None},
-                        waiting={key: spec.to_json() for key, spec in parked.items()},
-                        due_at=due_at(parked.values()),
-                    )
-                    await storage.write(manifest_key(self.workflow_id), ended.encode())
+                final = dataclasses.replace(
+                    _with_children(manifest, tasks),
+                    waiting={key: spec.to_json() for key, spec in parked.items()},
+                    due_at=due_at(parked.values()),
+                )
+                await recorder.end(status, tasks, final)
         except BaseException as exc:
             raised = exc
             ending = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else "failed"
+            if isinstance(exc, KeyboardInterrupt):
+                ending = "cancelled"
+            if manifest is not None and not isinstance(exc, LeaseLost):
+                await recorder.end_after(ending, tasks, _with_children(manifest, tasks), exc)
             self.status = ending
             self._finish(ending, clock)
             raise
@@ -375,7 +418,15 @@ class AsyncFlow:
         on_success = options.on_success
         on_failure = options.on_failure
         self.status = status
+        watched = self._bus.active  # before WorkflowFinished ends the streams
         self._finish(status, clock)
+        if (
+            status == "failed"
+            and on_failure is None
+            and not options.raise_on_failure
+            and not watched
+        ):
+            report_unhandled(self.workflow_id, recorder.run_id, tasks)
         if status == "completed" and on_success is not None:
             await call_callback(on_success, tasks=tasks)
         elif status == "failed" and on_failure is not None:
@@ -419,14 +470,12 @@ class AsyncFlow:
             )
 
     async def _prepare(
-        self,
-        resume: bool,
-        policy: str,
-        fingerprint: str | None,
-        mode: str,
-        only_if_waiting: bool = False,
+        self, options: _RunOptions, recorder: RunRecorder
     ) -> tuple[Manifest, dict[str, CheckpointRecord]]:
         """Read the manifest, apply the input-change policy, load what resume needs."""
+        resume, policy = options.resume, options.on_input_change
+        fingerprint, mode = options.fingerprint, options.mode
+        only_if_waiting = options.only_if_waiting
         storage = self.config.storage
         serializer = self.config.serializer
         where = manifest_key(self.workflow_id)
@@ -471,6 +520,10 @@ class AsyncFlow:
                     signing_key=self.config.signing_key,
                     concurrency=self.config.read_concurrency,
                 )
+            if options.rerun_from is not None:
+                await invalidate(
+                    storage, self.workflow_id, self.task.queue, options.rerun_from, mode, records
+                )
         else:
             await clear_workflow(storage, self.workflow_id, tasks_only=True)
             await clear_waits(storage, self.workflow_id)
@@ -488,6 +541,11 @@ class AsyncFlow:
             keys="name",
             created_at=previous.created_at if previous is not None and resume else now,
             updated_at=now,
+            run_id=recorder.run_id,
+            groups=tuple(task.group_name for task in self.task.queue),
+            host=recorder.host,
+            pid=recorder.pid,
+            started_at=recorder.started_at,
         )
         with anyio.CancelScope(shield=True):
             await storage.write(where, manifest.encode())
@@ -520,6 +578,7 @@ class AsyncFlow:
             only_if_waiting=True,
         )
         self._background = None
+        self.run_id = new_run_id()
         await self._run(options)
 
     async def wait(self) -> None:

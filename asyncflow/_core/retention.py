@@ -1,16 +1,19 @@
 """Retention: delete the records of workflows whose latest run ended long ago.
 
 ``await prune(storage, older_than="7d")`` deletes every workflow whose
-``run.json`` says its latest run ended (``completed``, ``failed`` or
-``cancelled``) and was last updated before ``now - older_than``. It lists
-the storage once (``list(prefix)``, ``""`` = everything), then for each
-candidate takes the workflow's lease as a runner would (so no run can start
-meanwhile, and a workflow with a live lease is never touched), re-reads
+``run.json`` says its latest run ended (``completed``, ``failed``,
+``cancelled``, or ``forked`` and never run since) and was last updated
+before ``now - older_than``. It lists the storage once (``list(prefix)``,
+``""`` = everything), then for each candidate takes the workflow's lease
+as a runner would (so no run can start meanwhile, and a workflow with a
+live lease is never touched), re-reads
 ``run.json`` to confirm, deletes the task records, then ``run.json``, then
 the lease. Interrupted runs (``run.json`` still says ``running``, no live
 lease: a crash) are kept unless ``include_interrupted=True``, because they
-are what a resume needs. A ``run.json`` that cannot be decoded is kept and
-logged: nothing unreadable is deleted.
+are what a resume needs. Run history goes with its workflow; of a workflow
+that is kept, the run summaries (``runs/{run_id}.json``) of runs started
+before the cutoff are deleted, but never the latest run's. A ``run.json``
+that cannot be decoded is kept and logged: nothing unreadable is deleted.
 
 ``Config(retention=...)`` is applied by the scheduler after each run, to
 that schedule's own workflows (its id and the ``{id}.{tick}`` ids of
@@ -35,12 +38,13 @@ from asyncflow._core.layout import lease_key, own_keys, workflow_of_manifest
 from asyncflow._core.lease import Lease
 from asyncflow._core.status import read_lease
 from asyncflow._core.storage import Storage
+from asyncflow._core.summary import new_run_id, runs_prefix
 
 __all__ = ["FINISHED", "Pruned", "parse_duration", "prune"]
 
 logger = logging.getLogger("asyncflow")
 
-FINISHED = ("completed", "failed", "cancelled")
+FINISHED = ("completed", "failed", "cancelled", "forked")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 
@@ -121,8 +125,24 @@ async def prune(
     def eligible(manifest: Manifest | None) -> bool:
         return manifest is not None and manifest.status in statuses and manifest.updated_at < cutoff
 
+    oldest_kept = new_run_id(cutoff)
+
+    def old_runs(workflow_id: str, current: str | None) -> list[str]:
+        head = runs_prefix(workflow_id)
+        return [
+            key
+            for key in names
+            if key.startswith(head)
+            and key[len(head) :] < oldest_kept
+            and key[len(head) : -len(".json")] != current
+        ]
+
     async def consider(workflow_id: str) -> None:
         manifest = await _manifest(storage, workflow_id)
+        if manifest is not None and not eligible(manifest) and not dry_run:
+            # a workflow still in use keeps its recent history; older runs go
+            for key in old_runs(workflow_id, manifest.run_id):
+                await storage.delete(key)
         if manifest is None or not eligible(manifest):
             return
         records = len(own_keys(workflow_id, names))

@@ -35,7 +35,10 @@ from asyncflow._core.lease import Lease
 from asyncflow._core.task import Task, TaskStatus
 from asyncflow._core.waits import WaitAction, WaitParked, WaitSpec, run_wait
 
-__all__ = ["Runner", "call_callback"]
+__all__ = ["CODE_CHANGE_POLICIES", "Runner", "call_callback"]
+
+#: What a restored step whose code hash changed does (``start(on_code_change=...)``).
+CODE_CHANGE_POLICIES = ("reuse", "rerun", "raise")
 
 logger = logging.getLogger("asyncflow")
 
@@ -105,8 +108,10 @@ class Runner:
         records: dict[str, CheckpointRecord],
         keep_going: bool,
         lease: Lease | None = None,
+        on_code_change: str = "reuse",
     ) -> None:
         self.lease = lease
+        self.on_code_change = on_code_change
         self.workflow_id = workflow_id
         self.config = config
         self.storage = config.storage
@@ -145,7 +150,9 @@ class Runner:
                     f" {task.name!r}; give steps stable keys with task.add(..., key=...)"
                     " or clear the workflow"
                 )
-            if record.input_digest == input_digest:
+            if record.input_digest == input_digest and (
+                record.code_hash == task.step.code_hash or self._code_changed(task)
+            ):
                 self._restore(task, record)
                 return True
             logger.info(
@@ -179,6 +186,28 @@ class Runner:
         if replaced is not None and replaced.blob is not None:
             self.stale_blobs.add(replaced.blob[0])
         return encoded
+
+    def _code_changed(self, task: Task) -> bool:
+        """``on_code_change`` for a checkpoint written by other code: true to restore it."""
+        where = task_storage_key(self.workflow_id, task.key)
+        if self.on_code_change == "raise":
+            raise CheckpointMismatch(
+                f"checkpoint {where} of step {task.name!r} was written by different code;"
+                " pass on_code_change='reuse' to keep it or 'rerun' to run the step again"
+            )
+        if self.on_code_change == "rerun":
+            logger.info(
+                "%s: step %s (key %s) changed; re-running it", self.workflow_id, task.name, task.key
+            )
+            return False
+        logger.warning(
+            "%s: step %s (key %s) changed since its checkpoint was written; reusing the"
+            " checkpoint (on_code_change='rerun' runs it again)",
+            self.workflow_id,
+            task.name,
+            task.key,
+        )
+        return True
 
     def _restore(self, task: Task, record: CheckpointRecord) -> None:
         if self._restored_at is None:

@@ -49,6 +49,7 @@ __all__ = [
     "TaskState",
     "error_text",
     "read_run",
+    "seen_status",
     "task_outcome",
 ]
 
@@ -85,6 +86,13 @@ def error_text(error: BaseException | None) -> str:
     if len(text) > _ERROR_LIMIT:
         text = text[: _ERROR_LIMIT - 3] + "..."
     return text
+
+
+def seen_status(status: str, lease: LeaseState | None) -> str:
+    """``running`` as a reader reports it: ``crashed`` when no live lease backs it."""
+    if status == "running" and (lease is None or not lease.live):
+        return "crashed"
+    return status
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +181,17 @@ class RunState:
     waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
     due_at: float | None = None
 
+    run_id: str | None = None
+    running: tuple[str, ...] = ()
+    interrupted: tuple[str, ...] = ()
+
     def to_json(self) -> dict[str, Any]:
         return {
             "workflow_id": self.workflow_id,
+            "run_id": self.run_id,
             "status": self.status,
+            "running": list(self.running),
+            "interrupted": list(self.interrupted),
             "mode": self.mode,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -279,6 +294,7 @@ async def read_run(storage: Storage, workflow_id: str) -> RunState | None:
             if k not in keys and not _is_child(k, maps)
         )
     )
+    status = seen_status(status, lease)
     return RunState(
         workflow_id=workflow_id,
         status=status,
@@ -290,6 +306,9 @@ async def read_run(storage: Storage, workflow_id: str) -> RunState | None:
         extra_records=extra,
         waiting=manifest.waiting if manifest is not None else {},
         due_at=manifest.due_at if manifest is not None else None,
+        run_id=manifest.run_id if manifest is not None else None,
+        running=manifest.running if manifest is not None else (),
+        interrupted=manifest.interrupted if manifest is not None else (),
     )
 
 

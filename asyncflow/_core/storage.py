@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Blob", "ClosingStorage", "Storage"]
+__all__ = ["Blob", "ClosingStorage", "Storage", "list_children"]
 
 _S = TypeVar("_S", bound="ClosingStorage")
 
@@ -46,6 +46,11 @@ class Storage(Protocol):
     * ``delete`` of a missing key is not an error.
     * ``list(prefix)`` yields every key starting with ``prefix``, in
       lexicographic order, across all pages.
+    * Optional: ``list_children(prefix)`` (``prefix`` is ``""`` or ends with
+      ``/``) yields, sorted and once each, the next path segment of every key
+      under ``prefix``: ``name/`` for a folder, ``name`` for a key right
+      there (an S3 listing with a delimiter). Without it, ``list_children``
+      below derives the same from ``list``, which reads every key.
     """
 
     @property
@@ -87,3 +92,25 @@ class ClosingStorage:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def list_children(storage: Storage, prefix: str) -> AsyncIterator[str]:
+    """The next path segments under ``prefix``: the backend's own listing, else from ``list``.
+
+    ``asyncflow list`` finds workflow ids this way: one delimiter listing
+    instead of every record of every workflow.
+    """
+    if prefix and not prefix.endswith("/"):
+        raise ValueError(f"list_children needs a prefix ending with '/', got {prefix!r}")
+    own = getattr(storage, "list_children", None)
+    if own is not None:
+        async for segment in own(prefix):
+            yield segment
+        return
+    last = None
+    async for key in storage.list(prefix):
+        head, sep, _ = key[len(prefix) :].partition("/")
+        segment = head + sep
+        if segment != last:
+            last = segment
+            yield segment

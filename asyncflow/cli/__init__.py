@@ -3,8 +3,12 @@
 ::
 
     asyncflow run FILE.py[:ATTR] [--workflow-id ID] [--resume] [--mode M] [--storage URL]
-                                 [--keep-going] [--park] [--debug]
-    asyncflow status ID [--storage URL] [--format table|json|mermaid]
+                                 [--max-concurrency N] [--from KEY] [--keep-going] [--park]
+                                 [--debug]
+    asyncflow list [--status S] [--since AGE] [--format table|json] [--storage URL]
+    asyncflow status ID [--run RUN_ID] [--storage URL] [--format table|json|mermaid]
+    asyncflow reset ID --from KEY [--storage URL]
+    asyncflow fork ID NEW_ID [--from KEY] [--signing-key-env VAR] [--storage URL]
     asyncflow clear ID [--storage URL] [--yes] [--force]
     asyncflow clear --older-than AGE [--dry-run] [--include-interrupted]
     asyncflow schedule FILE.py[:ATTR] --cron EXPR ...
@@ -38,10 +42,12 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
 
 from asyncflow.cli import (  # noqa: F401  (register the commands)
     clear,
+    list,
     run,
     schedule,
     signal,
     status,
+    steer,
     worker,
 )
 from asyncflow.cli._app import cli, main

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -10,6 +11,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
+import rich.box
+import rich.console
+import rich.table
 
 from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.ids import validate_id
@@ -21,21 +25,28 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "STORAGE_ENV",
     "STYLES",
     "CliError",
     "Group",
+    "SuggestingChoice",
+    "console",
     "debug_option",
     "describe",
+    "new_table",
     "one_line",
     "open_storage",
     "reporting",
     "seconds",
     "storage_option",
+    "storage_url",
+    "unknown_workflow",
     "validated_id",
     "when",
 ]
 
 DEFAULT_STORAGE = "file://.asyncflow"
+STORAGE_ENV = "ASYNCFLOW_STORAGE"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STYLES = {
     "completed": "green",
@@ -45,6 +56,8 @@ STYLES = {
     "not run": "bright_black",
     "running": "cyan",
     "waiting": "magenta",
+    "crashed": "red",
+    "forked": "blue",
 }
 
 
@@ -118,17 +131,85 @@ class Group(click.Group):
         sys.exit(code)
 
 
+class SuggestingChoice(click.Choice):  # type: ignore[type-arg]
+    """``click.Choice`` whose refusal adds "did you mean ...?"."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            from asyncflow._core.shape import close_matches
+
+            hint = close_matches(str(value), [str(c) for c in self.choices])
+            if not hint:
+                raise
+            raise click.BadParameter(f"{exc.message}{hint}", ctx, param) from None
+
+
 storage_option = click.option(
     "--storage",
     "storage_url",
     metavar="URL",
-    help="file://PATH, memory://, s3://bucket/prefix or gs://bucket/prefix.",
+    help="file://PATH, memory://, s3://bucket/prefix or gs://bucket/prefix."
+    f" Default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}.",
 )
 debug_option = click.option("--debug", is_flag=True, help="Show tracebacks.")
 
 
+def storage_url(url: str | None) -> str:
+    """``--storage``, else ``$ASYNCFLOW_STORAGE``, else ``file://.asyncflow``."""
+    return url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
 def open_storage(url: str | None) -> Storage:
-    return storage_from_url(url or DEFAULT_STORAGE)
+    return storage_from_url(storage_url(url))
+
+
+#: Width of piped output without $COLUMNS: tables take their natural width.
+_PIPED_WIDTH = 4096
+
+
+def console(*, stderr: bool = False) -> rich.console.Console:
+    """A console whose text is never cut.
+
+    On a terminal (or with ``$COLUMNS``) tables fold long cells to fit its
+    width, 80 columns included. Piped without ``$COLUMNS``, tables keep their
+    natural width and no line is wrapped, so ``grep`` and ``cut`` see each
+    id and message whole.
+    """
+    made = rich.console.Console(stderr=stderr, highlight=False)
+    if not made.is_terminal:
+        made.soft_wrap = True
+        if not os.environ.get("COLUMNS"):
+            made.width = _PIPED_WIDTH
+    return made
+
+
+def new_table(
+    *columns: str, title: str | None = None, whole: tuple[str, ...] = ()
+) -> rich.table.Table:
+    """A light table that folds a long cell onto more lines instead of cutting it.
+
+    Columns named in ``whole`` (ids, times) are never broken; the others give
+    way first, so an 80-column table keeps ids copyable.
+    """
+    table = rich.table.Table(
+        title=title, title_justify="left", pad_edge=False, box=rich.box.SIMPLE_HEAD
+    )
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=column in whole)
+    return table
+
+
+def unknown_workflow(workflow_id: str, known: list[str], where: str) -> CliError:
+    """'no workflow X in Y (did you mean ...?)'."""
+    from asyncflow._core.shape import close_matches
+
+    return CliError(
+        f"no workflow {workflow_id} in {where}"
+        f"{close_matches(workflow_id, [w for w in known if w != workflow_id])}",
+        EXIT_FAILED,
+    )
 
 
 def validated_id(value: str) -> str:

@@ -50,7 +50,11 @@ def find_target(module: ModuleType, path: Path, attr: str | None) -> object:
         value: object = module
         for part in attr.split("."):
             if not hasattr(value, part):
-                raise CliError(f"{path} has no attribute {attr!r}", EXIT_USAGE)
+                from asyncflow._core.shape import close_matches
+
+                names = [n for n in dir(value) if not n.startswith("_")]
+                hint = close_matches(part, names)
+                raise CliError(f"{path} has no attribute {attr!r}{hint}", EXIT_USAGE)
             value = getattr(value, part)
         return value
     flows = [name for name, value in vars(module).items() if isinstance(value, AsyncFlow)]

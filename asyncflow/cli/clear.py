@@ -7,12 +7,13 @@ import anyio.to_thread
 import click
 
 from asyncflow._core.checkpoint import clear_workflow
+from asyncflow._core.history import workflow_ids
 from asyncflow._core.layout import manifest_key, workflow_keys
 from asyncflow._core.lease import Lease, lease_key
 from asyncflow._core.retention import Pruned, parse_duration, prune
+from asyncflow._core.shape import close_matches
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
-    DEFAULT_STORAGE,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -24,6 +25,7 @@ from asyncflow.cli._common import (
     validated_id,
     when,
 )
+from asyncflow.cli._common import storage_url as url_of
 
 __all__ = ["clear"]
 
@@ -66,7 +68,7 @@ def clear(
     with reporting(debug):
         workflow_id = validated_id(workflow_id)
         storage = open_storage(storage_url)
-        where = storage_url or DEFAULT_STORAGE
+        where = url_of(storage_url)
 
         async def count() -> list[str]:
             """The workflow's own records; none unless it has a run.json (see layout)."""
@@ -80,12 +82,18 @@ def clear(
             deleted = await clear_workflow(storage, workflow_id)
             # Ours, or (--force) a runner's, which then fails its next renewal.
             await storage.delete(lease_key(workflow_id))
+            tidy = getattr(storage, "tidy", None)  # StorageFile: lock files, empty folders
+            if tidy is not None:
+                await tidy(f"{workflow_id}/")
             return deleted
+
+        known: list[str] = []
 
         async def main() -> int:
             try:
                 names = await count()
                 if not names:
+                    known.extend(w for w in await workflow_ids(storage) if w != workflow_id)
                     return -1
                 if not yes:
                     records = len(names)
@@ -101,7 +109,8 @@ def clear(
 
         deleted = anyio.run(main)
         if deleted < 0:
-            click.echo(f"no workflow {workflow_id} in {where} (no run.json); nothing deleted")
+            hint = close_matches(workflow_id, known)
+            click.echo(f"no workflow {workflow_id} in {where} (no run.json); nothing deleted{hint}")
         else:
             click.echo(f"workflow {workflow_id}: deleted {deleted} record(s) from {where}")
     return EXIT_OK
@@ -138,7 +147,7 @@ def clear_older(
             )
         age = parse_duration(older_than)
         storage = open_storage(storage_url)
-        where = storage_url or DEFAULT_STORAGE
+        where = url_of(storage_url)
 
         async def main() -> tuple[list[Pruned], bool]:
             try:

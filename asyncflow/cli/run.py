@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -11,7 +13,7 @@ import anyio
 import click
 import rich.console
 import rich.progress
-import rich.table
+import rich.text
 
 from asyncflow import events
 from asyncflow._core.flow import AsyncFlow, Mode
@@ -21,8 +23,12 @@ from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_FAILED,
     EXIT_OK,
+    STORAGE_ENV,
     STYLES,
+    SuggestingChoice,
+    console,
     debug_option,
+    new_table,
     reporting,
     seconds,
     storage_option,
@@ -138,24 +144,40 @@ async def watch(flow: AsyncFlow, console: rich.console.Console, run: Callable[[]
 
 
 def summary(flow: AsyncFlow, console: rich.console.Console, elapsed: float) -> None:
-    table = rich.table.Table(title=f"workflow {flow.workflow_id}", title_justify="left")
-    for column in ("#", "step", "key", "status", "attempts", "duration", "error"):
-        table.add_column(column, no_wrap=column != "error")
+    """The tasks as a table that fits 80 columns; errors as whole lines below it."""
+    table = new_table(
+        "#", "step", "key", "status", "tries", "duration", title=f"workflow {flow.workflow_id}"
+    )
+    interrupted = []
     for task in flow.task.queue:
         outcome = task_outcome(task)
+        if outcome == "cancelled":
+            interrupted.append(task.key)
         table.add_row(
             str(task.task_id),
             task.name,
             task.key,
-            f"[{STYLES[outcome]}]{outcome}[/]",
+            rich.text.Text(outcome, style=STYLES[outcome]),
             str(task.attempts) if task.attempts else "-",
             seconds(task.duration) if outcome in ("completed", "failed") else "-",
-            repr(task.error) if task.error is not None else "",
         )
     console.print(table)
+    for task in flow.task.queue:
+        if task.error is not None:
+            console.print(
+                f"{task.name} (key {task.key}) failed after {task.attempts} attempt(s):"
+                f" {type(task.error).__name__}: {task.error}",
+                markup=False,
+            )
+    if interrupted:
+        console.print(f"interrupted in: {', '.join(interrupted)}", markup=False)
     status = flow.status
-    style = STYLES.get(status, "")
-    console.print(f"workflow {flow.workflow_id}: [{style}]{status}[/] in {elapsed:.2f}s")
+    line = rich.text.Text(f"workflow {flow.workflow_id}: ")
+    line.append(status, style=STYLES.get(status, ""))
+    line.append(f" in {elapsed:.2f}s")
+    if flow.run_id:
+        line.append(f" (run {flow.run_id})")
+    console.print(line)
 
 
 _RUN_OPTIONS = {
@@ -165,7 +187,32 @@ _RUN_OPTIONS = {
     "storage_url": "--storage",
     "keep_going": "--keep-going",
     "park": "--park",
+    "max_concurrency": "--max-concurrency",
+    "rerun_from": "--from",
 }
+
+
+async def _cancel_on_sigterm(flow: AsyncFlow, run: Callable[[], Awaitable[None]]) -> None:
+    """Run ``run()``; SIGTERM cancels the flow as Ctrl-C does, so run.json says ``cancelled``."""
+    failure: list[BaseException] = []
+    async with anyio.create_task_group() as group:
+
+        async def listen() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM) as received:
+                async for _ in received:
+                    click.echo("SIGTERM: cancelling the run", err=True)
+                    flow.cancel()
+                    return
+
+        group.start_soon(listen)
+        try:
+            await run()
+        except Exception as exc:
+            failure.append(exc)
+        finally:
+            group.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
 
 
 @cli.command()
@@ -174,8 +221,20 @@ _RUN_OPTIONS = {
 @click.option("--resume", is_flag=True, help="Skip the steps that have a checkpoint.")
 @click.option(
     "--mode",
-    type=click.Choice(list(MODES)),
+    type=SuggestingChoice(list(MODES)),
     help="Default: graph for a flow with depends_on or task.map, else sequential.",
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="At most N tasks at once (parallel modes). Default: no bound.",
+)
+@click.option(
+    "--from",
+    "rerun_from",
+    metavar="KEY",
+    help="Resume, but re-run task KEY and every task that depends on it.",
 )
 @storage_option
 @click.option("--keep-going", is_flag=True, help="Carry on after a failed step.")
@@ -190,6 +249,8 @@ def run(
     workflow_id: str | None,
     resume: bool,
     mode: str | None,
+    max_concurrency: int | None,
+    rerun_from: str | None,
     storage_url: str | None,
     keep_going: bool,
     park: bool,
@@ -201,13 +262,14 @@ def run(
     Without ATTR: the module's only module-level AsyncFlow, else its main().
     A function that already ran the flow itself is reported, not re-run.
     """
-    out = rich.console.Console()
-    err = rich.console.Console(stderr=True)
+    out = console()
+    err = console(stderr=True)
     given = {name for name, value in locals().items() if name in _RUN_OPTIONS and value}
     with reporting(debug):
         path, attr = split_target(target)
         if workflow_id is not None:
             workflow_id = validated_id(workflow_id)
+        storage_url = storage_url or os.environ.get(STORAGE_ENV)  # replaces the flow's own
         storage = storage_from_url(storage_url) if storage_url else None
         module = load_module(path)
         found = find_target(module, path, attr)
@@ -250,12 +312,17 @@ def run(
                     async def start() -> None:
                         await chosen.start(
                             mode=cast(Mode, mode or default),
-                            resume=resume,
+                            resume=resume or rerun_from is not None,
                             keep_going=keep_going,
                             on_wait="park" if park else "block",
+                            max_concurrency=max_concurrency,
+                            rerun_from=rerun_from,
                         )
 
-                    await watch(chosen, err, start)
+                    async def start_cancellable() -> None:
+                        await _cancel_on_sigterm(chosen, start)
+
+                    await watch(chosen, err, start_cancellable)
                 else:
                     ignored = ", ".join(_RUN_OPTIONS[name] for name in sorted(given))
                     note = f"{what} ran the flow itself; showing its result"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_OK,
     EXIT_USAGE,
+    STORAGE_ENV,
     CliError,
     debug_option,
     reporting,
@@ -130,6 +132,7 @@ def schedule(
         if workflow_id is not None:
             workflow_id = validated_id(workflow_id)
         zone = _zone(tz)
+        storage_url = storage_url or os.environ.get(STORAGE_ENV)  # replaces the flow's own
         storage = storage_from_url(storage_url) if storage_url else None
         module = load_module(path)
         found = find_target(module, path, attr)

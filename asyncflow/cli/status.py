@@ -1,34 +1,44 @@
-"""``asyncflow status``: a workflow's latest run, read from storage."""
+"""``asyncflow status``: a workflow's latest run, its history, why a step failed."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 
 import anyio
 import click
 import rich.console
-import rich.table
+import rich.text
 
+from asyncflow._core.history import read_summary, run_history, workflow_ids
+from asyncflow._core.shape import close_matches
 from asyncflow._core.status import LeaseState, RunState, read_run
+from asyncflow._core.summary import RunSummary
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
-    DEFAULT_STORAGE,
     EXIT_FAILED,
     EXIT_OK,
     STYLES,
     CliError,
+    console,
     debug_option,
+    new_table,
     open_storage,
     reporting,
     seconds,
     storage_option,
+    unknown_workflow,
     validated_id,
     when,
 )
+from asyncflow.cli._common import storage_url as url_of
 from asyncflow.mermaid import run_mermaid
 
 __all__ = ["status"]
+
+#: How many runs of the history the table shows (json shows them all).
+HISTORY_SHOWN = 10
 
 
 def _lease_text(lease: LeaseState | None) -> str:
@@ -44,14 +54,18 @@ def _lease_text(lease: LeaseState | None) -> str:
     return f"live: {who}, until {when(lease.expires_at)} unless renewed"
 
 
-def _status_table(state: RunState, console: rich.console.Console) -> None:
-    style = STYLES.get(state.status, "")
-    console.print(
-        f"workflow [bold]{state.workflow_id}[/]: [{style}]{state.status}[/]"
-        f"  mode {state.mode or '-'}  updated {when(state.updated_at)}",
-        highlight=False,
-    )
-    console.print(f"lease: {_lease_text(state.lease)}", highlight=False)
+def _styled(text: str) -> rich.text.Text:
+    return rich.text.Text(text, style=STYLES.get(text, ""))
+
+
+def _status_table(state: RunState, runs: list[RunSummary], out: rich.console.Console) -> None:
+    head = rich.text.Text(f"workflow {state.workflow_id}: ")
+    head.append(_styled(state.status))
+    head.append(f"  mode {state.mode or '-'}  updated {when(state.updated_at)}")
+    out.print(head)
+    if state.run_id:
+        out.print(f"run {state.run_id}", markup=False)
+    out.print(f"lease: {_lease_text(state.lease)}", markup=False)
     for key, wait in state.waiting.items():
         if wait.get("kind") == "signal":
             limit = wait.get("deadline")
@@ -59,42 +73,118 @@ def _status_table(state: RunState, console: rich.console.Console) -> None:
             text = f"signal {wait.get('signal')!r}{until}"
         else:
             text = f"its wake time {when(wait.get('wake_at'))}"
-        console.print(f"waiting: key {key} for {text}", highlight=False)
+        out.print(f"waiting: key {key} for {text}", markup=False)
     if state.status == "waiting":
         due = "when a signal arrives" if state.due_at is None else when(state.due_at)
-        console.print(
+        out.print(
             f"due: {due}; `asyncflow worker` (or `asyncflow run --resume --park`) resumes it",
-            highlight=False,
+            markup=False,
         )
-    if state.status == "running" and (state.lease is None or not state.lease.live):
-        console.print(
-            "no live runner: the run was interrupted; `asyncflow run --resume` resumes it"
+    if state.status == "crashed":
+        out.print(
+            "no live runner: the run crashed or was killed; `asyncflow run --resume` resumes it",
+            markup=False,
         )
-    table = rich.table.Table()
-    for column in ("#", "step", "key", "status", "attempts", "duration", "finished"):
-        table.add_column(column)
+    if state.running and state.status == "running":
+        out.print(f"running now: {', '.join(state.running)}", markup=False)
+    if state.interrupted:
+        out.print(f"interrupted in: {', '.join(state.interrupted)}", markup=False)
+    latest = runs[-1] if runs and runs[-1].run_id == state.run_id else None
+    timing = {t.key: t for t in latest.tasks} if latest is not None else {}
+    table = new_table("#", "step", "key", "status", "tries", "duration", whole=("status",))
     for task in state.tasks:
+        run = timing.get(task.key)
+        duration = run.duration if run is not None and run.duration is not None else task.duration
+        attempts = run.attempts if run is not None and run.attempts else task.attempts
         table.add_row(
             "-" if task.task_id is None else str(task.task_id),
             task.step,
             task.key,
-            f"[{STYLES[task.status]}]{task.status}[/]",
-            "-" if task.attempts is None else str(task.attempts),
+            _styled(task.status),
+            "-" if not attempts else str(attempts),
+            seconds(duration),
+        )
+    out.print(table)
+    if latest is not None:
+        _failures(latest, out, tracebacks=False)
+    else:
+        for task in state.tasks:
+            if task.error:
+                out.print(f"{task.step} (key {task.key}) failed: {task.error}", markup=False)
+    for name in state.extra_records:
+        out.print(f"record of no task in run.json: {name}", markup=False)
+    if len(runs) > 1 or (runs and latest is None):
+        _history(runs, out)
+
+
+def _failures(run: RunSummary, out: rich.console.Console, *, tracebacks: bool) -> None:
+    if run.error is not None:
+        out.print(f"run failed: {run.error.type}: {run.error.message}", markup=False)
+        if tracebacks:
+            out.print(run.error.traceback.rstrip(), markup=False)
+    for task in run.tasks:
+        if task.error is None:
+            continue
+        out.print(
+            f"{task.step} (key {task.key}) failed after {task.attempts} attempt(s):"
+            f" {task.error.type}: {task.error.message}",
+            markup=False,
+        )
+        if tracebacks:
+            out.print(task.error.traceback.rstrip(), markup=False)
+    if not tracebacks and (run.error is not None or any(t.error for t in run.tasks)):
+        out.print(
+            f"(tracebacks: asyncflow status {run.workflow_id} --run {run.run_id})", markup=False
+        )
+
+
+def _history(runs: list[RunSummary], out: rich.console.Console) -> None:
+    shown = runs[-HISTORY_SHOWN:]
+    title = f"runs ({len(shown)} of {len(runs)}, newest last)" if len(runs) > len(shown) else "runs"
+    table = new_table("run", "status", "started", "took", title=title, whole=("run", "started"))
+    for run in shown:
+        table.add_row(run.run_id, _styled(run.status), when(run.started_at), seconds(run.duration))
+    out.print(table)
+
+
+def _run_table(run: RunSummary, out: rich.console.Console) -> None:
+    head = rich.text.Text(f"workflow {run.workflow_id} run {run.run_id}: ")
+    head.append(_styled(run.status))
+    out.print(head)
+    took = seconds(run.duration)
+    out.print(f"mode {run.mode}  resume {run.resume}  took {took}", markup=False)
+    out.print(f"started {when(run.started_at)}  by {run.host}:{run.pid}", markup=False)
+    if run.forked_from:
+        out.print(f"forked from {run.forked_from}", markup=False)
+    if run.rerun_from:
+        out.print(f"rerun from {run.rerun_from}", markup=False)
+    if run.interrupted:
+        out.print(f"interrupted in: {', '.join(run.interrupted)}", markup=False)
+    table = new_table("key", "step", "outcome", "tries", "duration", "finished", whole=("outcome",))
+    for task in run.tasks:
+        table.add_row(
+            task.key,
+            task.step,
+            _styled(task.outcome),
+            str(task.attempts) if task.attempts else "-",
             seconds(task.duration),
             when(task.finished_at)[11:],
         )
-    console.print(table)
-    for task in state.tasks:
-        if task.error:
-            console.print(
-                f"[red]{task.step}[/] (key {task.key}) failed: {task.error}", highlight=False
-            )
-    for name in state.extra_records:
-        console.print(f"[yellow]record of no task in run.json:[/] {name}", highlight=False)
+    out.print(table)
+    _failures(run, out, tracebacks=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    state: RunState | None
+    runs: list[RunSummary]
+    run: RunSummary | None
+    known: list[str]
 
 
 @cli.command()
 @click.argument("workflow_id", metavar="ID")
+@click.option("--run", "run_id", metavar="RUN_ID", help="Show this run of the history.")
 @storage_option
 @click.option(
     "--format",
@@ -104,27 +194,53 @@ def _status_table(state: RunState, console: rich.console.Console) -> None:
     show_default=True,
 )
 @debug_option
-def status(workflow_id: str, storage_url: str | None, output: str, debug: bool) -> int:
-    """Show a workflow's latest run, read from storage (nothing is run)."""
+def status(
+    workflow_id: str, run_id: str | None, storage_url: str | None, output: str, debug: bool
+) -> int:
+    """Show a workflow's latest run, its run history and why a step failed.
+
+    Read from storage; nothing is run. --run RUN_ID shows one run of the
+    history with the tracebacks of its failures.
+    """
     with reporting(debug):
         workflow_id = validated_id(workflow_id)
+        if run_id is not None:
+            run_id = validated_id(run_id)
         storage = open_storage(storage_url)
 
-        async def read() -> RunState | None:
+        async def read() -> _Found:
             try:
-                return await read_run(storage, workflow_id)
+                state = await read_run(storage, workflow_id)
+                if state is None:
+                    return _Found(None, [], None, await workflow_ids(storage))
+                runs = await run_history(storage, workflow_id)
+                run = None
+                if run_id is not None:
+                    run = await read_summary(storage, workflow_id, run_id)
+                return _Found(state, runs, run, [])
             finally:
                 await storage.aclose()
 
-        state = anyio.run(read)
-        if state is None:
+        found = anyio.run(read)
+        if found.state is None:
+            raise unknown_workflow(workflow_id, found.known, url_of(storage_url))
+        if run_id is not None and found.run is None:
+            known = [run.run_id for run in found.runs]
             raise CliError(
-                f"no workflow {workflow_id} in {storage_url or DEFAULT_STORAGE}", EXIT_FAILED
+                f"workflow {workflow_id} has no run {run_id}{close_matches(run_id, known)}",
+                EXIT_FAILED,
             )
         if output == "json":
-            click.echo(json.dumps(state.to_json(), indent=2))
+            if found.run is not None:
+                click.echo(json.dumps(found.run.to_json(), indent=2))
+            else:
+                body = found.state.to_json()
+                body["runs"] = [run.to_json() for run in found.runs]
+                click.echo(json.dumps(body, indent=2))
         elif output == "mermaid":
-            click.echo(run_mermaid(state), nl=False)
+            click.echo(run_mermaid(found.state), nl=False)
+        elif found.run is not None:
+            _run_table(found.run, console())
         else:
-            _status_table(state, rich.console.Console())
+            _status_table(found.state, found.runs, console())
     return EXIT_OK

@@ -442,6 +442,67 @@ class StorageFile(ClosingStorage):
             raise _storage_error("list", prefix, base, exc) from exc
         return found
 
+    async def list_children(self, prefix: str) -> AsyncIterator[str]:
+        """One directory scan: ``name/`` per sub-directory, ``name`` per anything else."""
+        segments = await anyio.to_thread.run_sync(self._children_sync, prefix)
+        for segment in segments:
+            yield segment
+
+    def _children_sync(self, prefix: str) -> builtins.list[str]:
+        head = prefix.rstrip("/")
+        base = self._file(head) if head else os.fspath(self.path)
+        try:
+            try:
+                fd = self._parent(head.split("/") if head else [], create=False)
+            except FileNotFoundError:
+                return []
+            except _Refused as exc:
+                if exc.found != "a regular file":
+                    raise
+                return []
+            try:
+                with os.scandir(fd) as scan:
+                    found = [
+                        entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
+                        for entry in scan
+                        if not entry.name.startswith(".")
+                    ]
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _storage_error("list", prefix, base, exc) from exc
+        return sorted(found)
+
+    async def tidy(self, prefix: str) -> int:
+        """Remove the lock files of deleted records and the empty folders under ``prefix``.
+
+        ``asyncflow clear`` calls it after deleting a workflow, so nothing of
+        it is left behind. A lock file is removed only while this process
+        holds its lock and its record is gone (a locker that opened it before
+        the removal notices and retries, see ``_FileLock``); a folder only
+        when empty; nothing is followed through a symlink. Returns how many
+        entries were removed.
+        """
+        return await anyio.to_thread.run_sync(self._tidy_sync, prefix)
+
+    def _tidy_sync(self, prefix: str) -> int:
+        head = prefix.rstrip("/")
+        if not head:
+            raise ConfigurationError("tidy needs a workflow prefix, not the storage root")
+        base = self._file(head)
+        *above, name = head.split("/")
+        try:
+            try:
+                parent = self._parent(above, create=False)
+            except FileNotFoundError:
+                return 0
+            try:
+                return _tidy_dir(parent, name, base)
+            finally:
+                os.close(parent)
+        except OSError as exc:
+            raise _storage_error("tidy", prefix, base, exc) from exc
+
     async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
         """The names one level below ``prefix`` (``""`` or ending in ``/``) that hold keys.
 
@@ -548,6 +609,57 @@ def _fsync_dir(directory: int) -> None:
             raise
 
 
+def _tidy_dir(parent: int, name: str, path: str) -> int:
+    """Under ``name`` in ``parent``: idle lock files of missing records, then empty dirs."""
+    try:
+        fd = _open_dir(parent, name, path)
+    except FileNotFoundError:
+        return 0
+    except _Refused:
+        return 0  # not a directory of ours (a symlink, a file): left alone
+    removed = 0
+    try:
+        with os.scandir(fd) as scan:
+            entries = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan]
+        names = {entry for entry, _ in entries}
+        for entry, is_dir in entries:
+            if is_dir:
+                removed += _tidy_dir(fd, entry, os.path.join(path, entry))
+            elif entry.startswith(".") and entry.endswith(".lock"):
+                record = entry[1 : -len(".lock")]
+                if record not in names and _unlink_idle_lock(fd, entry):
+                    removed += 1
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(name, dir_fd=parent)
+        removed += 1
+    except OSError:
+        pass  # not empty (a record, a temp file, a foreign file): kept
+    return removed
+
+
+def _unlink_idle_lock(parent: int, name: str) -> bool:
+    """Unlink a lock file nobody holds, holding it meanwhile; False if it is busy."""
+    try:
+        fd = os.open(name, os.O_RDWR | _NOFOLLOW | _CLOEXEC, dir_fd=parent)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    try:
+        os.unlink(name, dir_fd=parent)
+        return True
+    except OSError:
+        return False
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 class _FileLock:
     """An exclusive ``flock`` held across processes for one conditional write."""
 
@@ -561,14 +673,25 @@ class _FileLock:
             raise StorageError(
                 "StorageFile conditional writes (leases) need POSIX flock; use WSL on Windows"
             )
-        self.fd = os.open(
-            self.name, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644, dir_fd=self.parent
-        )
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        except BaseException:
+        while True:
+            self.fd = os.open(
+                self.name, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644, dir_fd=self.parent
+            )
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+                # ``tidy`` may have removed the file between open and flock: a lock
+                # on an unlinked file excludes nobody, so take the current one.
+                try:
+                    current = os.stat(self.name, dir_fd=self.parent, follow_symlinks=False)
+                    if current.st_ino == os.fstat(self.fd).st_ino:
+                        return
+                except FileNotFoundError:
+                    pass
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            except BaseException:
+                os.close(self.fd)
+                raise
             os.close(self.fd)
-            raise
 
     def __exit__(self, *exc: object) -> None:
         if sys.platform != "win32":

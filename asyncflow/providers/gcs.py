@@ -344,6 +344,37 @@ class StorageGCS(ClosingStorage):
         for name in names:
             yield name
 
+    async def list_children(self, prefix: str) -> AsyncIterator[str]:
+        """The next path segments under ``prefix``: a listing with ``delimiter=/``."""
+        full_prefix = self.prefix + _check_list_prefix(prefix)
+        client = await self.client()
+        found: set[str] = set()
+        token = ""
+        try:
+            while True:
+                params = {
+                    "prefix": full_prefix,
+                    "delimiter": "/",
+                    "maxResults": str(self.page_size),
+                    "fields": "items(name),prefixes,nextPageToken",
+                }
+                if token:
+                    params["pageToken"] = token
+                page = await self._retrying(
+                    functools.partial(
+                        client.list_objects, self.bucket, params=params, timeout=self._sdk_timeout
+                    )
+                )
+                found.update(p[len(full_prefix) :] for p in page.get("prefixes", ()))
+                found.update(item["name"][len(full_prefix) :] for item in page.get("items", ()))
+                token = page.get("nextPageToken") or ""
+                if not token:
+                    break
+        except Exception as exc:
+            raise self._error("list", full_prefix + "*", exc) from exc
+        for segment in sorted(found):
+            yield segment
+
     async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
         """The names one level below ``prefix`` (``""`` or ending in ``/``) that hold keys.
 

@@ -65,6 +65,15 @@ class StorageDefault(ClosingStorage):
         for key in sorted(k for k in self._data if k.startswith(prefix)):
             yield key
 
+    async def list_children(self, prefix: str) -> AsyncIterator[str]:
+        segments = set()
+        for key in self._data:
+            if key.startswith(prefix):
+                head, sep, _ = key[len(prefix) :].partition("/")
+                segments.add(head + sep)
+        for segment in sorted(segments):
+            yield segment
+
     async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
         """The names one level below ``prefix`` (``""`` or ending in ``/``) that hold keys.
 

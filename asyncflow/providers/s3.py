@@ -407,6 +407,25 @@ class StorageS3(ClosingStorage):
         for key in keys:
             yield key
 
+    async def list_children(self, prefix: str) -> AsyncIterator[str]:
+        """The next path segments under ``prefix``: ListObjectsV2 with ``Delimiter="/"``."""
+        full_prefix = self.prefix + _check_list_prefix(prefix)
+        client = await self.client()
+        found: set[str] = set()
+        try:
+            paginator = client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(
+                Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"
+            ):
+                found.update(
+                    p["Prefix"][len(full_prefix) :] for p in page.get("CommonPrefixes", ())
+                )
+                found.update(item["Key"][len(full_prefix) :] for item in page.get("Contents", ()))
+        except Exception as exc:
+            raise self._error("list", full_prefix + "*", exc) from exc
+        for segment in sorted(found):
+            yield segment
+
     async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
         """The names one level below ``prefix`` (``""`` or ending in ``/``) that hold keys.
 

@@ -400,6 +400,37 @@ async def check_listing(storage: Storage, options: ConformanceOptions) -> None:
         _expect(set(keys) <= set(whole), "list('') misses keys")
 
 
+async def check_list_children(storage: Storage, options: ConformanceOptions) -> None:
+    """``list_children(prefix)`` (optional; derived from ``list`` when absent)
+    yields each next path segment once, sorted: ``name/`` for a folder,
+    ``name`` for a key right under the prefix; this is how ``asyncflow list``
+    finds workflow ids without reading every record."""
+    from asyncflow._core.storage import list_children
+
+    ns = _namespace()
+    keys = [
+        f"{ns}/wf/run.json",
+        f"{ns}/wf/tasks/0.json",
+        f"{ns}/wf/tasks/1.json",
+        f"{ns}/wf-2/run.json",
+        f"{ns}/wf.b/run.json",
+        f"{ns}/wfx.json",
+    ]
+    async with _cleaned_up(storage, keys):
+        for key in keys:
+            await storage.write(key, b"x")
+        top = [s async for s in list_children(storage, f"{ns}/")]
+        expected = ["wf-2/", "wf.b/", "wf/", "wfx.json"]
+        _expect(top == expected, f"list_children({ns}/) gave {top}, expected {expected}")
+        inner = [s async for s in list_children(storage, f"{ns}/wf/")]
+        _expect(inner == ["run.json", "tasks/"], f"list_children({ns}/wf/) gave {inner}")
+        none = [s async for s in list_children(storage, f"{ns}/nothing/")]
+        _expect(none == [], f"list_children of an empty prefix gave {none}")
+        root = [s async for s in list_children(storage, "")]
+        _expect(f"{ns}/" in root, f"list_children('') misses {ns}/")
+        _expect(root == sorted(set(root)), "list_children('') is not sorted and unique")
+
+
 async def check_many_keys(storage: Storage, options: ConformanceOptions) -> None:
     """Listing returns every key when there are more than fit on one page
     (S3 and GCS answer 1000 per page): resume must not miss a checkpoint."""
@@ -481,6 +512,7 @@ CHECKS: dict[str, Check] = {
         check_concurrent_if_absent,
         check_concurrent_if_version,
         check_listing,
+        check_list_children,
         check_many_keys,
         check_delete,
         check_hostile_keys,
@@ -559,6 +591,9 @@ class StorageConformance:
 
     async def test_listing(self, storage: Storage) -> None:
         await check_listing(storage, self.conformance_options)
+
+    async def test_list_children(self, storage: Storage) -> None:
+        await check_list_children(storage, self.conformance_options)
 
     async def test_many_keys(self, storage: Storage) -> None:
         await check_many_keys(storage, self.conformance_options)

@@ -134,3 +134,22 @@ async def test_a_broken_backend_fails_its_check(broken: type[StorageDefault], ch
 async def test_the_reference_backend_passes_each_check(check: str) -> None:
     """The broken backends above fail only because of their one defect."""
     await CHECKS[check](StorageDefault(), ConformanceOptions())
+
+
+class _ListOnly:
+    """A user backend without ``list_children``: the fallback derives it from ``list``."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.persistent = inner.persistent
+        self.read = inner.read
+        self.write = inner.write
+        self.delete = inner.delete
+        self.list = inner.list
+        self.aclose = inner.aclose
+
+
+async def test_list_children_falls_back_to_list(storage: Storage) -> None:
+    from asyncflow.testing.conformance import check_list_children
+
+    await check_list_children(_ListOnly(storage), ConformanceOptions())  # type: ignore[arg-type]

@@ -138,7 +138,7 @@ async def test_a_symlink_where_a_record_should_be_is_an_error_not_no_checkpoint(
     with pytest.raises(StorageError, match="is a symlink"):
         await storage.read("wf/tasks/0.json")
     assert "wf/tasks/0.json" in [k async for k in storage.list("wf/tasks/")]
-    assert await clear_workflow(storage, "wf") == 3  # the link itself, 1.json, run.json
+    assert await clear_workflow(storage, "wf") == 4  # the link, 1.json, run.json, a run summary
     assert not record.is_symlink()
     assert tree_hash(outside) == before
 

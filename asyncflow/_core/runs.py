@@ -1,0 +1,270 @@
+"""Run history: a ``run_id`` per ``start()``, its summary, and ``run.json`` while it runs.
+
+Every start writes ``{wf}/runs/{run_id}.json`` (status ``running``) once the
+lease is held, and again when the run ends, with each task's outcome,
+attempts, times and, for a failure, the exception's type, message and a
+bounded traceback. ``run.json`` (the ``Manifest``) carries the same run id,
+the keys of the tasks running now (rewritten at most every ``LIVE_EVERY``
+seconds, and only when they changed, so a fast run writes nothing extra)
+and, for a cancelled run, the interrupted task(s).
+
+A run whose process died leaves ``running`` behind; readers report it as
+``crashed`` when no live lease backs it (``status.seen_status``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import anyio
+
+from asyncflow._core.checkpoint import (
+    CheckpointRecord,
+    Manifest,
+    manifest_key,
+    task_prefix,
+    task_storage_key,
+)
+from asyncflow._core.errors import LeaseLost
+from asyncflow._core.loud import log_loudly
+from asyncflow._core.shape import dependents, graph_edges
+from asyncflow._core.status import task_outcome
+from asyncflow._core.storage import Storage
+from asyncflow._core.summary import ErrorInfo, RunSummary, TaskRun, run_summary_key, user_frames
+from asyncflow._core.task import TaskStatus
+
+if TYPE_CHECKING:
+    from asyncflow._core.lease import Lease
+    from asyncflow._core.task import Task
+
+__all__ = ["LIVE_EVERY", "RunRecorder", "invalidate", "report_unhandled"]
+
+logger = logging.getLogger("asyncflow")
+
+#: How often (seconds) a live run checks whether its running tasks changed.
+LIVE_EVERY = 1.0
+
+
+def _interrupted(tasks: Sequence[Task]) -> tuple[str, ...]:
+    return tuple(
+        t.key
+        for t in tasks
+        if t.status in (TaskStatus.IN_PROGRESS, TaskStatus.RETRY, TaskStatus.CANCELLED)
+    )
+
+
+def _running(tasks: Sequence[Task]) -> tuple[str, ...]:
+    return tuple(t.key for t in tasks if t.status in (TaskStatus.IN_PROGRESS, TaskStatus.RETRY))
+
+
+@dataclass(slots=True)
+class RunRecorder:
+    """Writes one run's summary and keeps ``run.json`` current while the run is live."""
+
+    storage: Storage
+    workflow_id: str
+    run_id: str
+    mode: str
+    resume: bool
+    rerun_from: str | None = None
+    started_at: float = field(default_factory=time.time)
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    live_every: float = LIVE_EVERY
+
+    def _summary(
+        self,
+        status: str,
+        tasks: Sequence[Task],
+        finished: float | None,
+        error: BaseException | None = None,
+    ) -> RunSummary:
+        from asyncflow import __version__
+
+        return RunSummary(
+            workflow_id=self.workflow_id,
+            run_id=self.run_id,
+            status=status,
+            mode=self.mode,
+            resume=self.resume,
+            started_at=self.started_at,
+            finished_at=finished,
+            host=self.host,
+            pid=self.pid,
+            tasks=tuple(TaskRun.of(t) for t in tasks) if finished is not None else (),
+            interrupted=_interrupted(tasks) if status == "cancelled" else (),
+            rerun_from=self.rerun_from,
+            version=__version__,
+            error=ErrorInfo.of(error) if error is not None else None,
+        )
+
+    async def begin(self) -> None:
+        """The summary of a run that has started (``running``): a crash leaves it so."""
+        summary = self._summary("running", (), None)
+        with anyio.CancelScope(shield=True):
+            await self.storage.write(
+                run_summary_key(self.workflow_id, self.run_id), summary.encode()
+            )
+
+    async def end(
+        self,
+        status: str,
+        tasks: Sequence[Task],
+        manifest: Manifest,
+        error: BaseException | None = None,
+    ) -> None:
+        """``run.json`` and the summary as the run ended; shielded from cancellation."""
+        failed = [t for t in tasks if t.status is TaskStatus.FAILED]
+        summary = self._summary(status, tasks, time.time(), error)
+        ended = manifest.replace(
+            status=status,
+            outcomes={t.key: task_outcome(t) for t in tasks},
+            errors={t.key: _error_line(t.error) for t in failed},
+            running=(),
+            interrupted=summary.interrupted,
+        )
+        with anyio.CancelScope(shield=True):
+            await self.storage.write(
+                run_summary_key(self.workflow_id, self.run_id), summary.encode()
+            )
+            await self.storage.write(manifest_key(self.workflow_id), ended.encode())
+
+    async def end_after(
+        self, status: str, tasks: Sequence[Task], manifest: Manifest, error: BaseException
+    ) -> None:
+        """``end`` for a run stopped by an exception, which is what the caller will see.
+
+        A failure to record it (the storage that just failed, say) is logged,
+        not raised over the exception that stopped the run.
+        """
+        own = None if isinstance(error, anyio.get_cancelled_exc_class()) else error
+        if isinstance(error, KeyboardInterrupt):
+            own = None
+        try:
+            await self.end(status, tasks, manifest, own)
+        except Exception as exc:
+            logger.warning(
+                "%s: could not record how run %s ended (%s): %r",
+                self.workflow_id,
+                self.run_id,
+                status,
+                exc,
+            )
+
+    async def alongside(
+        self,
+        body: Callable[[], Awaitable[None]],
+        tasks: Sequence[Task],
+        manifest: Manifest,
+        lease: Lease | None,
+    ) -> None:
+        """Run ``body`` while ``run.json`` lists the running tasks (when they change)."""
+        failure: list[BaseException] = []
+        async with anyio.create_task_group() as group:
+
+            async def guarded() -> None:
+                try:
+                    await body()
+                except Exception as exc:
+                    failure.append(exc)
+                finally:
+                    group.cancel_scope.cancel()
+
+            group.start_soon(guarded)
+            group.start_soon(self._watch, tasks, manifest, lease)
+        if failure:
+            raise failure[0]
+
+    async def _watch(self, tasks: Sequence[Task], manifest: Manifest, lease: Lease | None) -> None:
+        shown: tuple[str, ...] = ()
+        while True:
+            await anyio.sleep(self.live_every)
+            running = _running(tasks)
+            if running == shown:
+                continue
+            if lease is not None:
+                try:
+                    lease.ensure()
+                except LeaseLost:
+                    return  # the heartbeat stops the run; nothing more to show
+            try:
+                live = manifest.replace(running=running)
+                await self.storage.write(manifest_key(self.workflow_id), live.encode())
+            except Exception as exc:  # progress is advisory; the run goes on
+                logger.warning(
+                    "%s: could not update run.json with the running tasks: %r",
+                    self.workflow_id,
+                    exc,
+                )
+                continue
+            shown = running
+
+
+def _error_line(error: BaseException | None) -> str:
+    from asyncflow._core.status import error_text
+
+    return error_text(error)
+
+
+def report_unhandled(workflow_id: str, run_id: str, tasks: Sequence[Task]) -> None:
+    """Log a failed run that nobody handles at ERROR; on stderr if logging is not set up."""
+    failed = [t for t in tasks if t.status is TaskStatus.FAILED]
+    if not failed:
+        return
+    lines = [
+        f"step {t.name} (key {t.key}) failed after {t.attempts} attempt(s):"
+        f" {type(t.error).__name__}: {t.error}"
+        for t in failed
+    ]
+    log_loudly(
+        "asyncflow: workflow %s failed (run %s)\n  %s\n"
+        "(handle it with start(raise_on_failure=True) or on_failure=; `asyncflow status %s`"
+        " shows the run)",
+        workflow_id,
+        run_id,
+        "\n  ".join(lines),
+        workflow_id,
+        exc_info=failed[0].error,
+        traceback=user_frames(failed[0].error.__traceback__ if failed[0].error else None),
+    )
+
+
+async def invalidate(
+    storage: Storage,
+    workflow_id: str,
+    tasks: Sequence[Task],
+    key: str,
+    mode: str,
+    records: dict[str, CheckpointRecord],
+) -> list[str]:
+    """``rerun_from``: forget and delete the records of ``key`` and of what depends on it."""
+    keys = [t.key for t in tasks]
+    over = {t.key: t.over for t in tasks if t.over is not None}
+    stale = dependents(
+        key,
+        mode=mode,
+        keys=keys,
+        groups=[t.group_name for t in tasks],
+        depends_on=graph_edges(keys, {t.key: t.depends_on for t in tasks}, over),
+    )
+    logger.info("%s: rerun_from %s re-runs %s", workflow_id, key, ", ".join(stale))
+    maps = {t.key for t in tasks if t.kind == "map" and t.key in stale}
+    with anyio.CancelScope(shield=True):
+        for name in stale:
+            records.pop(name, None)
+            await storage.delete(task_storage_key(workflow_id, name))
+        if maps:  # a map's children go with it
+            prefix = task_prefix(workflow_id)
+            for where in [n async for n in storage.list(prefix)]:
+                child = where[len(prefix) : -len(".json")]
+                base, dot, index = child.rpartition(".")
+                if dot and index.isdigit() and base in maps:
+                    records.pop(child, None)
+                    await storage.delete(where)
+    return stale

@@ -1,0 +1,221 @@
+"""Steering a workflow from its records: reset from a task, fork into a new workflow.
+
+Both read the flow's shape from ``run.json`` (mode, keys, groups), never
+from code, so they work from the command line with nothing imported.
+
+``reset(storage, id, from_key)`` deletes the checkpoints of ``from_key`` and
+of every task that depends on it (``runs.dependents``), holding the
+workflow's lease so no runner is mid-run meanwhile; the next resume re-runs
+them. ``fork(storage, id, new_id, from_key=...)`` copies the checkpoints of
+the tasks that do *not* depend on ``from_key`` (all of them without it)
+into a new workflow, which a resume then continues: DBOS's fork, Inngest's
+rerun-from-step.
+
+A record names its workflow and is checked on decode, so fork rewrites
+``workflow_id`` in each copy, keeping the output's bytes (and so its digest)
+as they were. A signed record's signature covers that field: forking
+signed records needs the ``signing_key``, which first verifies each source
+record (a tampered one is refused, never laundered into a validly signed
+copy) and then signs the copy. Unsigned records are copied unsigned; giving
+a key for them is refused rather than signing what was never verified.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from asyncflow._core.checkpoint import (
+    _SIG_PREFIX,
+    Manifest,
+    _output_tail,
+    dumps,
+    loads,
+    manifest_key,
+    sign,
+    task_prefix,
+    task_storage_key,
+    verify,
+)
+from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError
+from asyncflow._core.ids import validate_id
+from asyncflow._core.lease import Lease
+from asyncflow._core.shape import dependents, graph_edges
+from asyncflow._core.storage import Storage
+from asyncflow._core.summary import RunSummary, new_run_id, run_summary_key
+
+__all__ = ["fork", "reset"]
+
+_LEASE_TTL = 60.0
+
+
+async def _manifest(storage: Storage, workflow_id: str) -> Manifest:
+    where = manifest_key(workflow_id)
+    blob = await storage.read(where)
+    if blob is None:
+        raise ConfigurationError(f"workflow {workflow_id} has no run.json in {storage!r}")
+    return Manifest.decode(blob.data, where)
+
+
+def _stale(manifest: Manifest, from_key: str) -> list[str]:
+    return dependents(
+        from_key,
+        mode=manifest.mode,
+        keys=manifest.tasks,
+        groups=manifest.groups,
+        depends_on=graph_edges(manifest.tasks, manifest.depends_on, manifest.over),
+    )
+
+
+def _maps(manifest: Manifest) -> set[str]:
+    return {key for key, kind in manifest.kinds.items() if kind == "map"}
+
+
+def _child_of(key: str, maps: set[str]) -> str | None:
+    """The map whose child record ``key`` is (``fetch.3`` -> ``fetch``), else None."""
+    base, dot, index = key.rpartition(".")
+    return base if dot and index.isdigit() and base in maps else None
+
+
+async def reset(storage: Storage, workflow_id: str, from_key: str) -> list[str]:
+    """Make the next resume re-run ``from_key`` and what depends on it; returns those keys.
+
+    Holds the workflow's lease while it deletes (``WorkflowLocked`` if a
+    runner is live). ``run.json`` then shows those tasks as ``not run``.
+    """
+    validate_id(workflow_id, "workflow_id")
+    manifest = await _manifest(storage, workflow_id)
+    stale = _stale(manifest, from_key)
+    lease = Lease(storage, workflow_id, ttl=_LEASE_TTL, renew_every=_LEASE_TTL / 3)
+    await lease.acquire()
+    try:
+        manifest = await _manifest(storage, workflow_id)  # a run may have ended meanwhile
+        maps = _maps(manifest)
+        prefix = task_prefix(workflow_id)
+        for name in [n async for n in storage.list(prefix)]:
+            key = name[len(prefix) : -len(".json")] if name.endswith(".json") else ""
+            if key in stale or _child_of(key, maps) in stale:
+                await storage.delete(name)
+        outcomes = dict(manifest.outcomes)
+        errors = dict(manifest.errors)
+        for key in stale:
+            if key in outcomes:
+                outcomes[key] = "not run"
+            errors.pop(key, None)
+        await storage.write(
+            manifest_key(workflow_id), manifest.replace(outcomes=outcomes, errors=errors).encode()
+        )
+    finally:
+        await lease.release()
+    return stale
+
+
+def _rewrite(data: bytes, where: str, source: str, target: str, signing_key: bytes | None) -> bytes:
+    signed = data.startswith(_SIG_PREFIX)
+    if signing_key is not None and not signed:
+        raise ConfigurationError(
+            f"{where} is not signed: fork copies unsigned records without a signing_key"
+        )
+    body = verify(data, signing_key, where)
+    try:
+        raw = loads(body)
+    except ValueError as exc:
+        raise CheckpointCorrupt(f"{where} is not valid JSON: {exc}", key=where) from exc
+    if not isinstance(raw, dict) or raw.get("workflow_id") != source or "output" not in raw:
+        raise CheckpointCorrupt(f"{where} is not a checkpoint record of {source}", key=where)
+    header = {name: value for name, value in raw.items() if name != "output"}
+    header["workflow_id"] = target
+    tail = _output_tail(body)
+    if tail is None:
+        copied = dumps({**header, "output": raw["output"]})
+    else:
+        copied = dumps(header)[:-1] + b',"output":' + tail + b"}"
+    return sign(copied, signing_key) if signed else copied
+
+
+async def fork(
+    storage: Storage,
+    workflow_id: str,
+    new_id: str,
+    *,
+    from_key: str | None = None,
+    signing_key: bytes | None = None,
+) -> list[str]:
+    """A new workflow ``new_id`` with ``workflow_id``'s checkpoints before ``from_key``.
+
+    Returns the task keys copied. ``new_id`` must have no records yet; its
+    lease is held while copying. Resume the new workflow (same code, with
+    ``workflow_id=new_id``) to run the rest. Content-addressed blobs under
+    ``blobs/`` are copied too.
+    """
+    validate_id(workflow_id, "workflow_id")
+    validate_id(new_id, "new workflow id")
+    if new_id == workflow_id:
+        raise ConfigurationError("fork needs a new workflow id, not the same one")
+    manifest = await _manifest(storage, workflow_id)
+    skipped = set(_stale(manifest, from_key)) if from_key is not None else set()
+    if [name async for name in storage.list(f"{new_id}/")]:
+        raise ConfigurationError(
+            f"workflow {new_id} already has records; clear it first (asyncflow clear {new_id})"
+        )
+    lease = Lease(storage, new_id, ttl=_LEASE_TTL, renew_every=_LEASE_TTL / 3)
+    await lease.acquire()
+    try:
+        prefix = task_prefix(workflow_id)
+        maps = _maps(manifest)
+        copied: list[str] = []
+        for name in [n async for n in storage.list(prefix)]:
+            key = name[len(prefix) : -len(".json")] if name.endswith(".json") else ""
+            parent = _child_of(key, maps)
+            if not key or "/" in key or key in skipped or parent in skipped:
+                continue
+            if key not in manifest.tasks and parent is None:
+                continue
+            blob = await storage.read(name)
+            if blob is None:
+                continue
+            data = _rewrite(blob.data, name, workflow_id, new_id, signing_key)
+            lease.ensure()
+            await storage.write(task_storage_key(new_id, key), data)
+            copied.append(key)
+        blobs = f"{workflow_id}/blobs/"
+        for name in [n async for n in storage.list(blobs)]:
+            blob = await storage.read(name)
+            if blob is not None:
+                await storage.write(f"{new_id}/blobs/{name[len(blobs) :]}", blob.data)
+        now = time.time()
+        run_id = new_run_id(now)
+        order = [key for key in manifest.tasks if key in copied]
+        summary = RunSummary(
+            workflow_id=new_id,
+            run_id=run_id,
+            status="forked",
+            mode=manifest.mode,
+            resume=False,
+            started_at=now,
+            finished_at=now,
+            host="",
+            pid=0,
+            rerun_from=from_key,
+            forked_from=workflow_id,
+        )
+        await storage.write(run_summary_key(new_id, run_id), summary.encode())
+        forked = replace(
+            manifest,
+            workflow_id=new_id,
+            status="forked",
+            outcomes={key: ("completed" if key in copied else "not run") for key in manifest.tasks},
+            errors={},
+            run_id=run_id,
+            running=(),
+            interrupted=(),
+            host=None,
+            pid=None,
+            started_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        await storage.write(manifest_key(new_id), forked.encode())
+    finally:
+        await lease.release()
+    return order

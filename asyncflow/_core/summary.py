@@ -1,0 +1,263 @@
+"""Run summaries: ``{wf}/runs/{run_id}.json``, one per ``start()``, and their run ids.
+
+A summary holds each task's outcome, attempts, start and end, and for a
+failure the exception's type, message and a bounded traceback that starts
+at the step's own code (asyncflow's and anyio's frames above it are left
+out). The format is in docs/runs.md.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import traceback
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from asyncflow._core.checkpoint import FORMAT, _field, dumps, loads
+from asyncflow._core.errors import CheckpointCorrupt
+from asyncflow._core.layout import run_summary_key
+from asyncflow._core.status import task_outcome
+
+if TYPE_CHECKING:
+    from asyncflow._core.task import Task
+
+__all__ = [
+    "ErrorInfo",
+    "RunSummary",
+    "TaskRun",
+    "new_run_id",
+    "run_summary_key",
+    "runs_prefix",
+    "user_frames",
+]
+
+_MESSAGE_LIMIT = 2000
+_TRACEBACK_LIMIT = 8000
+
+
+def runs_prefix(workflow_id: str) -> str:
+    return f"{workflow_id}/runs/"
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Sortable by start time (UTC, microseconds), unique by a random tail: a valid id."""
+    moment = time.time() if now is None else now
+    whole = int(moment)
+    micro = round((moment - whole) * 1_000_000) % 1_000_000
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(whole))
+    return f"{stamp}.{micro:06d}Z-{secrets.token_hex(3)}"
+
+
+_INTERNAL = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+    os.path.dirname(os.path.abspath(anyio.__file__)) + os.sep,
+)
+
+
+def user_frames(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from the first frame outside asyncflow and anyio: the step's own code."""
+    start = tb
+    while start is not None and start.tb_frame.f_code.co_filename.startswith(_INTERNAL):
+        start = start.tb_next
+    return start if start is not None else tb
+
+
+def _cut(text: str, limit: int, *, keep_end: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    if keep_end:
+        return "..." + text[-(limit - 3) :]
+    return text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A task's last error: type, message and traceback (the end kept when too long)."""
+
+    type: str
+    message: str
+    traceback: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ErrorInfo:
+        kind = type(exc)
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else f"{kind.__module__}.{kind.__qualname__}"
+        )
+        lines = traceback.format_exception(kind, exc, user_frames(exc.__traceback__))
+        return cls(
+            type=name,
+            message=_cut(str(exc), _MESSAGE_LIMIT),
+            traceback=_cut("".join(lines), _TRACEBACK_LIMIT, keep_end=True),
+        )
+
+    def to_json(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    """What happened to one task in one run."""
+
+    key: str
+    step: str
+    outcome: str
+    attempts: int
+    started_at: float | None
+    finished_at: float | None
+    error: ErrorInfo | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    @classmethod
+    def of(cls, task: Task) -> TaskRun:
+        return cls(
+            key=task.key,
+            step=task.name,
+            outcome=task_outcome(task),
+            attempts=task.attempts,
+            started_at=task.started_at.timestamp() if task.started_at is not None else None,
+            finished_at=task.finished_at.timestamp() if task.finished_at is not None else None,
+            error=ErrorInfo.of(task.error) if task.error is not None else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "step": self.step,
+            "outcome": self.outcome,
+            "attempts": self.attempts,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error.to_json() if self.error is not None else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """``{wf}/runs/{run_id}.json``: one run, as it ended (or ``running`` while it runs)."""
+
+    workflow_id: str
+    run_id: str
+    status: str
+    mode: str
+    resume: bool
+    started_at: float
+    finished_at: float | None
+    host: str
+    pid: int
+    tasks: tuple[TaskRun, ...] = ()
+    interrupted: tuple[str, ...] = ()
+    rerun_from: str | None = None
+    version: str = ""
+    error: ErrorInfo | None = None
+    forked_from: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "asyncflow": FORMAT,
+            "kind": "run",
+            "workflow_id": self.workflow_id,
+            "run_id": self.run_id,
+            "status": self.status,
+            "mode": self.mode,
+            "resume": self.resume,
+            "rerun_from": self.rerun_from,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "host": self.host,
+            "pid": self.pid,
+            "version": self.version,
+            "interrupted": list(self.interrupted),
+            "tasks": [task.to_json() for task in self.tasks],
+            "error": self.error.to_json() if self.error is not None else None,
+            "forked_from": self.forked_from,
+        }
+
+    def encode(self) -> bytes:
+        return dumps(self.to_json())
+
+    @classmethod
+    def decode(cls, data: bytes, where: str) -> RunSummary:
+        try:
+            raw = loads(data)
+            if not isinstance(raw, dict) or raw.get("kind") != "run":
+                raise ValueError("not an asyncflow run summary")
+            if type(raw.get("asyncflow")) is not int or raw["asyncflow"] > FORMAT:
+                raise ValueError(f"format {raw.get('asyncflow')!r} is not one this version reads")
+            tasks = tuple(_task_run(item) for item in _field(raw, "tasks", list))
+            return cls(
+                workflow_id=_field(raw, "workflow_id", str),
+                run_id=_field(raw, "run_id", str),
+                status=_field(raw, "status", str),
+                mode=_field(raw, "mode", str),
+                resume=bool(raw.get("resume", False)),
+                started_at=float(_field(raw, "started_at", (int, float))),
+                finished_at=_number(raw.get("finished_at")),
+                host=str(raw.get("host", "")),
+                pid=int(raw.get("pid", 0)),
+                tasks=tasks,
+                interrupted=tuple(str(k) for k in raw.get("interrupted", [])),
+                rerun_from=_optional_str(raw.get("rerun_from")),
+                version=str(raw.get("version", "")),
+                error=_error_info(raw.get("error")),
+                forked_from=_optional_str(raw.get("forked_from")),
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CheckpointCorrupt(f"{where} is malformed: {exc}", key=where) from exc
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"not a string: {value!r}")
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"not a number: {value!r}")
+    return float(value)
+
+
+def _error_info(error: Any) -> ErrorInfo | None:
+    if error is None:
+        return None
+    if not isinstance(error, dict):
+        raise ValueError("an error entry is not an object")
+    return ErrorInfo(
+        type=str(error.get("type", "")),
+        message=str(error.get("message", "")),
+        traceback=str(error.get("traceback", "")),
+    )
+
+
+def _task_run(raw: Any) -> TaskRun:
+    if not isinstance(raw, dict):
+        raise ValueError("a task entry is not an object")
+    info = _error_info(raw.get("error"))
+    return TaskRun(
+        key=_field(raw, "key", str),
+        step=_field(raw, "step", str),
+        outcome=_field(raw, "outcome", str),
+        attempts=_field(raw, "attempts", int),
+        started_at=_number(raw.get("started_at")),
+        finished_at=_number(raw.get("finished_at")),
+        error=info,
+    )

@@ -1,0 +1,109 @@
+"""reset and fork: invalidate a task and its dependents; a new workflow from old records."""
+
+from __future__ import annotations
+
+import pytest
+
+from asyncflow import (
+    AsyncFlow,
+    CheckpointCorrupt,
+    Config,
+    ConfigurationError,
+    WorkflowLocked,
+    action,
+    fork,
+    reset,
+)
+from asyncflow._core.lease import Lease
+from asyncflow.providers import Storage
+
+pytestmark = pytest.mark.anyio
+
+KEY = b"k" * 32
+CALLS: list[str] = []
+
+
+def make(name: str) -> object:
+    @action
+    def step(previous_context: object) -> str:
+        CALLS.append(name)
+        return name.upper()
+
+    return step
+
+
+def build(storage: Storage, workflow_id: str, *, signing_key: bytes | None = None) -> AsyncFlow:
+    flow = AsyncFlow(
+        config=Config(storage=storage, signing_key=signing_key), workflow_id=workflow_id
+    )
+    for name, group in (("a", "g1"), ("b", "g2"), ("c", "g1"), ("d", "g2")):
+        flow.task.add(step=make(name), key=name, group_name=group)
+    return flow
+
+
+async def test_reset_reruns_the_task_and_what_depends_on_it(storage: Storage) -> None:
+    await build(storage, "r").start(mode="sequential_group", resume=True)
+    CALLS.clear()
+    assert await reset(storage, "r", "a") == ["a", "c"]  # its group's later tasks
+    await build(storage, "r").start(mode="sequential_group", resume=True)
+    assert sorted(CALLS) == ["a", "c"]
+    with pytest.raises(ConfigurationError, match="did you mean 'b'"):
+        await reset(storage, "r", "bb")
+
+
+async def test_reset_in_parallel_mode_is_the_task_alone(storage: Storage) -> None:
+    await build(storage, "p").start(mode="parallel", resume=True)
+    CALLS.clear()
+    assert await reset(storage, "p", "b") == ["b"]
+    await build(storage, "p").start(mode="parallel", resume=True)
+    assert CALLS == ["b"]
+
+
+async def test_reset_refuses_while_a_runner_holds_the_lease(storage: Storage) -> None:
+    await build(storage, "l").start(resume=True)
+    holder = Lease(storage, "l", ttl=30.0, renew_every=10.0)
+    await holder.acquire()
+    try:
+        with pytest.raises(WorkflowLocked):
+            await reset(storage, "l", "a")
+    finally:
+        await holder.release()
+
+
+async def test_fork_copies_the_records_before_the_key(storage: Storage) -> None:
+    await build(storage, "src").start(resume=True)
+    CALLS.clear()
+    # two groups: c's chain is a, c; b and d do not depend on it
+    assert await fork(storage, "src", "dst", from_key="c") == ["a", "b", "d"]
+    flow = build(storage, "dst")
+    await flow.start(resume=True)
+    assert CALLS == ["c"]
+    assert flow.result_storage() == ["A", "B", "C", "D"]
+    assert [t.restored for t in flow.result_task()] == [True, True, False, True]
+    with pytest.raises(ConfigurationError, match="already has records"):
+        await fork(storage, "src", "dst")
+    with pytest.raises(ConfigurationError, match=r"no run\.json"):
+        await fork(storage, "nothing", "dst2")
+
+
+async def test_fork_of_signed_records_verifies_and_resigns(storage: Storage) -> None:
+    await build(storage, "s", signing_key=KEY).start(resume=True)
+    with pytest.raises(CheckpointCorrupt, match="signed"):
+        await fork(storage, "s", "s-nokey")
+    assert await fork(storage, "s", "s2", signing_key=KEY) == ["a", "b", "c", "d"]
+    CALLS.clear()
+    flow = build(storage, "s2", signing_key=KEY)
+    await flow.start(resume=True)
+    assert CALLS == []
+    # a tampered source record is refused, never laundered into a signed copy
+    blob = await storage.read("s/tasks/a.json")
+    assert blob is not None
+    await storage.write("s/tasks/a.json", blob.data.replace(b'"A"', b'"Z"'))
+    with pytest.raises(CheckpointCorrupt, match="bad signature"):
+        await fork(storage, "s", "s3", signing_key=KEY)
+
+
+async def test_fork_refuses_to_sign_unsigned_records(storage: Storage) -> None:
+    await build(storage, "u").start(resume=True)
+    with pytest.raises(ConfigurationError, match="not signed"):
+        await fork(storage, "u", "u2", signing_key=KEY)
