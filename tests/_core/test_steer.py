@@ -107,3 +107,62 @@ async def test_fork_refuses_to_sign_unsigned_records(storage: Storage) -> None:
     await build(storage, "u").start(resume=True)
     with pytest.raises(ConfigurationError, match="not signed"):
         await fork(storage, "u", "u2", signing_key=KEY)
+
+
+GRAPH_CALLS: list[str] = []
+
+
+@action
+def pages() -> list[int]:
+    GRAPH_CALLS.append("pages")
+    return [1, 2, 3]
+
+
+@action
+def fetch(initial_context: object) -> int:
+    GRAPH_CALLS.append("fetch")
+    return 1
+
+
+@action
+def total(previous_context: object) -> int:
+    GRAPH_CALLS.append("total")
+    return 3
+
+
+@action
+def audit() -> str:
+    GRAPH_CALLS.append("audit")
+    return "ok"
+
+
+def graph_flow(storage: Storage, workflow_id: str) -> AsyncFlow:
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id=workflow_id)
+    flow.task.add(step=pages, key="pages")
+    flow.task.map(fetch, over="pages", key="fetch")
+    flow.task.add(step=total, key="total", depends_on="fetch")
+    flow.task.add(step=audit, key="audit")
+    return flow
+
+
+async def test_reset_and_fork_in_graph_mode_follow_the_recorded_edges(storage: Storage) -> None:
+    GRAPH_CALLS.clear()
+    await graph_flow(storage, "g").start(mode="graph", resume=True)
+    assert sorted(GRAPH_CALLS) == ["audit", "fetch", "fetch", "fetch", "pages", "total"]
+    # the map's edge to what it maps over is part of the recorded shape
+    assert await reset(storage, "g", "pages") == ["pages", "fetch", "total"]
+    assert not [k async for k in storage.list("g/tasks/fetch.")]  # its children went with it
+    GRAPH_CALLS.clear()
+    await graph_flow(storage, "g").start(mode="graph", resume=True)
+    assert sorted(GRAPH_CALLS) == ["fetch", "fetch", "fetch", "pages", "total"]
+    # fork before total: pages, the map and its children, audit
+    assert await fork(storage, "g", "g2", from_key="total") == ["pages", "fetch", "audit"]
+    copied = [k async for k in storage.list("g2/tasks/fetch.")]
+    assert copied == [f"g2/tasks/fetch.{i}.json" for i in range(3)] + ["g2/tasks/fetch.json"]
+    GRAPH_CALLS.clear()
+    await graph_flow(storage, "g2").start(mode="graph", resume=True)
+    assert GRAPH_CALLS == ["total"]
+    # rerun_from on the flow in hand: the map, its children and what depends on it
+    GRAPH_CALLS.clear()
+    await graph_flow(storage, "g").start(mode="graph", resume=True, rerun_from="fetch")
+    assert sorted(GRAPH_CALLS) == ["fetch", "fetch", "fetch", "total"]
