@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from asyncflow._core.blobs import blob_prefix
 from asyncflow._core.checkpoint import (
     _SIG_PREFIX,
     Manifest,
@@ -39,6 +40,7 @@ from asyncflow._core.checkpoint import (
 )
 from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError
 from asyncflow._core.ids import validate_id
+from asyncflow._core.layout import is_own_key
 from asyncflow._core.lease import Lease
 from asyncflow._core.shape import dependents, graph_edges
 from asyncflow._core.storage import Storage
@@ -178,8 +180,8 @@ async def fork(
             lease.ensure()
             await storage.write(task_storage_key(new_id, key), data)
             copied.append(key)
-        blobs = f"{workflow_id}/blobs/"
-        for name in [n async for n in storage.list(blobs)]:
+        blobs = blob_prefix(workflow_id)
+        for name in [n async for n in storage.list(blobs) if is_own_key(workflow_id, n)]:
             blob = await storage.read(name)
             if blob is not None:
                 await storage.write(f"{new_id}/blobs/{name[len(blobs) :]}", blob.data)

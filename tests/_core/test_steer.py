@@ -166,3 +166,25 @@ async def test_reset_and_fork_in_graph_mode_follow_the_recorded_edges(storage: S
     GRAPH_CALLS.clear()
     await graph_flow(storage, "g").start(mode="graph", resume=True, rerun_from="fetch")
     assert sorted(GRAPH_CALLS) == ["fetch", "fetch", "fetch", "total"]
+
+
+async def test_fork_copies_offloaded_outputs(storage: Storage) -> None:
+    @action
+    def big() -> str:
+        return "x" * 5000
+
+    def blob_flow(workflow_id: str) -> AsyncFlow:
+        flow = AsyncFlow(config=Config(storage=storage, offload_over=1000), workflow_id=workflow_id)
+        flow.task.add(step=big, key="big")
+        return flow
+
+    await blob_flow("b").start(resume=True)
+    assert [k async for k in storage.list("b/blobs/")]
+    await storage.write("b/blobs/not-a-digest", b"a stranger")
+    assert await fork(storage, "b", "b2") == ["big"]
+    copied = [k async for k in storage.list("b2/blobs/")]
+    assert len(copied) == 1  # the blob, not the stranger
+    flow = blob_flow("b2")
+    await flow.start(resume=True)
+    assert flow.result_storage() == ["x" * 5000]
+    assert [t.restored for t in flow.result_task()] == [True]
