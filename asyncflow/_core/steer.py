@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from asyncflow._core.blobs import blob_prefix
+from asyncflow._core.blobs import blob_prefix, collect_garbage
 from asyncflow._core.checkpoint import (
     _SIG_PREFIX,
     Manifest,
@@ -98,6 +98,7 @@ async def reset(storage: Storage, workflow_id: str, from_key: str) -> list[str]:
             key = name[len(prefix) : -len(".json")] if name.endswith(".json") else ""
             if key in stale or _child_of(key, maps) in stale:
                 await storage.delete(name)
+        await collect_garbage(storage, workflow_id)  # blobs only the deleted records used
         outcomes = dict(manifest.outcomes)
         errors = dict(manifest.errors)
         for key in stale:

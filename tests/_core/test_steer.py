@@ -188,3 +188,31 @@ async def test_fork_copies_offloaded_outputs(storage: Storage) -> None:
     await flow.start(resume=True)
     assert flow.result_storage() == ["x" * 5000]
     assert [t.restored for t in flow.result_task()] == [True]
+
+
+async def test_reset_deletes_the_blobs_only_the_reset_records_used(storage: Storage) -> None:
+    @action
+    def big() -> str:
+        return "x" * 5000
+
+    @action
+    def other(previous_context: object) -> str:
+        return "y" * 5000
+
+    def blob_flow() -> AsyncFlow:
+        flow = AsyncFlow(config=Config(storage=storage, offload_over=1000), workflow_id="gc")
+        flow.task.add(step=big, key="big")
+        flow.task.add(step=other, key="other")
+        return flow
+
+    await blob_flow().start(resume=True)
+    assert len([k async for k in storage.list("gc/blobs/")]) == 2
+    await storage.write("gc/blobs/not-a-digest", b"a stranger")
+    assert await reset(storage, "gc", "other") == ["other"]
+    left = [k async for k in storage.list("gc/blobs/")]
+    assert len(left) == 2  # big's blob and the stranger; other's blob went with its record
+    assert "gc/blobs/not-a-digest" in left
+    flow = blob_flow()
+    await flow.start(resume=True)
+    assert [t.restored for t in flow.result_task()] == [True, False]
+    assert flow.result_storage() == ["x" * 5000, "y" * 5000]
