@@ -6,7 +6,7 @@ in one process and on the same files:
 
 * ``floor``: ``os.scandir`` of the root plus reading every ``run.json`` in
   one plain loop: the physical floor of "one listing + one read each";
-* ``scan``: ``Worker.scan()``: the listing through ``list_dirs`` and every
+* ``scan``: ``Worker.scan()``: the listing through ``list_children`` and every
   ``run.json`` read and decoded;
 * ``due``: ``Worker.due()``: a scan plus one ``signals/`` listing per run
   that waits for a signal (none is due here, so nothing is resumed);

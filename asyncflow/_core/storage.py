@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, TypeVar, runtime_checkable
 
+from asyncflow._core.errors import ConfigurationError
+
 __all__ = ["Blob", "ClosingStorage", "Storage", "list_children"]
 
 _S = TypeVar("_S", bound="ClosingStorage")
@@ -49,8 +51,10 @@ class Storage(Protocol):
     * Optional: ``list_children(prefix)`` (``prefix`` is ``""`` or ends with
       ``/``) yields, sorted and once each, the next path segment of every key
       under ``prefix``: ``name/`` for a folder, ``name`` for a key right
-      there (an S3 listing with a delimiter). Without it, ``list_children``
-      below derives the same from ``list``, which reads every key.
+      there (an S3 listing with a delimiter); any other prefix raises
+      ``ConfigurationError`` (``check_children_prefix``). Without it,
+      ``list_children`` below derives the same from ``list``, which reads
+      every key.
     """
 
     @property
@@ -94,14 +98,24 @@ class ClosingStorage:
         await self.aclose()
 
 
+def check_children_prefix(prefix: str) -> str:
+    """Refuse a ``list_children`` prefix that is neither ``""`` nor ends with ``/``.
+
+    Raises ``ConfigurationError`` naming the prefix: the wrapper below and
+    every bundled backend's ``list_children`` check the same way.
+    """
+    if prefix and not prefix.endswith("/"):
+        raise ConfigurationError(f"list_children prefix must be empty or end with '/': {prefix!r}")
+    return prefix
+
+
 async def list_children(storage: Storage, prefix: str) -> AsyncIterator[str]:
     """The next path segments under ``prefix``: the backend's own listing, else from ``list``.
 
     ``asyncflow list`` finds workflow ids this way: one delimiter listing
     instead of every record of every workflow.
     """
-    if prefix and not prefix.endswith("/"):
-        raise ValueError(f"list_children needs a prefix ending with '/', got {prefix!r}")
+    check_children_prefix(prefix)
     own = getattr(storage, "list_children", None)
     if own is not None:
         async for segment in own(prefix):

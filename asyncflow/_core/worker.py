@@ -1,8 +1,8 @@
 """``Worker``: resumes the parked runs of one flow when they are due.
 
-A scan is one listing of the workflows (the top-level names, through a
-storage's optional ``list_dirs``: never the task records) and one read of
-each ``run.json``. A run is the worker's when its ``run.json`` says
+A scan is one listing of the workflows (the top-level folders, through
+``list_children``: never the task records) and one read of each
+``run.json``. A run is the worker's when its ``run.json`` says
 ``waiting``, its id starts with the worker's ``prefix``, and the flow built
 for it has the keys the run recorded (``run.json``'s ``tasks``): two flows
 with other steps never resume each other's runs. It is *due* when one of
@@ -40,7 +40,7 @@ from asyncflow._core.errors import (
     WorkflowLocked,
 )
 from asyncflow._core.signals import signal_names
-from asyncflow._core.storage import Blob, Storage
+from asyncflow._core.storage import Blob, Storage, list_children
 from asyncflow._core.waits import NotParked, WaitSpec
 
 if TYPE_CHECKING:
@@ -69,21 +69,14 @@ class Parked:
 async def list_workflows(storage: Storage, prefix: str = "") -> AsyncIterator[str]:
     """The workflow ids under ``prefix``, in order.
 
-    Uses the storage's ``list_dirs("")`` (every bundled backend has it: a
-    directory scan, an S3/GCS listing with a delimiter), whose cost grows
-    with the number of workflows only. A storage without it is listed in
-    full and its ``run.json`` keys picked out.
+    The folders of ``list_children(storage, "")``: a directory scan, an
+    S3/GCS listing with a delimiter on every bundled backend, whose cost
+    grows with the number of workflows only; a storage without
+    ``list_children`` gets the wrapper's fallback (a full ``list``).
     """
-    list_dirs = getattr(storage, "list_dirs", None)
-    if list_dirs is not None:
-        async for name in list_dirs(""):
-            if name.startswith(prefix):
-                yield name
-        return
-    async for key in storage.list(prefix):
-        head, _, tail = key.partition("/")
-        if tail == "run.json":
-            yield head
+    async for segment in list_children(storage, ""):
+        if segment.endswith("/") and segment[:-1].startswith(prefix):
+            yield segment[:-1]
 
 
 class Worker:

@@ -18,7 +18,7 @@ import anyio.to_thread
 
 from asyncflow._core.errors import ConfigurationError, PreconditionFailed, StorageError
 from asyncflow._core.ids import validate_storage_key
-from asyncflow._core.storage import Blob, ClosingStorage
+from asyncflow._core.storage import Blob, ClosingStorage, check_children_prefix
 
 __all__ = ["StorageFile"]
 
@@ -443,13 +443,21 @@ class StorageFile(ClosingStorage):
         return found
 
     async def list_children(self, prefix: str) -> AsyncIterator[str]:
-        """One directory scan: ``name/`` per sub-directory, ``name`` per anything else."""
+        """One directory scan: ``name/`` per sub-directory, ``name`` per anything else.
+
+        ``list_children("")`` is the workflow ids: what a worker's scan and
+        ``asyncflow list`` read, at a cost that grows with the workflows, not
+        with their records. Opened like ``list``: relative to the root's fd,
+        never through a symlink; a symlink among the names is not a directory
+        of ours and is given as a leaf (a key), never as ``name/``.
+        """
+        check_children_prefix(prefix)
         segments = await anyio.to_thread.run_sync(self._children_sync, prefix)
         for segment in segments:
             yield segment
 
     def _children_sync(self, prefix: str) -> builtins.list[str]:
-        head = prefix.rstrip("/")
+        head = prefix[:-1]
         base = self._file(head) if head else os.fspath(self.path)
         try:
             try:
@@ -502,45 +510,6 @@ class StorageFile(ClosingStorage):
                 os.close(parent)
         except OSError as exc:
             raise _storage_error("tidy", prefix, base, exc) from exc
-
-    async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
-        """The names one level below ``prefix`` (``""`` or ending in ``/``) that hold keys.
-
-        ``list_dirs("")`` is the workflow ids: what a worker's scan lists,
-        at a cost that grows with the workflows, not with their records.
-        Opened like ``list``: relative to the root's fd, never through a
-        symlink; a symlink among the names is not a directory of ours and is
-        left out.
-        """
-        names = await anyio.to_thread.run_sync(self._list_dirs_sync, prefix)
-        for name in names:
-            yield name
-
-    def _list_dirs_sync(self, prefix: str) -> builtins.list[str]:
-        if prefix and not prefix.endswith("/"):
-            raise ConfigurationError(f"list_dirs prefix must be empty or end with '/': {prefix!r}")
-        head = prefix[:-1]
-        base = self._file(head) if head else os.fspath(self.path)
-        try:
-            try:
-                fd = self._parent(head.split("/") if head else [], create=False)
-            except FileNotFoundError:
-                return []
-            except _Refused as exc:
-                if exc.found != "a regular file":
-                    raise
-                return []
-            try:
-                with os.scandir(fd) as scan:
-                    return sorted(
-                        entry.name
-                        for entry in scan
-                        if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False)
-                    )
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise _storage_error("list", prefix, base, exc) from exc
 
     def _walk(self, fd: int, rel: str, path: str) -> Iterator[str]:
         """Keys under the open directory ``fd``; its subdirectories are opened without following.

@@ -33,7 +33,7 @@ from asyncflow._core.errors import (
     StorageUnavailable,
 )
 from asyncflow._core.ids import validate_storage_key
-from asyncflow._core.storage import Blob, ClosingStorage
+from asyncflow._core.storage import Blob, ClosingStorage, check_children_prefix
 
 try:
     import aiohttp
@@ -346,7 +346,7 @@ class StorageGCS(ClosingStorage):
 
     async def list_children(self, prefix: str) -> AsyncIterator[str]:
         """The next path segments under ``prefix``: a listing with ``delimiter=/``."""
-        full_prefix = self.prefix + _check_list_prefix(prefix)
+        full_prefix = self.prefix + _check_list_prefix(check_children_prefix(prefix))
         client = await self.client()
         found: set[str] = set()
         token = ""
@@ -374,42 +374,6 @@ class StorageGCS(ClosingStorage):
             raise self._error("list", full_prefix + "*", exc) from exc
         for segment in sorted(found):
             yield segment
-
-    async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
-        """The names one level below ``prefix`` (``""`` or ending in ``/``) that hold keys.
-
-        ``list_dirs("")`` is the workflow ids: what a worker's scan lists,
-        at a cost that grows with the workflows, not with their records.
-        """
-        if prefix and not prefix.endswith("/"):
-            raise ConfigurationError(f"list_dirs prefix must be empty or end with '/': {prefix!r}")
-        full_prefix = self.prefix + _check_list_prefix(prefix)
-        client = await self.client()
-        names: list[str] = []
-        token = ""
-        try:
-            while True:
-                params = {
-                    "prefix": full_prefix,
-                    "delimiter": "/",
-                    "maxResults": str(self.page_size),
-                    "fields": "prefixes,nextPageToken",
-                }
-                if token:
-                    params["pageToken"] = token
-                page = await self._retrying(
-                    functools.partial(
-                        client.list_objects, self.bucket, params=params, timeout=self._sdk_timeout
-                    )
-                )
-                names.extend(p[len(full_prefix) :].rstrip("/") for p in page.get("prefixes", ()))
-                token = page.get("nextPageToken") or ""
-                if not token:
-                    break
-        except Exception as exc:
-            raise self._error("list", full_prefix + "*", exc) from exc
-        for name in sorted(set(names)):
-            yield name
 
     # -- retries and errors -------------------------------------------------
 

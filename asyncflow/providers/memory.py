@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 
-from asyncflow._core.errors import ConfigurationError, PreconditionFailed
+from asyncflow._core.errors import PreconditionFailed
 from asyncflow._core.ids import validate_storage_key
-from asyncflow._core.storage import Blob, ClosingStorage
+from asyncflow._core.storage import Blob, ClosingStorage, check_children_prefix
 
 __all__ = ["StorageDefault"]
 
@@ -66,6 +66,7 @@ class StorageDefault(ClosingStorage):
             yield key
 
     async def list_children(self, prefix: str) -> AsyncIterator[str]:
+        check_children_prefix(prefix)
         segments = set()
         for key in self._data:
             if key.startswith(prefix):
@@ -73,22 +74,6 @@ class StorageDefault(ClosingStorage):
                 segments.add(head + sep)
         for segment in sorted(segments):
             yield segment
-
-    async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
-        """The names one level below ``prefix`` (``""`` or ending in ``/``) that hold keys.
-
-        ``list_dirs("")`` is the workflow ids: what a worker's scan lists,
-        at a cost that grows with the workflows, not with their records.
-        """
-        if prefix and not prefix.endswith("/"):
-            raise ConfigurationError(f"list_dirs prefix must be empty or end with '/': {prefix!r}")
-        names = {
-            k[len(prefix) :].partition("/")[0]
-            for k in self._data
-            if k.startswith(prefix) and "/" in k[len(prefix) :]
-        }
-        for name in sorted(names):
-            yield name
 
     async def aclose(self) -> None:
         return None

@@ -31,7 +31,7 @@ from asyncflow._core.errors import (
     StorageUnavailable,
 )
 from asyncflow._core.ids import validate_storage_key
-from asyncflow._core.storage import Blob, ClosingStorage
+from asyncflow._core.storage import Blob, ClosingStorage, check_children_prefix
 
 try:
     import aiohttp
@@ -409,7 +409,7 @@ class StorageS3(ClosingStorage):
 
     async def list_children(self, prefix: str) -> AsyncIterator[str]:
         """The next path segments under ``prefix``: ListObjectsV2 with ``Delimiter="/"``."""
-        full_prefix = self.prefix + _check_list_prefix(prefix)
+        full_prefix = self.prefix + _check_list_prefix(check_children_prefix(prefix))
         client = await self.client()
         found: set[str] = set()
         try:
@@ -425,30 +425,6 @@ class StorageS3(ClosingStorage):
             raise self._error("list", full_prefix + "*", exc) from exc
         for segment in sorted(found):
             yield segment
-
-    async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
-        """The names one level below ``prefix`` (``""`` or ending in ``/``) that hold keys.
-
-        ``list_dirs("")`` is the workflow ids: what a worker's scan lists,
-        at a cost that grows with the workflows, not with their records.
-        """
-        if prefix and not prefix.endswith("/"):
-            raise ConfigurationError(f"list_dirs prefix must be empty or end with '/': {prefix!r}")
-        full_prefix = self.prefix + _check_list_prefix(prefix)
-        client = await self.client()
-        names: list[str] = []
-        try:
-            paginator = client.get_paginator("list_objects_v2")
-            pages = paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/")
-            async for page in pages:
-                names.extend(
-                    item["Prefix"][len(full_prefix) :].rstrip("/")
-                    for item in page.get("CommonPrefixes", ())
-                )
-        except Exception as exc:
-            raise self._error("list", full_prefix + "*", exc) from exc
-        for name in sorted(names):
-            yield name
 
     # -- errors -------------------------------------------------------------
 

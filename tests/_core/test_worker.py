@@ -21,7 +21,8 @@ from asyncflow import (
     action,
     wait,
 )
-from asyncflow._core.storage import Blob
+from asyncflow._core.storage import Blob, list_children
+from asyncflow._core.worker import list_workflows
 from asyncflow.providers import Storage, StorageDefault
 from asyncflow.schedule import ManualClock
 
@@ -143,10 +144,10 @@ class CountingStorage:
         async for key in self.inner.list(prefix):
             yield key
 
-    async def list_dirs(self, prefix: str) -> AsyncIterator[str]:
-        self.lists.append(f"dirs:{prefix}")
-        async for key in self.inner.list_dirs(prefix):
-            yield key
+    async def list_children(self, prefix: str) -> AsyncIterator[str]:
+        self.lists.append(f"children:{prefix}")
+        async for segment in self.inner.list_children(prefix):
+            yield segment
 
     async def aclose(self) -> None:
         return None
@@ -168,8 +169,9 @@ async def test_a_scan_reads_run_json_only() -> None:
     )  # type: ignore[arg-type]
     assert await worker.run_once() == []
     assert sorted(storage.reads) == [f"s{n}/run.json" for n in range(5)]
-    # one listing of the workflows, one of each candidate's signals: no task record
-    assert sorted(storage.lists) == sorted(["dirs:"] + [f"s{n}/signals/" for n in range(5)])
+    # one delimiter listing of the top level (the workflows), one of each
+    # candidate's signals/: no task record
+    assert sorted(storage.lists) == sorted(["children:"] + [f"s{n}/signals/" for n in range(5)])
 
 
 def test_worker_refuses_bad_arguments() -> None:
@@ -206,16 +208,21 @@ async def test_run_loop_resumes_when_due_and_stops_gracefully() -> None:
     assert worker.resumed == ["loop"]
 
 
-async def test_list_dirs_names_one_level_down(storage: Storage) -> None:
+async def test_list_children_names_one_level_down(storage: Storage) -> None:
     for key in ("a/run.json", "a/tasks/x.json", "b/tasks/deep/y.json", "c.json", "ab/run.json"):
         await storage.write(key, b"{}")
-    list_dirs = storage.list_dirs  # type: ignore[attr-defined]
-    assert [name async for name in list_dirs("")] == ["a", "ab", "b"]
-    assert [name async for name in list_dirs("a/")] == ["tasks"]
-    assert [name async for name in list_dirs("b/tasks/")] == ["deep"]
-    assert [name async for name in list_dirs("zzz/")] == []
-    with pytest.raises(ConfigurationError, match="end with '/'"):
-        [name async for name in list_dirs("a")]
+    own = storage.list_children  # type: ignore[attr-defined]  # every bundled backend has it
+    assert [s async for s in own("")] == ["a/", "ab/", "b/", "c.json"]
+    assert [s async for s in own("a/")] == ["run.json", "tasks/"]
+    assert [s async for s in own("b/tasks/")] == ["deep/"]
+    assert [s async for s in own("zzz/")] == []
+    # the worker keeps the folders only: the workflow ids, one level down
+    assert [wid async for wid in list_workflows(storage)] == ["a", "ab", "b"]
+    assert [wid async for wid in list_workflows(storage, "a")] == ["a", "ab"]
+    with pytest.raises(ConfigurationError, match=r"end with '/'.*'a'"):
+        [s async for s in own("a")]
+    with pytest.raises(ConfigurationError, match=r"end with '/'.*'a'"):
+        [s async for s in list_children(storage, "a")]
 
 
 async def test_run_loop_survives_a_failed_scan() -> None:
@@ -224,13 +231,13 @@ async def test_run_loop_survives_a_failed_scan() -> None:
     storage = CountingStorage(inner)
     failures = [StorageUnavailable("the bucket is down")]
 
-    async def flaky_list_dirs(prefix: str) -> AsyncIterator[str]:
+    async def flaky_list_children(prefix: str) -> AsyncIterator[str]:
         if failures:
             raise failures.pop()
-        async for name in inner.list_dirs(prefix):
-            yield name
+        async for segment in inner.list_children(prefix):
+            yield segment
 
-    storage.list_dirs = flaky_list_dirs  # type: ignore[method-assign]
+    storage.list_children = flaky_list_children  # type: ignore[method-assign]
     await park(calls, inner, clock, "flaky", wait.signal("go"))
     await asyncflow.signal(inner, "flaky", "go")
     worker = Worker(
