@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from asyncflow import AsyncFlow, Config, StorageError, action
 from asyncflow._core.checkpoint import clear_workflow
+from asyncflow._core.worker import list_workflows
 from asyncflow.providers import StorageFile
 
 pytestmark = pytest.mark.anyio
@@ -94,7 +95,12 @@ async def every_entry_point(storage: StorageFile, workflow_id: str, key: str) ->
         [k async for k in storage.list(f"{workflow_id}/")]
         [k async for k in storage.list(f"{workflow_id}/tasks/")]
 
+    async def children() -> None:
+        [s async for s in storage.list_children(f"{workflow_id}/")]
+        [s async for s in storage.list_children(f"{workflow_id}/tasks/")]
+
     await attempt(listed())
+    await attempt(children())
     await attempt(clear_workflow(storage, workflow_id))
     flow, _ = two_step_flow(storage, workflow_id)
     await attempt(flow.start(resume=False))
@@ -118,6 +124,20 @@ async def test_a_symlinked_directory_below_the_root_is_refused(
     assert tree_hash(outside) == before
     assert messages, "nothing was refused"
     assert any(f"{link} is a symlink" in m for m in messages), messages
+
+
+async def test_list_children_never_follows_a_symlink(tmp_path: Path) -> None:
+    outside = sentinel(tmp_path)
+    root = tmp_path / "root"
+    (root / "real" / "tasks").mkdir(parents=True)
+    (root / "real" / "run.json").write_bytes(b"{}")
+    (root / "wf").symlink_to(outside, target_is_directory=True)
+    storage = StorageFile(root)
+    # a symlinked folder is given as a key, never as a folder: no worker scans it
+    assert [s async for s in storage.list_children("")] == ["real/", "wf"]
+    assert [w async for w in list_workflows(storage)] == ["real"]
+    with pytest.raises(StorageError, match="is a symlink"):
+        [s async for s in storage.list_children("wf/")]
 
 
 async def test_a_symlink_where_a_record_should_be_is_an_error_not_no_checkpoint(
