@@ -14,6 +14,7 @@
     asyncflow schedule FILE.py[:ATTR] --cron EXPR ...
     asyncflow signal ID NAME [--data JSON] [--storage URL]
     asyncflow worker FILE.py[:ATTR] [--concurrency N] [--prefix P] [--once] [--storage URL]
+    asyncflow ui [--storage URL] [--host 127.0.0.1] [--port 8321] [--actions] [--token T]
 
 Exit codes: 0 success (the run completed), 1 the run failed or was cancelled,
 or the command could not do its job (workflow not found, locked, storage
@@ -48,6 +49,7 @@ from asyncflow.cli import (  # noqa: F401  (register the commands)
     signal,
     status,
     steer,
+    ui,
     worker,
 )
 from asyncflow.cli._app import cli, main

@@ -1,0 +1,51 @@
+"""The viewer's two actions, each a call to the library function that does it.
+
+The viewer adds no behaviour of its own: approving a waiting run is
+``asyncflow.signal``, resetting from a task is the library's reset. Either
+may be missing from this asyncflow version; then the action answers 501
+naming what is missing instead of pretending.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asyncflow._core.storage import Storage
+from asyncflow.ui._guard import Refused
+
+__all__ = ["parse_payload", "reset_from", "send_signal"]
+
+MAX_PAYLOAD_CHARS = 32 * 1024
+
+
+def _library(module: str, name: str, what: str) -> Callable[..., Awaitable[Any]]:
+    found = getattr(importlib.import_module(module), name, None)
+    if found is None:
+        raise Refused(501, "Not available", f"this asyncflow version has no {what}")
+    return found  # type: ignore[no-any-return]
+
+
+def parse_payload(text: str) -> Any:
+    """A signal's payload: JSON text, or nothing (``None``)."""
+    text = text.strip()
+    if not text:
+        return None
+    if len(text) > MAX_PAYLOAD_CHARS:
+        raise Refused(413, "Payload too large", f"a payload is limited to {MAX_PAYLOAD_CHARS}")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise Refused(400, "Bad payload", f"the payload is not valid JSON: {exc}") from None
+
+
+async def send_signal(storage: Storage, workflow_id: str, name: str, payload: Any) -> None:
+    signal = _library("asyncflow", "signal", "signals (asyncflow.signal)")
+    await signal(storage, workflow_id, name, payload)
+
+
+async def reset_from(storage: Storage, workflow_id: str, key: str) -> None:
+    reset = _library("asyncflow", "reset", "reset from a task (asyncflow.reset)")
+    await reset(storage, workflow_id, key)

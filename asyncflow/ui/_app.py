@@ -1,0 +1,308 @@
+"""The viewer's ASGI app: routes, error pages, security headers.
+
+Every page is server-rendered from the read model (``_catalog``, ``_runs``)
+through autoescaping Jinja2 templates. A request with the header
+``X-Asyncflow-Partial: 1`` gets only the page's live region: that is what
+``static/ui.js`` polls while a run is live, and swaps in without a reload.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from asyncflow._core.errors import (
+    AsyncflowError,
+    CheckpointCorrupt,
+    ConfigurationError,
+    StorageError,
+    StorageUnavailable,
+)
+from asyncflow._core.ids import validate_id
+from asyncflow._core.storage import Storage
+from asyncflow.ui import _actions
+from asyncflow.ui._catalog import STATUSES, Catalog
+from asyncflow.ui._guard import CSRF_COOKIE, Refused, check_action, csrf_value, read_form
+from asyncflow.ui._runs import RunView, TaskView, load_history, load_run, load_task
+from asyncflow.ui._svg import COLORS, gantt_svg, graph_svg
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("asyncflow.ui")
+_HERE = Path(__file__).parent
+PER_PAGE = 50
+_CSP = (
+    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:;"
+    " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def _when(timestamp: float | None) -> str:
+    if not timestamp:
+        return "-"
+    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _took(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(_HERE / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["took"] = _took
+    env.filters["q"] = lambda value: quote(str(value), safe="")
+    env.globals["COLORS"] = COLORS
+    env.globals["STATUSES"] = STATUSES
+    return env
+
+
+class _SecurityHeaders:
+    """CSP and friends on every response: the pages load nothing but their own files."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"content-security-policy", _CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class _Viewer:
+    def __init__(self, storage: Storage, actions: bool, token: str | None) -> None:
+        self.storage = storage
+        self.actions = actions
+        self.token = token
+        self.catalog = Catalog(storage)
+        self.env = _environment()
+
+    def url(self, request: Request, path: str, **query: Any) -> str:
+        root = str(request.scope.get("root_path", ""))
+        params = {k: v for k, v in query.items() if v not in (None, "")}
+        return root + path + ("?" + urlencode(params) if params else "")
+
+    def render(
+        self, request: Request, name: str, code: int = 200, *, live: bool = False, **values: Any
+    ) -> Response:
+        csrf, new = csrf_value(request) if self.actions else ("", False)
+        partial = request.headers.get("x-asyncflow-partial") == "1"
+        html = self.env.get_template(name).render(
+            request=request,
+            url=lambda path, **q: self.url(request, path, **q),
+            actions=self.actions,
+            need_token=self.token is not None,
+            csrf=csrf,
+            live=live,
+            partial=partial,
+            **values,
+        )
+        response = HTMLResponse(html, status_code=code, headers={"cache-control": "no-store"})
+        response.headers["x-asyncflow-live"] = "1" if live else "0"
+        if new:
+            response.set_cookie(
+                CSRF_COOKIE,
+                csrf,
+                httponly=True,
+                samesite="strict",
+                path=request.scope.get("root_path", "") or "/",
+            )
+        return response
+
+    def problem(self, request: Request, status: int, title: str, detail: str) -> Response:
+        return self.render(request, "error.html", status, title=title, detail=detail)
+
+    def page(self, handler: Handler) -> Handler:
+        """Every failure becomes a page that says what went wrong, never a stack trace."""
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Refused as exc:
+                return self.problem(request, exc.status, exc.title, exc.detail)
+            except HTTPException as exc:
+                return self.problem(request, exc.status_code, "Not found", str(exc.detail))
+            except ConfigurationError as exc:
+                return self.problem(request, 400, "Bad request", str(exc))
+            except CheckpointCorrupt as exc:
+                return self.problem(request, 500, "Corrupt record in storage", str(exc))
+            except StorageUnavailable as exc:
+                return self.problem(request, 503, "Storage unreachable", str(exc))
+            except StorageError as exc:
+                return self.problem(request, 502, "Storage error", str(exc))
+            except AsyncflowError as exc:
+                return self.problem(request, 500, type(exc).__name__, str(exc))
+            except Exception as exc:
+                logger.exception("viewer: %s %s failed", request.method, request.url.path)
+                return self.problem(
+                    request, 500, "Unexpected error", f"{type(exc).__name__}: {exc} (see the log)"
+                )
+
+        return guarded
+
+    def workflow_id(self, request: Request) -> str:
+        return validate_id(request.path_params["workflow_id"], "workflow id")
+
+    def task_link(self, request: Request, run: RunView) -> Callable[[TaskView], str]:
+        base = f"/workflows/{quote(run.workflow_id, safe='')}/tasks/"
+        return lambda task: self.url(request, base + quote(task.key, safe=""))
+
+    async def workflows(self, request: Request) -> Response:
+        status = request.query_params.get("status") or None
+        query = request.query_params.get("q", "")[:200]
+        try:
+            number = int(request.query_params.get("page", "1"))
+        except ValueError:
+            raise Refused(400, "Bad request", "page must be a number") from None
+        listing = await self.catalog.page(
+            status=status, query=query, page=number, per_page=PER_PAGE
+        )
+        return self.render(request, "workflows.html", listing=listing, status=status, query=query)
+
+    async def workflow(self, request: Request) -> Response:
+        workflow_id = self.workflow_id(request)
+        run = await load_run(self.storage, workflow_id)
+        if run is None:
+            raise Refused(404, "Unknown workflow", f"no workflow {workflow_id!r} in this storage")
+        link = self.task_link(request, run)
+        return self.render(
+            request,
+            "run.html",
+            live=run.live,
+            run=run,
+            graph=graph_svg(run, link),
+            gantt=gantt_svg(run, link),
+            link=link,
+            notice=request.query_params.get("done", "")[:200],
+            now=time.time(),
+        )
+
+    async def history(self, request: Request) -> Response:
+        workflow_id = self.workflow_id(request)
+        runs = await load_history(self.storage, workflow_id)
+        if runs is None:
+            raise Refused(404, "Unknown workflow", f"no workflow {workflow_id!r} in this storage")
+        live = any(r.status in ("running", "waiting") for r in runs)
+        return self.render(request, "history.html", live=live, workflow_id=workflow_id, runs=runs)
+
+    async def task(self, request: Request) -> Response:
+        workflow_id = self.workflow_id(request)
+        key = request.path_params["key"]
+        detail = await load_task(self.storage, workflow_id, key)
+        if detail is None:
+            raise Refused(
+                404, "Unknown task", f"workflow {workflow_id!r} has no task with key {key!r}"
+            )
+        return self.render(
+            request, "task.html", live=detail.run.live, detail=detail, task=detail.task
+        )
+
+    async def signal(self, request: Request) -> Response:
+        workflow_id = self.workflow_id(request)
+        form = await read_form(request)
+        check_action(request, form, actions=self.actions, token=self.token)
+        name = validate_id(form.get("name", ""), "signal name")
+        payload = _actions.parse_payload(form.get("payload", ""))
+        await _actions.send_signal(self.storage, workflow_id, name, payload)
+        logger.info("viewer: signal %s sent to %s", name, workflow_id)
+        self.catalog.forget(workflow_id)
+        return self.done(request, workflow_id, f"signal {name} sent")
+
+    async def reset(self, request: Request) -> Response:
+        workflow_id = self.workflow_id(request)
+        form = await read_form(request)
+        check_action(request, form, actions=self.actions, token=self.token)
+        key = form.get("key", "")
+        if not key:
+            raise Refused(400, "Bad request", "the form names no task key")
+        await _actions.reset_from(self.storage, workflow_id, key)
+        logger.info("viewer: %s reset from %s", workflow_id, key)
+        self.catalog.forget(workflow_id)
+        return self.done(request, workflow_id, f"reset from {key}: the next resume re-runs it")
+
+    def done(self, request: Request, workflow_id: str, message: str) -> Response:
+        target = self.url(request, f"/workflows/{quote(workflow_id, safe='')}", done=message)
+        return RedirectResponse(target, status_code=303)
+
+    async def not_found(self, request: Request) -> Response:
+        raise Refused(404, "Not found", f"no page at {request.url.path}")
+
+
+def create_app(
+    storage: Storage,
+    *,
+    actions: bool = False,
+    token: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+) -> Starlette:
+    """The run viewer as an ASGI app over ``storage``; mount it anywhere.
+
+    Read-only unless ``actions`` (then: send a signal, reset from a task,
+    as CSRF-protected POSTs; with ``token`` they also need that token).
+    ``allowed_hosts`` restricts the ``Host`` header (``asyncflow ui`` sets
+    it on a loopback address, against DNS rebinding). The app does not own
+    ``storage``: closing it is the caller's business.
+    """
+    if token is not None and not token:
+        raise ConfigurationError("the viewer's token must not be empty")
+    viewer = _Viewer(storage, actions, token)
+    page = viewer.page
+    routes = [
+        Route("/", page(viewer.workflows)),
+        Route("/workflows/{workflow_id}", page(viewer.workflow)),
+        Route("/workflows/{workflow_id}/runs", page(viewer.history)),
+        Route("/workflows/{workflow_id}/tasks/{key}", page(viewer.task)),
+        Route("/workflows/{workflow_id}/signal", page(viewer.signal), methods=["POST"]),
+        Route("/workflows/{workflow_id}/reset", page(viewer.reset), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+        Route("/{rest:path}", page(viewer.not_found), methods=["GET", "POST"]),
+    ]
+    middleware = [Middleware(_SecurityHeaders)]
+    if allowed_hosts is not None:
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    return Starlette(routes=routes, middleware=middleware)

@@ -1,0 +1,226 @@
+"""The workflows index: every workflow of a storage, as the workflows page lists it.
+
+Pages never touch storage or records directly; they render these frozen
+views. Everything here is read-only, and a record is parsed for its metadata
+only: an output is never decoded by a serializer (a pickled output is never
+unpickled) and a signature is not verified (the viewer needs no key).
+
+The workflows page reads one listing of the whole storage and each
+workflow's ``run.json``, never a task record. The index is cached in the
+app and refreshed incrementally: a workflow's ``run.json`` is read again
+when its keys in the listing changed, while its run is not finished, or
+when the cached copy is older than ``max_age``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+
+from asyncflow._core.checkpoint import Manifest, manifest_key
+from asyncflow._core.concurrency import run_all
+from asyncflow._core.errors import CheckpointCorrupt
+from asyncflow._core.status import LeaseState, read_lease
+from asyncflow._core.storage import Storage
+
+__all__ = [
+    "FINISHED",
+    "Catalog",
+    "WorkflowPage",
+    "WorkflowRow",
+]
+
+#: Statuses after which a run.json changes only when a new run starts.
+FINISHED = frozenset({"completed", "failed", "cancelled"})
+STATUSES = ("running", "waiting", "completed", "failed", "cancelled", "crashed")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRow:
+    """One workflow on the workflows page, from its ``run.json`` alone."""
+
+    workflow_id: str
+    status: str
+    mode: str | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+    tasks: int = 0
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowPage:
+    rows: tuple[WorkflowRow, ...]
+    total: int
+    matching: int
+    counts: dict[str, int]
+    page: int
+    pages: int
+
+
+@dataclass(slots=True)
+class _Cached:
+    row: WorkflowRow
+    signature: tuple[int, str]
+    read_at: float
+
+
+@dataclass(slots=True)
+class _Index:
+    rows: dict[str, _Cached] = field(default_factory=dict)
+    listed_at: float = -math.inf
+
+
+def _workflow_keys(names: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """Each workflow id in a listing of the whole storage, with a signature of its keys.
+
+    A workflow is a top-level directory holding a ``run.json`` or task
+    records; the signature (key count, last key) changes whenever a key
+    appears or goes.
+    """
+    counts: dict[str, int] = {}
+    last: dict[str, str] = {}
+    ours: set[str] = set()
+    for name in names:
+        head, sep, tail = name.partition("/")
+        if not sep:
+            continue
+        counts[head] = counts.get(head, 0) + 1
+        if tail > last.get(head, ""):
+            last[head] = tail
+        if tail == "run.json" or tail.startswith("tasks/"):
+            ours.add(head)
+    return {wid: (counts[wid], last[wid]) for wid in ours}
+
+
+async def read_manifest(storage: Storage, workflow_id: str) -> Manifest | None:
+    where = manifest_key(workflow_id)
+    blob = await storage.read(where)
+    return None if blob is None else Manifest.decode(blob.data, where)
+
+
+def run_status(manifest: Manifest, lease: LeaseState | None) -> str:
+    """The run's status as a reader sees it: a ``running`` run whose runner is gone crashed."""
+    if manifest.status == "running" and lease is not None and not lease.live:
+        return "crashed"
+    return manifest.status
+
+
+async def _row(storage: Storage, workflow_id: str) -> WorkflowRow:
+    try:
+        manifest = await read_manifest(storage, workflow_id)
+    except CheckpointCorrupt as exc:
+        return WorkflowRow(workflow_id, "corrupt", problem=str(exc))
+    if manifest is None:
+        return WorkflowRow(workflow_id, "unknown", problem="records but no run.json")
+    status = manifest.status
+    if status == "running":
+        try:
+            status = run_status(manifest, await read_lease(storage, workflow_id))
+        except CheckpointCorrupt as exc:
+            return WorkflowRow(workflow_id, "corrupt", problem=str(exc))
+    return WorkflowRow(
+        workflow_id,
+        status,
+        mode=manifest.mode,
+        created_at=manifest.created_at,
+        updated_at=manifest.updated_at,
+        tasks=len(manifest.tasks),
+    )
+
+
+class Catalog:
+    """The workflows of one storage, as the workflows page lists them.
+
+    ``ttl``: a listing younger than this is reused as is (several pages
+    opened at once cost one listing). ``concurrency`` bounds the reads of
+    ``run.json`` in flight. ``clock`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        ttl: float = 2.0,
+        max_age: float = 30.0,
+        concurrency: int = 32,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.storage = storage
+        self.ttl = ttl
+        self.max_age = max_age
+        self.concurrency = concurrency
+        self.clock = clock
+        self._index = _Index()
+        self._lock = anyio.Lock()
+
+    async def rows(self) -> list[WorkflowRow]:
+        """Every workflow, newest first (by last update; never-updated ones last)."""
+        async with self._lock:
+            if self.clock() - self._index.listed_at >= self.ttl:
+                await self._refresh()
+            rows = [cached.row for cached in self._index.rows.values()]
+        rows.sort(key=lambda r: (-(r.updated_at or 0.0), r.workflow_id))
+        return rows
+
+    async def _refresh(self) -> None:
+        names = [name async for name in self.storage.list("")]
+        listed = _workflow_keys(names)
+        now = self.clock()
+        old = self._index.rows
+        stale = [
+            wid
+            for wid, signature in listed.items()
+            if (cached := old.get(wid)) is None
+            or cached.signature != signature
+            or cached.row.status not in FINISHED
+            or now - cached.read_at >= self.max_age
+        ]
+        fresh: dict[str, WorkflowRow] = {}
+        pending = iter(stale)
+
+        async def worker() -> None:
+            for wid in pending:
+                fresh[wid] = await _row(self.storage, wid)
+
+        if stale:
+            await run_all([worker] * min(self.concurrency, len(stale)))
+        rows: dict[str, _Cached] = {}
+        for wid, signature in listed.items():
+            if wid in fresh:
+                rows[wid] = _Cached(fresh[wid], signature, now)
+            else:
+                rows[wid] = old[wid]
+        self._index = _Index(rows, now)
+
+    async def page(
+        self, *, status: str | None = None, query: str = "", page: int = 1, per_page: int = 50
+    ) -> WorkflowPage:
+        """One page of the workflows matching ``status`` and containing ``query``."""
+        rows = await self.rows()
+        needle = query.strip().lower()
+        searched = [r for r in rows if needle in r.workflow_id.lower()] if needle else rows
+        counts: dict[str, int] = {}
+        for row in searched:
+            counts[row.status] = counts.get(row.status, 0) + 1
+        matching = [r for r in searched if r.status == status] if status else searched
+        pages = max(1, math.ceil(len(matching) / per_page))
+        page = min(max(1, page), pages)
+        start = (page - 1) * per_page
+        return WorkflowPage(
+            rows=tuple(matching[start : start + per_page]),
+            total=len(rows),
+            matching=len(matching),
+            counts=counts,
+            page=page,
+            pages=pages,
+        )
+
+    def forget(self, workflow_id: str) -> None:
+        """Drop a workflow's cached row (after an action changed it)."""
+        self._index.rows.pop(workflow_id, None)
+        self._index.listed_at = -math.inf

@@ -1,0 +1,349 @@
+"""The run views: one run of a workflow, its history, one task, read from storage alone.
+
+Pages render these frozen views and never touch storage themselves, so
+what storage records (today ``run.json``, task records and the lease) can
+grow without the pages changing. Records are parsed for their metadata only:
+an output is never decoded by a serializer (a pickled output is never
+unpickled) and a signature is not verified (the viewer needs no key). A
+record that cannot be parsed marks its task with the problem instead of
+failing the whole page.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from asyncflow._core.checkpoint import (
+    _SIG_PREFIX,
+    CheckpointRecord,
+    Manifest,
+    loads,
+    task_prefix,
+    task_storage_key,
+)
+from asyncflow._core.concurrency import run_all
+from asyncflow._core.errors import CheckpointCorrupt
+from asyncflow._core.status import LeaseState, _record_meta, read_lease
+from asyncflow._core.storage import Storage
+from asyncflow.ui._catalog import read_manifest, run_status
+
+__all__ = [
+    "OutputPreview",
+    "RunSummary",
+    "RunView",
+    "TaskDetail",
+    "TaskView",
+    "WaitView",
+    "edges",
+    "load_history",
+    "load_run",
+    "load_task",
+]
+
+PREVIEW_CHARS = 4000
+#: A record larger than this is not parsed for a preview: the page stays fast.
+PREVIEW_MAX_BYTES = 1 << 20
+LIVE = frozenset({"running", "waiting"})
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """One task of a run: what happened to it and where it sits in the flow."""
+
+    key: str
+    step: str
+    status: str
+    index: int
+    depends_on: tuple[str, ...] = ()
+    kind: str = "task"
+    attempts: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    error_type: str | None = None
+    traceback: str | None = None
+    checkpoint: bool = False
+    problem: str | None = None
+    child: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@dataclass(frozen=True, slots=True)
+class WaitView:
+    """What a waiting run waits for: a signal by name, or a time."""
+
+    key: str | None
+    signal: str | None
+    due_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    workflow_id: str
+    run_id: str | None
+    status: str
+    mode: str | None
+    created_at: float | None
+    updated_at: float | None
+    tasks: tuple[TaskView, ...]
+    lease: LeaseState | None = None
+    waits: tuple[WaitView, ...] = ()
+    problems: tuple[str, ...] = ()
+    latest: bool = True
+
+    @property
+    def live(self) -> bool:
+        """Still changing: the page keeps polling."""
+        return self.status in LIVE
+
+    def counts(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for task in self.tasks:
+            found[task.status] = found.get(task.status, 0) + 1
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One row of a workflow's run history."""
+
+    workflow_id: str
+    run_id: str | None
+    status: str
+    started_at: float | None
+    ended_at: float | None
+    tasks: int
+    latest: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutputPreview:
+    """The start of a task's stored output, as text; never decoded by its serializer."""
+
+    serializer: str
+    size: int
+    text: str | None
+    truncated: bool
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDetail:
+    task: TaskView
+    run: RunView
+    record: CheckpointRecord | None
+    signed: bool
+    output: OutputPreview | None
+
+
+def edges(run: RunView) -> list[tuple[str, str]]:
+    """The flow's edges (from, to) between task keys.
+
+    Recorded dependencies when the run has them; otherwise what the mode
+    implies: a chain for sequential runs, no edges between parallel tasks.
+    """
+    keys = {task.key for task in run.tasks}
+    if run.mode == "graph" or any(task.depends_on for task in run.tasks):
+        return [(dep, t.key) for t in run.tasks for dep in t.depends_on if dep in keys]
+    if run.mode == "parallel":
+        return []
+    return [(a.key, b.key) for a, b in zip(run.tasks, run.tasks[1:], strict=False)]
+
+
+def _outcome(manifest: Manifest, key: str, record: bool, first_missing: list[bool]) -> str:
+    outcome = manifest.outcomes.get(key)
+    if outcome is not None:
+        return outcome
+    if record:
+        return "completed"
+    if first_missing[0] and manifest.status in ("failed", "cancelled"):
+        first_missing[0] = False
+        return manifest.status
+    if manifest.status == "running":
+        return "pending"
+    return "not run"
+
+
+def _error_type(text: str | None) -> str | None:
+    """``ValueError`` from a manifest error ``ValueError('boom')``."""
+    if not text:
+        return None
+    head = text.partition("(")[0]
+    return head if head.replace(".", "").replace("_", "").isalnum() else None
+
+
+async def _records(
+    storage: Storage, workflow_id: str
+) -> tuple[dict[str, tuple[CheckpointRecord, bool]], dict[str, str]]:
+    prefix = task_prefix(workflow_id)
+    names = [name async for name in storage.list(prefix)]
+    found = {
+        name[len(prefix) : -len(".json")]: name
+        for name in names
+        if name.endswith(".json") and "/" not in name[len(prefix) :]
+    }
+    records: dict[str, tuple[CheckpointRecord, bool]] = {}
+    problems: dict[str, str] = {}
+    pending = iter(found.items())
+
+    async def worker() -> None:
+        for key, name in pending:
+            blob = await storage.read(name)
+            if blob is None:
+                continue
+            try:
+                records[key] = _record_meta(blob.data, name, workflow_id, key)
+            except CheckpointCorrupt as exc:
+                problems[key] = str(exc)
+
+    if found:
+        await run_all([worker] * min(32, len(found)))
+    return records, problems
+
+
+async def load_run(storage: Storage, workflow_id: str) -> RunView | None:
+    """The latest run of ``workflow_id``, or None if storage has nothing of it.
+
+    A corrupt ``run.json`` raises ``CheckpointCorrupt`` (nothing can be
+    drawn without it); a corrupt task record only marks its task.
+    """
+    manifest = await read_manifest(storage, workflow_id)
+    records, problems = await _records(storage, workflow_id)
+    if manifest is None and not records and not problems:
+        return None
+    lease = await read_lease(storage, workflow_id)
+    if manifest is None:
+        manifest = Manifest(
+            workflow_id=workflow_id,
+            status="unknown",
+            fingerprint=None,
+            mode="sequential",
+            tasks=tuple(sorted({*records, *problems})),
+            created_at=0.0,
+            updated_at=0.0,
+        )
+        known = False
+    else:
+        known = True
+    steps = manifest.steps if len(manifest.steps) == len(manifest.tasks) else ()
+    first_missing = [True]
+    tasks: list[TaskView] = []
+    for index, key in enumerate(manifest.tasks):
+        found = records.get(key)
+        record = found[0] if found is not None else None
+        error = manifest.errors.get(key)
+        step = steps[index] if steps else record.step if record is not None else key
+        tasks.append(
+            TaskView(
+                key=key,
+                step=step,
+                status=_outcome(manifest, key, record is not None, first_missing),
+                index=index,
+                attempts=record.attempts if record is not None else None,
+                started_at=record.started_at if record is not None else None,
+                finished_at=record.finished_at if record is not None else None,
+                error=error,
+                error_type=_error_type(error),
+                checkpoint=record is not None,
+                problem=problems.get(key),
+            )
+        )
+    listed = set(manifest.tasks)
+    extra = [
+        f"{task_storage_key(workflow_id, key)}: a record of no task in run.json"
+        for key in sorted({*records, *problems} - listed)
+    ]
+    extra += [
+        f"{task_storage_key(workflow_id, key)}: {text}"
+        for key, text in sorted(problems.items())
+        if key in listed
+    ]
+    if not known:
+        extra.insert(0, f"{workflow_id}/run.json is missing: showing the task records alone")
+    return RunView(
+        workflow_id=workflow_id,
+        run_id=None,
+        status=run_status(manifest, lease) if known else "unknown",
+        mode=manifest.mode if known else None,
+        created_at=manifest.created_at if known else None,
+        updated_at=manifest.updated_at if known else None,
+        tasks=tuple(tasks),
+        lease=lease,
+        problems=tuple(extra),
+    )
+
+
+async def load_history(storage: Storage, workflow_id: str) -> list[RunSummary] | None:
+    """The runs of ``workflow_id``, newest first; None if storage has nothing of it.
+
+    Storage keeps the latest run only (``run.json``), so that is the history.
+    """
+    manifest = await read_manifest(storage, workflow_id)
+    if manifest is None:
+        run = await load_run(storage, workflow_id)
+        if run is None:
+            return None
+        return [RunSummary(workflow_id, None, run.status, None, None, len(run.tasks), True)]
+    lease = await read_lease(storage, workflow_id) if manifest.status == "running" else None
+    status = run_status(manifest, lease)
+    ended = None if status in LIVE else manifest.updated_at
+    return [
+        RunSummary(workflow_id, None, status, manifest.created_at, ended, len(manifest.tasks), True)
+    ]
+
+
+def preview(data: bytes) -> OutputPreview:
+    """The start of a record's ``output`` payload as stored, pretty-printed when it is JSON."""
+    size = len(data)
+    if data.startswith(_SIG_PREFIX):
+        data = data.partition(b"\n")[2]
+    if size > PREVIEW_MAX_BYTES:
+        return OutputPreview("?", size, None, False, "the record is too large to preview here")
+    try:
+        raw: Any = loads(data)
+    except ValueError as exc:
+        return OutputPreview("?", size, None, False, f"the record is not valid JSON: {exc}")
+    if not isinstance(raw, dict) or "output" not in raw:
+        return OutputPreview("?", size, None, False, "the record holds no output")
+    serializer = raw.get("serializer")
+    serializer = serializer if isinstance(serializer, str) else "?"
+    payload = raw["output"]
+    if serializer == "pickle":
+        length = len(payload) if isinstance(payload, str) else 0
+        return OutputPreview(
+            serializer,
+            size,
+            None,
+            False,
+            f"a pickled output ({length} base64 characters): the viewer never unpickles",
+        )
+    text = json.dumps(payload, indent=2, ensure_ascii=False)
+    truncated = len(text) > PREVIEW_CHARS
+    note = None if serializer == "json" else f"as stored by the {serializer!r} serializer"
+    return OutputPreview(serializer, size, text[:PREVIEW_CHARS], truncated, note)
+
+
+async def load_task(storage: Storage, workflow_id: str, key: str) -> TaskDetail | None:
+    """One task of the latest run with its record's metadata and output preview."""
+    run = await load_run(storage, workflow_id)
+    if run is None:
+        return None
+    task = next((t for t in run.tasks if t.key == key), None)
+    if task is None:
+        return None
+    where = task_storage_key(workflow_id, key)
+    blob = await storage.read(where)
+    if blob is None:
+        return TaskDetail(task, run, None, False, None)
+    try:
+        record, signed = _record_meta(blob.data, where, workflow_id, key)
+    except CheckpointCorrupt:
+        return TaskDetail(task, run, None, False, preview(blob.data))
+    return TaskDetail(task, run, record, signed, preview(blob.data))

@@ -1,0 +1,98 @@
+"""Workflows the viewer's tests (and screenshots) look at, made by running real flows.
+
+``python -m tests.ui.demo URL`` fills a storage; ``python -m tests.ui.demo URL live``
+runs a slow flow (one step every ``STEP_SECONDS``) for the live-update test.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import anyio
+
+from asyncflow import AsyncFlow, Config, Context, action
+from asyncflow.providers import Storage, storage_from_url
+
+STEP_SECONDS = 0.6
+
+
+@action
+async def extract() -> dict[str, Any]:
+    return {"rows": [{"id": i, "name": f"row <{i}>"} for i in range(3)]}
+
+
+@action
+async def transform(previous_context: Context) -> dict[str, Any]:
+    return {"clean": len(previous_context.storage["rows"])}
+
+
+@action(retry=2)
+async def load(previous_context: Context) -> None:
+    raise ConnectionError("warehouse refused the connection <script>alert(1)</script>")
+
+
+@action
+async def report(previous_context: Context) -> str:
+    return "done"
+
+
+def numbered(i: int) -> Any:
+    async def step(initial_context: Context) -> int:
+        return int(initial_context.storage) * 2
+
+    step.__qualname__ = f"part_{i}"
+    return action(step)
+
+
+async def fill(storage: Storage, *, big: int = 40) -> None:
+    """A completed, a failed, a parallel and a big workflow."""
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="daily-etl")
+    for step in (extract, transform, report):
+        flow.task.add(step=step)
+    await flow.start(resume=True)
+
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="orders-sync")
+    for step in (extract, transform, load, report):
+        flow.task.add(step=step)
+    await flow.start(resume=True)
+
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="thumbnails")
+    for i in range(8):
+        flow.task.add(step=numbered(i), initial_context=i)
+    await flow.start(mode="parallel", resume=True)
+
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="big-batch")
+    for i in range(big):
+        flow.task.add(step=numbered(i), initial_context=i)
+    await flow.start(mode="parallel", resume=True)
+
+
+def slow(i: int) -> Any:
+    async def step(initial_context: Context) -> int:
+        await anyio.sleep(STEP_SECONDS)
+        return int(initial_context.storage)
+
+    step.__qualname__ = f"slow_{i}"
+    return action(step)
+
+
+async def live(storage: Storage, steps: int) -> None:
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="live-run")
+    for i in range(steps):
+        flow.task.add(step=slow(i), initial_context=i)
+    await flow.start(resume=True)
+
+
+async def main(url: str, what: str) -> None:
+    async with storage_from_url(url) as storage:  # type: ignore[attr-defined]
+        if what == "live":
+            await live(storage, 6)
+        else:
+            await fill(storage)
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    anyio.run(main, sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "fill")
