@@ -34,6 +34,8 @@ _DARK_TEXT = {"not run", "pending"}
 _MAPPED = re.compile(r"(.+)\[(\d+)\]")
 #: Map children beyond this many are drawn as one node with their counts.
 COLLAPSE_OVER = 12
+#: Tasks with no edges between them (parallel mode) are laid out this many a row.
+GRID_COLUMNS = 6
 _NODE_W, _NODE_H, _COL, _ROW = 150, 34, 190, 46
 
 
@@ -114,10 +116,14 @@ def graph_svg(run: RunView, link: Callable[[TaskView], str]) -> Markup:
         layer[node.key] = 1 + max((layer.get(s, 0) for s in incoming.get(node.key, ())), default=-1)
     rows: dict[int, int] = {}
     place: dict[str, tuple[int, int]] = {}
-    for node in nodes:
-        column = layer[node.key]
-        row = rows.get(column, 0)
-        rows[column] = row + 1
+    for index, node in enumerate(nodes):
+        if pairs:
+            column = layer[node.key]
+            row = rows.get(column, 0)
+        else:  # independent tasks: a grid, not one endless column
+            row, column = divmod(index, GRID_COLUMNS)
+        layer[node.key] = column
+        rows[column] = max(rows.get(column, 0), row + 1)
         place[node.key] = (10 + column * _COL, 10 + row * _ROW)
     width = 20 + (max(layer.values(), default=0) + 1) * _COL - (_COL - _NODE_W)
     height = 20 + max(rows.values(), default=1) * _ROW - (_ROW - _NODE_H)
