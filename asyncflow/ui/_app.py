@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -200,9 +201,14 @@ class _Viewer:
         except ValueError:
             raise Refused(400, "Bad request", "page must be a number") from None
         listing = await self.catalog.page(
-            status=status, query=query, page=number, per_page=PER_PAGE
+            status=status, query=query, page=number, per_page=PER_PAGE, fresh=False
         )
-        return self.render(request, "workflows.html", listing=listing, status=status, query=query)
+        response = self.render(
+            request, "workflows.html", listing=listing, status=status, query=query
+        )
+        if self.catalog.stale:
+            response.background = BackgroundTask(self.catalog.refresh)
+        return response
 
     async def workflow(self, request: Request) -> Response:
         workflow_id = self.workflow_id(request)
@@ -305,4 +311,6 @@ def create_app(
     middleware = [Middleware(_SecurityHeaders)]
     if allowed_hosts is not None:
         middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
-    return Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=middleware)
+    app.state.catalog = viewer.catalog  # the workflows index, for tests and benchmarks
+    return app

@@ -14,6 +14,7 @@ when the cached copy is older than ``max_age``.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ __all__ = [
 
 #: Statuses after which a run.json changes only when a new run starts.
 FINISHED = frozenset({"completed", "failed", "cancelled"})
+logger = logging.getLogger("asyncflow.ui")
 STATUSES = ("running", "waiting", "completed", "failed", "cancelled", "crashed")
 
 
@@ -60,6 +62,7 @@ class WorkflowPage:
     counts: dict[str, int]
     page: int
     pages: int
+    age: float = 0.0
 
 
 @dataclass(slots=True)
@@ -72,6 +75,7 @@ class _Cached:
 @dataclass(slots=True)
 class _Index:
     rows: dict[str, _Cached] = field(default_factory=dict)
+    ordered: list[WorkflowRow] = field(default_factory=list)
     listed_at: float = -math.inf
 
 
@@ -158,14 +162,37 @@ class Catalog:
         self._index = _Index()
         self._lock = anyio.Lock()
 
-    async def rows(self) -> list[WorkflowRow]:
-        """Every workflow, newest first (by last update; never-updated ones last)."""
+    @property
+    def stale(self) -> bool:
+        """The index is older than ``ttl`` (or was never built)."""
+        return self.clock() - self._index.listed_at >= self.ttl
+
+    async def rows(self, *, fresh: bool = True) -> list[WorkflowRow]:
+        """Every workflow, newest first (by last update).
+
+        ``fresh=False`` returns an index already built as it is, however old:
+        the caller refreshes it afterwards (``refresh``), so a page never
+        waits for a listing of the whole storage except the first time.
+        """
         async with self._lock:
-            if self.clock() - self._index.listed_at >= self.ttl:
+            if self._index.listed_at == -math.inf or (fresh and self.stale):
                 await self._refresh()
-            rows = [cached.row for cached in self._index.rows.values()]
-        rows.sort(key=lambda r: (-(r.updated_at or 0.0), r.workflow_id))
-        return rows
+            return self._index.ordered
+
+    async def refresh(self) -> None:
+        """Bring a stale index up to date, unless a refresh is already under way."""
+        if self._lock.locked() or not self.stale:
+            return
+        async with self._lock:
+            try:
+                await self._refresh()
+            except Exception:
+                logger.warning("viewer: refreshing the workflows index failed", exc_info=True)
+
+    @property
+    def age(self) -> float:
+        """Seconds since the index was listed."""
+        return max(0.0, self.clock() - self._index.listed_at)
 
     async def _refresh(self) -> None:
         names = [name async for name in self.storage.list("")]
@@ -195,13 +222,23 @@ class Catalog:
                 rows[wid] = _Cached(fresh[wid], signature, now)
             else:
                 rows[wid] = old[wid]
-        self._index = _Index(rows, now)
+        ordered = sorted(
+            (cached.row for cached in rows.values()),
+            key=lambda r: (-(r.updated_at or 0.0), r.workflow_id),
+        )
+        self._index = _Index(rows, ordered, now)
 
     async def page(
-        self, *, status: str | None = None, query: str = "", page: int = 1, per_page: int = 50
+        self,
+        *,
+        status: str | None = None,
+        query: str = "",
+        page: int = 1,
+        per_page: int = 50,
+        fresh: bool = True,
     ) -> WorkflowPage:
         """One page of the workflows matching ``status`` and containing ``query``."""
-        rows = await self.rows()
+        rows = await self.rows(fresh=fresh)
         needle = query.strip().lower()
         searched = [r for r in rows if needle in r.workflow_id.lower()] if needle else rows
         counts: dict[str, int] = {}
@@ -218,6 +255,7 @@ class Catalog:
             counts=counts,
             page=page,
             pages=pages,
+            age=self.age,
         )
 
     def forget(self, workflow_id: str) -> None:

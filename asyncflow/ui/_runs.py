@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from asyncflow._core.checkpoint import (
     _SIG_PREFIX,
+    FORMAT,
     CheckpointRecord,
     Manifest,
     loads,
@@ -179,9 +180,45 @@ def _error_type(text: str | None) -> str | None:
     return head if head.replace(".", "").replace("_", "").isalnum() else None
 
 
-async def _records(
-    storage: Storage, workflow_id: str
-) -> tuple[dict[str, tuple[CheckpointRecord, bool]], dict[str, str]]:
+class _Meta(NamedTuple):
+    """What the run page needs of a task record."""
+
+    step: str
+    attempts: int
+    started_at: float
+    finished_at: float
+
+
+def _meta(data: bytes, where: str, workflow_id: str, key: str) -> _Meta:
+    """A record's timing metadata, parsed once; anything irregular gets the full check.
+
+    The full check (``decode_record`` without a serializer) also verifies the
+    output's digest; the run page reads a thousand records, the task page
+    one, so only the task page pays for that, and here an irregular record
+    goes through it for its exact error.
+    """
+    body = data.partition(b"\n")[2] if data.startswith(_SIG_PREFIX) else data
+    try:
+        raw = loads(body)
+    except ValueError:
+        raw = None
+    if (
+        isinstance(raw, dict)
+        and raw.get("asyncflow") == FORMAT
+        and raw.get("workflow_id") == workflow_id
+        and raw.get("key") == key
+        and type(step := raw.get("step")) is str
+        and type(attempts := raw.get("attempts")) is int
+        and type(started := raw.get("started_at")) is float
+        and type(finished := raw.get("finished_at")) is float
+        and "output" in raw
+    ):
+        return _Meta(step, attempts, started, finished)
+    record, _ = _record_meta(data, where, workflow_id, key)
+    return _Meta(record.step, record.attempts, record.started_at, record.finished_at)
+
+
+async def _records(storage: Storage, workflow_id: str) -> tuple[dict[str, _Meta], dict[str, str]]:
     prefix = task_prefix(workflow_id)
     names = [name async for name in storage.list(prefix)]
     found = {
@@ -189,7 +226,7 @@ async def _records(
         for name in names
         if name.endswith(".json") and "/" not in name[len(prefix) :]
     }
-    records: dict[str, tuple[CheckpointRecord, bool]] = {}
+    records: dict[str, _Meta] = {}
     problems: dict[str, str] = {}
     pending = iter(found.items())
 
@@ -199,7 +236,7 @@ async def _records(
             if blob is None:
                 continue
             try:
-                records[key] = _record_meta(blob.data, name, workflow_id, key)
+                records[key] = _meta(blob.data, name, workflow_id, key)
             except CheckpointCorrupt as exc:
                 problems[key] = str(exc)
 
@@ -219,6 +256,16 @@ async def load_run(storage: Storage, workflow_id: str) -> RunView | None:
     if manifest is None and not records and not problems:
         return None
     lease = await read_lease(storage, workflow_id)
+    return _build(workflow_id, manifest, lease, records, problems)
+
+
+def _build(
+    workflow_id: str,
+    manifest: Manifest | None,
+    lease: LeaseState | None,
+    records: dict[str, _Meta],
+    problems: dict[str, str],
+) -> RunView:
     if manifest is None:
         manifest = Manifest(
             workflow_id=workflow_id,
@@ -236,8 +283,7 @@ async def load_run(storage: Storage, workflow_id: str) -> RunView | None:
     first_missing = [True]
     tasks: list[TaskView] = []
     for index, key in enumerate(manifest.tasks):
-        found = records.get(key)
-        record = found[0] if found is not None else None
+        record = records.get(key)
         error = manifest.errors.get(key)
         step = steps[index] if steps else record.step if record is not None else key
         tasks.append(
@@ -331,15 +377,33 @@ def preview(data: bytes) -> OutputPreview:
 
 
 async def load_task(storage: Storage, workflow_id: str, key: str) -> TaskDetail | None:
-    """One task of the latest run with its record's metadata and output preview."""
-    run = await load_run(storage, workflow_id)
-    if run is None:
-        return None
-    task = next((t for t in run.tasks if t.key == key), None)
-    if task is None:
-        return None
+    """One task of the latest run with its record's metadata and output preview.
+
+    Reads ``run.json``, the lease and that one record, not the whole run
+    (except for a failed run recorded before outcomes were, whose failed
+    task is found by looking at every record).
+    """
+    manifest = await read_manifest(storage, workflow_id)
     where = task_storage_key(workflow_id, key)
     blob = await storage.read(where)
+    if manifest is not None and not manifest.outcomes and manifest.status != "running":
+        run = await load_run(storage, workflow_id)
+    elif manifest is None and blob is None:
+        run = None
+    else:
+        records: dict[str, _Meta] = {}
+        problems: dict[str, str] = {}
+        if blob is not None:
+            try:
+                records[key] = _meta(blob.data, where, workflow_id, key)
+            except CheckpointCorrupt as exc:
+                problems[key] = str(exc)
+        run = _build(
+            workflow_id, manifest, await read_lease(storage, workflow_id), records, problems
+        )
+    task = None if run is None else next((t for t in run.tasks if t.key == key), None)
+    if run is None or task is None:
+        return None
     if blob is None:
         return TaskDetail(task, run, None, False, None)
     try:

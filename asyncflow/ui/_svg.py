@@ -175,6 +175,7 @@ def gantt_svg(run: RunView, link: Callable[[TaskView], str], now: float | None =
         t for t in run.tasks if t.started_at is not None and t.status not in ("skipped", "not run")
     ]
     now = time.time() if now is None else now
+    drawn = {t.key for t in timed}
     starts = [t.started_at for t in timed if t.started_at is not None]
     ends = [t.finished_at if t.finished_at is not None else now for t in timed]
     if run.created_at:
@@ -196,7 +197,7 @@ def gantt_svg(run: RunView, link: Callable[[TaskView], str], now: float | None =
             _clip(f"{task.step} ({task.key})" if task.step != task.key else task.key, 34)
         )
         parts = [f'<text x="4" y="{y + 10}" font-size="11" fill="#212121">{label}</text>']
-        if task in timed and task.started_at is not None:
+        if task.key in drawn and task.started_at is not None:
             end = task.finished_at if task.finished_at is not None else now
             x = _LABEL_W + (task.started_at - origin) / span * _CHART_W
             w = max(2.0, (end - task.started_at) / span * _CHART_W)

@@ -340,3 +340,27 @@ def test_timestamps_render_in_utc() -> None:
     assert _took(0.25) == "250 ms"
     assert _took(3.0) == "3.00 s"
     assert _took(600) == "10.0 min"
+
+
+async def test_a_stale_index_is_served_then_refreshed_after_the_response(memory: Storage) -> None:
+    now = [0.0]
+    catalog = Catalog(memory, ttl=2.0, clock=lambda: now[0])
+    assert len(await catalog.rows(fresh=False)) == 4  # no index yet: built at once
+    manifest = Manifest("new-one", "running", None, "sequential", ("0",), 1.0, 2e9)
+    await memory.write(manifest_key("new-one"), manifest.encode())
+    now[0] = 10.0
+    assert catalog.stale
+    assert len(await catalog.rows(fresh=False)) == 4
+    await catalog.refresh()
+    rows = await catalog.rows(fresh=False)
+    assert rows[0].workflow_id == "new-one"
+    assert not catalog.stale
+
+
+async def test_the_task_page_reads_one_record_not_the_run(memory: Storage) -> None:
+    counting = Counting(memory)
+    async with client(create_app(counting)) as http:  # type: ignore[arg-type]
+        page = await http.get("/workflows/big-batch/tasks/7")
+    assert page.status_code == 200
+    assert [k for k in counting.reads if "/tasks/" in k] == ["big-batch/tasks/7.json"]
+    assert counting.lists == 0
