@@ -12,6 +12,7 @@ failing the whole page.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -68,6 +69,7 @@ class TaskView:
     checkpoint: bool = False
     problem: str | None = None
     child: str | None = None
+    parent: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -170,6 +172,15 @@ def _outcome(manifest: Manifest, key: str, record: bool, first_missing: list[boo
     if manifest.status == "running":
         return "pending"
     return "not run"
+
+
+_MAPPED = re.compile(r"(.+)\[(\d+)\]")
+
+
+def _parent(key: str) -> str | None:
+    """The map a mapped child's key (``fetch[3]``) belongs to."""
+    match = _MAPPED.fullmatch(key)
+    return match.group(1) if match else None
 
 
 def _error_type(text: str | None) -> str | None:
@@ -299,6 +310,7 @@ def _build(
                 error_type=_error_type(error),
                 checkpoint=record is not None,
                 problem=problems.get(key),
+                parent=_parent(key),
             )
         )
     listed = set(manifest.tasks)

@@ -8,7 +8,6 @@ few for states the seed has no diagram of. Every text is escaped.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ COLORS = {
     "crashed": "#f44336",
 }
 _DARK_TEXT = {"not run", "pending"}
-_MAPPED = re.compile(r"(.+)\[(\d+)\]")
 #: Map children beyond this many are drawn as one node with their counts.
 COLLAPSE_OVER = 12
 #: Tasks with no edges between them (parallel mode) are laid out this many a row.
@@ -61,17 +59,15 @@ def _nodes(run: RunView, link: Callable[[TaskView], str]) -> tuple[list[_Node], 
     """Graph nodes in flow order, map children beyond ``COLLAPSE_OVER`` folded into one."""
     families: dict[str, list[TaskView]] = {}
     for task in run.tasks:
-        match = _MAPPED.fullmatch(task.key)
-        if match:
-            families.setdefault(match.group(1), []).append(task)
+        if task.parent is not None:
+            families.setdefault(task.parent, []).append(task)
     folded = {name for name, members in families.items() if len(members) > COLLAPSE_OVER}
     nodes: list[_Node] = []
     owner: dict[str, str] = {}
     groups: dict[str, _Node] = {}
     for task in run.tasks:
-        match = _MAPPED.fullmatch(task.key)
-        family = match.group(1) if match else None
-        if family in folded and family is not None:
+        family = task.parent
+        if family is not None and family in folded:
             node = groups.get(family)
             if node is None:
                 node = groups[family] = _Node(f"{family}[*]", "", "", "", None, [])

@@ -47,9 +47,7 @@ def main(out: Path) -> None:
                 page.goto(ui.url + path)
                 page.screenshot(path=str(out / name), full_page=full)
                 print(out / name)
-            runner = subprocess.Popen(
-                [sys.executable, "-m", "tests.ui.demo", url, "live"], env=env
-            )
+            runner = subprocess.Popen([sys.executable, "-m", "tests.ui.demo", url, "live"], env=env)
             try:
                 while not (store / "live-run" / "tasks" / "2.json").exists():
                     time.sleep(0.05)

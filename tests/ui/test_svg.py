@@ -47,6 +47,7 @@ def test_many_map_children_fold_into_one_node_with_their_counts() -> None:
             "failed" if i == 3 else "completed",
             i + 1,
             depends_on=("pages",),
+            parent="fetch",
         )
         for i in range(COLLAPSE_OVER + 8)
     ]
