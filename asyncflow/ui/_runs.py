@@ -11,10 +11,9 @@ failing the whole page.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from asyncflow._core.checkpoint import (
     _SIG_PREFIX,
@@ -30,9 +29,9 @@ from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.status import LeaseState, _record_meta, read_lease
 from asyncflow._core.storage import Storage
 from asyncflow.ui._catalog import read_manifest, run_status
+from asyncflow.ui._preview import OutputPreview, preview
 
 __all__ = [
-    "OutputPreview",
     "RunSummary",
     "RunView",
     "TaskDetail",
@@ -44,9 +43,6 @@ __all__ = [
     "load_task",
 ]
 
-PREVIEW_CHARS = 4000
-#: A record larger than this is not parsed for a preview: the page stays fast.
-PREVIEW_MAX_BYTES = 1 << 20
 LIVE = frozenset({"running", "waiting"})
 
 
@@ -124,17 +120,6 @@ class RunSummary:
     ended_at: float | None
     tasks: int
     latest: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OutputPreview:
-    """The start of a task's stored output, as text; never decoded by its serializer."""
-
-    serializer: str
-    size: int
-    text: str | None
-    truncated: bool
-    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,37 +340,6 @@ async def load_history(storage: Storage, workflow_id: str) -> list[RunSummary] |
     return [
         RunSummary(workflow_id, None, status, manifest.created_at, ended, len(manifest.tasks), True)
     ]
-
-
-def preview(data: bytes) -> OutputPreview:
-    """The start of a record's ``output`` payload as stored, pretty-printed when it is JSON."""
-    size = len(data)
-    if data.startswith(_SIG_PREFIX):
-        data = data.partition(b"\n")[2]
-    if size > PREVIEW_MAX_BYTES:
-        return OutputPreview("?", size, None, False, "the record is too large to preview here")
-    try:
-        raw: Any = loads(data)
-    except ValueError as exc:
-        return OutputPreview("?", size, None, False, f"the record is not valid JSON: {exc}")
-    if not isinstance(raw, dict) or "output" not in raw:
-        return OutputPreview("?", size, None, False, "the record holds no output")
-    serializer = raw.get("serializer")
-    serializer = serializer if isinstance(serializer, str) else "?"
-    payload = raw["output"]
-    if serializer == "pickle":
-        length = len(payload) if isinstance(payload, str) else 0
-        return OutputPreview(
-            serializer,
-            size,
-            None,
-            False,
-            f"a pickled output ({length} base64 characters): the viewer never unpickles",
-        )
-    text = json.dumps(payload, indent=2, ensure_ascii=False)
-    truncated = len(text) > PREVIEW_CHARS
-    note = None if serializer == "json" else f"as stored by the {serializer!r} serializer"
-    return OutputPreview(serializer, size, text[:PREVIEW_CHARS], truncated, note)
 
 
 async def load_task(storage: Storage, workflow_id: str, key: str) -> TaskDetail | None:
