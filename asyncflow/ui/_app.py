@@ -9,6 +9,7 @@ through autoescaping Jinja2 templates. A request with the header
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,7 +41,14 @@ from asyncflow._core.storage import Storage
 from asyncflow.ui import _actions
 from asyncflow.ui._catalog import STATUSES, Catalog
 from asyncflow.ui._guard import CSRF_COOKIE, Refused, check_action, csrf_value, read_form
-from asyncflow.ui._runs import RunView, TaskView, load_history, load_run, load_task
+from asyncflow.ui._runs import (
+    RecordCache,
+    RunView,
+    TaskView,
+    load_history,
+    load_run,
+    load_task,
+)
 from asyncflow.ui._svg import COLORS, gantt_svg, graph_svg
 
 __all__ = ["create_app"]
@@ -71,7 +79,9 @@ def _took(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+@functools.lru_cache(maxsize=1)
 def _environment() -> Environment:
+    """One per process: templates compile once, however many apps are made."""
     env = Environment(
         loader=FileSystemLoader(_HERE / "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -121,6 +131,7 @@ class _Viewer:
         self.actions = actions
         self.token = token
         self.catalog = Catalog(storage)
+        self.records = RecordCache()
         self.env = _environment()
 
     def url(self, request: Request, path: str, **query: Any) -> str:
@@ -212,7 +223,7 @@ class _Viewer:
 
     async def workflow(self, request: Request) -> Response:
         workflow_id = self.workflow_id(request)
-        run = await load_run(self.storage, workflow_id)
+        run = await load_run(self.storage, workflow_id, self.records)
         if run is None:
             raise Refused(404, "Unknown workflow", f"no workflow {workflow_id!r} in this storage")
         link = self.task_link(request, run)
@@ -313,4 +324,5 @@ def create_app(
         middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
     app = Starlette(routes=routes, middleware=middleware)
     app.state.catalog = viewer.catalog  # the workflows index, for tests and benchmarks
+    app.state.records = viewer.records
     return app

@@ -12,6 +12,7 @@ failing the whole page.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -32,6 +33,7 @@ from asyncflow.ui._catalog import read_manifest, run_status
 from asyncflow.ui._preview import OutputPreview, preview
 
 __all__ = [
+    "RecordCache",
     "RunSummary",
     "RunView",
     "TaskDetail",
@@ -214,7 +216,47 @@ def _meta(data: bytes, where: str, workflow_id: str, key: str) -> _Meta:
     return _Meta(record.step, record.attempts, record.started_at, record.finished_at)
 
 
-async def _records(storage: Storage, workflow_id: str) -> tuple[dict[str, _Meta], dict[str, str]]:
+class RecordCache:
+    """Task-record metadata already read, per workflow and run, for the next page load.
+
+    Within one run a task's record, once there, does not change: a task
+    commits once per run, restoring never rewrites, and what a run
+    invalidates it deletes before it starts. So a record seen during a run
+    is kept until the listing no longer shows it or ``run.json`` names
+    another run; a live page's poll then reads only the records that
+    appeared since. At most ``workflows`` runs are kept (least recently
+    used first out).
+    """
+
+    def __init__(self, workflows: int = 32) -> None:
+        self.workflows = workflows
+        self._runs: OrderedDict[str, tuple[object, dict[str, _Meta]]] = OrderedDict()
+
+    def known(self, workflow_id: str, run: object) -> dict[str, _Meta]:
+        found = self._runs.get(workflow_id)
+        if found is None or found[0] != run:
+            found = (run, {})
+        self._runs[workflow_id] = found
+        self._runs.move_to_end(workflow_id)
+        while len(self._runs) > self.workflows:
+            self._runs.popitem(last=False)
+        return found[1]
+
+
+def _run_identity(manifest: Manifest | None) -> object:
+    """What tells one run from the next in ``run.json``."""
+    if manifest is None:
+        return None
+    return (manifest.created_at, manifest.updated_at)
+
+
+async def _records(
+    storage: Storage, workflow_id: str, known: dict[str, _Meta] | None = None
+) -> tuple[dict[str, _Meta], dict[str, str]]:
+    """Every task record's metadata: one listing, then the records not ``known`` yet.
+
+    ``known`` is updated in place: records gone from the listing leave it.
+    """
     prefix = task_prefix(workflow_id)
     names = [name async for name in storage.list(prefix)]
     found = {
@@ -222,9 +264,11 @@ async def _records(storage: Storage, workflow_id: str) -> tuple[dict[str, _Meta]
         for name in names
         if name.endswith(".json") and "/" not in name[len(prefix) :]
     }
-    records: dict[str, _Meta] = {}
+    records = {} if known is None else known
+    for gone in [key for key in records if key not in found]:
+        del records[gone]
     problems: dict[str, str] = {}
-    pending = iter(found.items())
+    pending = iter([(key, name) for key, name in found.items() if key not in records])
 
     async def worker() -> None:
         for key, name in pending:
@@ -236,23 +280,27 @@ async def _records(storage: Storage, workflow_id: str) -> tuple[dict[str, _Meta]
             except CheckpointCorrupt as exc:
                 problems[key] = str(exc)
 
-    if found:
-        await run_all([worker] * min(32, len(found)))
+    if len(found) > len(records):
+        await run_all([worker] * min(32, len(found) - len(records)))
     return records, problems
 
 
-async def load_run(storage: Storage, workflow_id: str) -> RunView | None:
+async def load_run(
+    storage: Storage, workflow_id: str, cache: RecordCache | None = None
+) -> RunView | None:
     """The latest run of ``workflow_id``, or None if storage has nothing of it.
 
     A corrupt ``run.json`` raises ``CheckpointCorrupt`` (nothing can be
-    drawn without it); a corrupt task record only marks its task.
+    drawn without it); a corrupt task record only marks its task. With a
+    ``cache``, records already read during this run are not read again.
     """
     manifest = await read_manifest(storage, workflow_id)
-    records, problems = await _records(storage, workflow_id)
+    known = None if cache is None else cache.known(workflow_id, _run_identity(manifest))
+    records, problems = await _records(storage, workflow_id, known)
     if manifest is None and not records and not problems:
         return None
     lease = await read_lease(storage, workflow_id)
-    return _build(workflow_id, manifest, lease, records, problems)
+    return _build(workflow_id, manifest, lease, dict(records), problems)
 
 
 def _build(

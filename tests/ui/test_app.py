@@ -364,3 +364,32 @@ async def test_the_task_page_reads_one_record_not_the_run(memory: Storage) -> No
     assert page.status_code == 200
     assert [k for k in counting.reads if "/tasks/" in k] == ["big-batch/tasks/7.json"]
     assert counting.lists == 0
+
+
+async def test_a_run_page_reads_again_only_records_that_appeared(memory: Storage) -> None:
+    counting = Counting(memory)
+    app = create_app(counting)  # type: ignore[arg-type]
+    async with client(app) as http:
+        await http.get("/workflows/big-batch")
+        tasks = [k for k in counting.reads if "/tasks/" in k]
+        assert len(tasks) == 20
+        counting.reads.clear()
+        await http.get("/workflows/big-batch")
+        assert [k for k in counting.reads if "/tasks/" in k] == []
+
+        record = await memory.read(task_storage_key("big-batch", "3"))
+        assert record is not None
+        await memory.delete(task_storage_key("big-batch", "3"))
+        await http.get("/workflows/big-batch")
+        await memory.write(task_storage_key("big-batch", "3"), record.data)
+        counting.reads.clear()
+        await http.get("/workflows/big-batch")
+        assert [k for k in counting.reads if "/tasks/" in k] == ["big-batch/tasks/3.json"]
+
+        blob = await memory.read(manifest_key("big-batch"))
+        assert blob is not None
+        manifest = Manifest.decode(blob.data, "run.json").replace(status="running")
+        await memory.write(manifest_key("big-batch"), manifest.encode())
+        counting.reads.clear()
+        await http.get("/workflows/big-batch")  # another run: everything again
+        assert len([k for k in counting.reads if "/tasks/" in k]) == 20
