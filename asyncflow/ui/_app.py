@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,7 +41,17 @@ from asyncflow._core.ids import validate_id
 from asyncflow._core.storage import Storage
 from asyncflow.ui import _actions
 from asyncflow.ui._catalog import STATUSES, Catalog
-from asyncflow.ui._guard import CSRF_COOKIE, Refused, check_action, csrf_value, read_form
+from asyncflow.ui._guard import (
+    CSRF_COOKIE,
+    TOKEN_COOKIE,
+    Refused,
+    check_action,
+    check_form,
+    csrf_value,
+    read_form,
+    token_proof,
+    unlocked,
+)
 from asyncflow.ui._runs import (
     RecordCache,
     RunView,
@@ -143,12 +154,17 @@ class _Viewer:
         self, request: Request, name: str, code: int = 200, *, live: bool = False, **values: Any
     ) -> Response:
         csrf, new = csrf_value(request) if self.actions else ("", False)
+        root = str(request.scope.get("root_path", ""))
+        here = request.url.path[len(root) :] if request.url.path.startswith(root) else "/"
+        if request.url.query:
+            here += "?" + request.url.query
         partial = request.headers.get("x-asyncflow-partial") == "1"
         html = self.env.get_template(name).render(
             request=request,
             url=lambda path, **q: self.url(request, path, **q),
             actions=self.actions,
-            need_token=self.token is not None,
+            need_token=not unlocked(request, self.token),
+            here=here,
             csrf=csrf,
             live=live,
             partial=partial,
@@ -282,6 +298,27 @@ class _Viewer:
         self.catalog.forget(workflow_id)
         return self.done(request, workflow_id, f"reset from {key}: the next resume re-runs it")
 
+    async def unlock(self, request: Request) -> Response:
+        form = await read_form(request)
+        check_form(request, form, actions=self.actions)
+        if self.token is None:
+            raise Refused(400, "Nothing to unlock", "this viewer has no access token")
+        offered = form.get("token", "")
+        if not offered or not hmac.compare_digest(offered.encode(), self.token.encode()):
+            raise Refused(403, "Wrong token", "that is not this viewer's access token")
+        back = form.get("next", "")
+        if not back.startswith("/") or back.startswith("//"):
+            back = "/"
+        response = RedirectResponse(self.url(request, back), status_code=303)
+        response.set_cookie(
+            TOKEN_COOKIE,
+            token_proof(self.token),
+            httponly=True,
+            samesite="strict",
+            path=request.scope.get("root_path", "") or "/",
+        )
+        return response
+
     def done(self, request: Request, workflow_id: str, message: str) -> Response:
         target = self.url(request, f"/workflows/{quote(workflow_id, safe='')}", done=message)
         return RedirectResponse(target, status_code=303)
@@ -316,6 +353,7 @@ def create_app(
         Route("/workflows/{workflow_id}/tasks/{key}", page(viewer.task)),
         Route("/workflows/{workflow_id}/signal", page(viewer.signal), methods=["POST"]),
         Route("/workflows/{workflow_id}/reset", page(viewer.reset), methods=["POST"]),
+        Route("/unlock", page(viewer.unlock), methods=["POST"]),
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         Route("/{rest:path}", page(viewer.not_found), methods=["GET", "POST"]),
     ]

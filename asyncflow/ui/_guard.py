@@ -4,12 +4,15 @@ CSRF is a double submit: each page with a form carries a random value both
 in a ``SameSite=Strict`` cookie and in the form; another site can make a
 browser send the cookie but cannot read it to fill in the form. A request
 whose ``Origin`` names another host is refused too. With a token (required
-by ``asyncflow ui`` on a non-loopback host) the form must also carry it, or
-the request an ``Authorization: Bearer`` header.
+by ``asyncflow ui`` on a non-loopback host) the browser must have unlocked
+the actions once (``POST /unlock`` with the token sets an ``HttpOnly``
+cookie holding a value derived from it), or the form carry the token, or the
+request an ``Authorization: Bearer`` header.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import secrets
@@ -17,9 +20,21 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
 
-__all__ = ["CSRF_COOKIE", "Refused", "check_action", "csrf_value", "is_loopback", "read_form"]
+__all__ = [
+    "CSRF_COOKIE",
+    "TOKEN_COOKIE",
+    "Refused",
+    "check_action",
+    "check_form",
+    "csrf_value",
+    "is_loopback",
+    "read_form",
+    "token_proof",
+    "unlocked",
+]
 
 CSRF_COOKIE = "asyncflow_csrf"
+TOKEN_COOKIE = "asyncflow_unlock"
 MAX_FORM_BYTES = 64 * 1024
 
 
@@ -68,10 +83,8 @@ async def read_form(request: Request) -> dict[str, str]:
     return {name: values[-1] for name, values in fields.items()}
 
 
-def check_action(
-    request: Request, form: dict[str, str], *, actions: bool, token: str | None
-) -> None:
-    """Refuse the POST unless actions are on, it is same-origin, and CSRF and token match."""
+def check_form(request: Request, form: dict[str, str], *, actions: bool) -> None:
+    """Refuse the POST unless actions are on, it is same-origin and its CSRF value matches."""
     if not actions:
         raise Refused(
             403,
@@ -95,10 +108,33 @@ def check_action(
             "the form's CSRF value does not match this browser's cookie: reload the page"
             " and submit again",
         )
-    if token is not None:
-        offered = form.get("token", "")
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            offered = offered or header[7:].strip()
-        if not offered or not hmac.compare_digest(offered.encode(), token.encode()):
-            raise Refused(403, "Token required", "this action needs the viewer's access token")
+
+
+def token_proof(token: str) -> str:
+    """What the unlock cookie holds: derived from the token, not the token itself."""
+    return hmac.new(token.encode(), b"asyncflow-ui-unlock", hashlib.sha256).hexdigest()
+
+
+def unlocked(request: Request, token: str | None) -> bool:
+    """No token is set, or this browser proved it knows it (``POST /unlock``)."""
+    if token is None:
+        return True
+    cookie = request.cookies.get(TOKEN_COOKIE, "")
+    return hmac.compare_digest(cookie.encode(), token_proof(token).encode())
+
+
+def check_action(
+    request: Request, form: dict[str, str], *, actions: bool, token: str | None
+) -> None:
+    """``check_form``, and with a token: the unlock cookie, the form's or a Bearer token."""
+    check_form(request, form, actions=actions)
+    if token is None or unlocked(request, token):
+        return
+    offered = form.get("token", "")
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        offered = offered or header[7:].strip()
+    if not offered or not hmac.compare_digest(offered.encode(), token.encode()):
+        raise Refused(
+            403, "Token required", "this action needs the viewer's access token: unlock first"
+        )

@@ -393,3 +393,26 @@ async def test_a_run_page_reads_again_only_records_that_appeared(memory: Storage
         counting.reads.clear()
         await http.get("/workflows/big-batch")  # another run: everything again
         assert len([k for k in counting.reads if "/tasks/" in k]) == 20
+
+
+async def test_unlocking_with_the_token_lets_this_browser_act(memory: Storage) -> None:
+    async with client(create_app(memory, actions=True, token="s3cret")) as http:
+        locked = await http.get("/workflows/orders-sync")
+        assert "Unlock actions" in locked.text
+        assert "reset from here" not in locked.text
+        csrf = await csrf_of(http, "/workflows/orders-sync")
+        wrong = await http.post("/unlock", data={"csrf": csrf, "token": "nope"})
+        assert wrong.status_code == 403
+        assert "Wrong token" in wrong.text
+        evil = await http.post(
+            "/unlock", data={"csrf": csrf, "token": "s3cret", "next": "//evil.example/"}
+        )
+        assert evil.status_code == 303
+        assert evil.headers["location"] == "/"
+        assert "s3cret" not in evil.headers["set-cookie"]
+        page = await http.get("/workflows/orders-sync")
+        assert "reset from here" in page.text
+        assert "Unlock actions" not in page.text
+        acted = await http.post("/workflows/orders-sync/reset", data={"key": "2", "csrf": csrf})
+        assert acted.status_code == 501  # past every guard: this asyncflow has no reset yet
+        assert "no reset from a task" in acted.text

@@ -131,7 +131,8 @@ def test_actions_need_the_csrf_value_and_the_token(
     tab, _ = page
     with viewer(f"file://{filled}", tmp_path / "ui.log", "--actions", "--token", "s3cret") as ui:
         tab.goto(ui.url + "/workflows/orders-sync")
-        assert tab.locator("header .mode").inner_text() == "actions on"
+        assert tab.locator("header .mode").inner_text() == "actions locked"
+        assert tab.get_by_role("button", name="reset from here").count() == 0
         forged = tab.request.post(
             ui.url + "/workflows/orders-sync/reset",
             form={"key": "2", "csrf": "forged" * 8, "token": "s3cret"},
@@ -139,7 +140,12 @@ def test_actions_need_the_csrf_value_and_the_token(
         assert forged.status == 403
         assert "CSRF check failed" in forged.text()
 
-        row = tab.locator('tr[data-key="2"]')
-        row.locator('input[name="token"]').fill("wrong")
-        row.get_by_role("button", name="reset from here").click()
-        assert "Token required" in tab.locator("h1").inner_text()
+        tab.get_by_label("access token").fill("wrong")
+        tab.get_by_role("button", name="Unlock actions").click()
+        assert "Wrong token" in tab.locator("h1").inner_text()
+        tab.goto(ui.url + "/workflows/orders-sync")
+        tab.get_by_label("access token").fill("s3cret")
+        tab.get_by_role("button", name="Unlock actions").click()
+        tab.wait_for_url("**/workflows/orders-sync")
+        assert tab.locator("header .mode").inner_text() == "actions on"
+        assert tab.get_by_role("button", name="reset from here").count() == 4
