@@ -60,7 +60,7 @@ from asyncflow.ui._runs import (
     load_run,
     load_task,
 )
-from asyncflow.ui._svg import COLORS, gantt_svg, graph_svg
+from asyncflow.ui._svg import COLORS, MAX_ROWS, gantt_svg, graph_svg
 
 __all__ = ["create_app"]
 
@@ -104,6 +104,7 @@ def _environment() -> Environment:
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.globals["COLORS"] = COLORS
     env.globals["STATUSES"] = STATUSES
+    env.globals["MAX_ROWS"] = MAX_ROWS
     return env
 
 

@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 
 from asyncflow.ui._runs import RunView, TaskView, edges
 
-__all__ = ["COLORS", "gantt_svg", "graph_svg"]
+__all__ = ["COLORS", "MAX_ROWS", "gantt_svg", "graph_svg"]
 
 COLORS = {
     "completed": "#4caf50",
@@ -34,6 +34,8 @@ _DARK_TEXT = {"not run", "pending"}
 COLLAPSE_OVER = 12
 #: Tasks with no edges between them (parallel mode) are laid out this many a row.
 GRID_COLUMNS = 6
+#: The timeline and the task table show this many tasks at most (the graph folds).
+MAX_ROWS = 2000
 _NODE_W, _NODE_H, _COL, _ROW = 150, 34, 190, 46
 
 
@@ -179,7 +181,8 @@ def gantt_svg(run: RunView, link: Callable[[TaskView], str], now: float | None =
     origin = min(starts, default=0.0)
     span = max([*ends, origin + 1e-3]) - origin
     width = _LABEL_W + _CHART_W + 80
-    height = 24 + _LINE * len(run.tasks)
+    shown = run.tasks[:MAX_ROWS]
+    height = 24 + _LINE * len(shown)
     out = [
         f'<svg class="gantt" xmlns="http://www.w3.org/2000/svg" width="{width}"'
         f' height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="timeline">',
@@ -187,7 +190,7 @@ def gantt_svg(run: RunView, link: Callable[[TaskView], str], now: float | None =
         f'<text x="{_LABEL_W + _CHART_W}" y="12" font-size="11" fill="#616161"'
         f' text-anchor="end">{span:.3f} s</text>',
     ]
-    for row, task in enumerate(run.tasks):
+    for row, task in enumerate(shown):
         y = 20 + row * _LINE
         label = escape(
             _clip(f"{task.step} ({task.key})" if task.step != task.key else task.key, 34)

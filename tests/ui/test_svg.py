@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from asyncflow.ui._runs import RunView, TaskView, edges
-from asyncflow.ui._svg import COLLAPSE_OVER, gantt_svg, graph_svg
+from asyncflow.ui._svg import COLLAPSE_OVER, MAX_ROWS, gantt_svg, graph_svg
 
 
 def run_of(tasks: list[TaskView], mode: str = "graph", status: str = "completed") -> RunView:
@@ -82,3 +82,12 @@ def test_restored_tasks_get_no_bar_on_the_timeline() -> None:
     svg = str(gantt_svg(run, link, now=120.0))
     assert svg.count("<rect") == 1
     assert "restored from checkpoint" in svg
+
+
+def test_the_timeline_stops_at_max_rows() -> None:
+    tasks = [
+        TaskView(str(i), "s", "completed", i, started_at=101.0, finished_at=102.0)
+        for i in range(MAX_ROWS + 5)
+    ]
+    svg = str(gantt_svg(run_of(tasks, "parallel"), link, now=120.0))
+    assert svg.count('<g class="bar"') == MAX_ROWS
