@@ -141,7 +141,20 @@ def edges(run: RunView) -> list[tuple[str, str]]:
     """
     keys = {task.key for task in run.tasks}
     if run.mode == "graph" or any(task.depends_on for task in run.tasks):
-        return [(dep, t.key) for t in run.tasks for dep in t.depends_on if dep in keys]
+        children: dict[str, list[str]] = {}
+        for task in run.tasks:
+            if task.parent is not None:
+                children.setdefault(task.parent, []).append(task.key)
+        found = []
+        for task in run.tasks:
+            for dep in task.depends_on:
+                if dep not in keys:
+                    continue
+                if task.parent != dep and dep in children:  # fan-in from a map's children
+                    found += [(child, task.key) for child in children[dep]]
+                else:
+                    found.append((dep, task.key))
+        return found
     if run.mode == "parallel":
         return []
     return [(a.key, b.key) for a, b in zip(run.tasks, run.tasks[1:], strict=False)]
@@ -346,7 +359,9 @@ def _build(
                 parent=_parent(key),
             )
         )
-    listed = set(manifest.tasks)
+    listed = set(manifest.tasks) | {
+        f"{key}.{index}" for key, count in manifest.children.items() for index in range(count)
+    }
     extra = [
         f"{task_storage_key(workflow_id, key)}: a record of no task in run.json"
         for key in sorted({*records, *problems} - listed)
@@ -358,7 +373,9 @@ def _build(
     ]
     if not known:
         extra.insert(0, f"{workflow_id}/run.json is missing: showing the task records alone")
-    return RunView(
+    from asyncflow.ui._shape import with_shape  # the shape module builds on these views
+
+    view = RunView(
         workflow_id=workflow_id,
         run_id=None,
         status=run_status(manifest, lease) if known else "unknown",
@@ -369,6 +386,7 @@ def _build(
         lease=lease,
         problems=tuple(extra),
     )
+    return with_shape(view, manifest if known else None, records)
 
 
 async def load_history(storage: Storage, workflow_id: str) -> list[RunSummary] | None:

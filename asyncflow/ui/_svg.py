@@ -37,6 +37,11 @@ GRID_COLUMNS = 6
 #: The timeline and the task table show this many tasks at most (the graph folds).
 MAX_ROWS = 2000
 _NODE_W, _NODE_H, _COL, _ROW = 150, 34, 190, 46
+#: A child flow is outlined dashed, a map with a double-weight edge.
+_OUTLINE = {
+    "flow": ' stroke="#263238" stroke-width="2" stroke-dasharray="5 3"',
+    "map": ' stroke="#263238" stroke-width="2"',
+}
 
 
 def _color(status: str) -> str:
@@ -55,6 +60,7 @@ class _Node:
     title: str
     href: str | None
     members: list[str]
+    kind: str = "task"
 
 
 def _nodes(run: RunView, link: Callable[[TaskView], str]) -> tuple[list[_Node], dict[str, str]]:
@@ -78,7 +84,13 @@ def _nodes(run: RunView, link: Callable[[TaskView], str]) -> tuple[list[_Node], 
             owner[task.key] = node.key
             continue
         title = f"{task.step} (key {task.key}): {task.status}"
-        nodes.append(_Node(task.key, task.step, task.status, title, link(task), [task.key]))
+        if task.kind == "flow":
+            title += f" (child flow {task.child})"
+        elif task.kind == "map":
+            title += " (map)"
+        nodes.append(
+            _Node(task.key, task.step, task.status, title, link(task), [task.key], task.kind)
+        )
         owner[task.key] = task.key
     for family, node in groups.items():
         counts: dict[str, int] = {}
@@ -149,7 +161,7 @@ def graph_svg(run: RunView, link: Callable[[TaskView], str]) -> Markup:
             f'<g class="node" data-key="{escape(node.key)}" data-status="{escape(node.status)}">'
             f"<title>{escape(node.title)}</title>"
             f'<rect x="{x}" y="{y}" width="{_NODE_W}" height="{_NODE_H}" rx="6"'
-            f' fill="{_color(node.status)}"/>'
+            f' fill="{_color(node.status)}"{_OUTLINE.get(node.kind, "")}/>'
             f'<text x="{x + _NODE_W // 2}" y="{y + _NODE_H // 2 + 4}" text-anchor="middle"'
             f' fill="{text}" font-size="12">{escape(_clip(node.label, 22))}</text></g>'
         )

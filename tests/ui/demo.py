@@ -69,6 +69,38 @@ async def fill(storage: Storage, *, big: int = 40) -> None:
     await flow.start(mode="parallel", resume=True)
 
 
+@action
+async def pages() -> list[int]:
+    return list(range(15))
+
+
+@action
+async def fetch(initial_context: Context) -> int:
+    if initial_context.storage == 3:
+        raise ValueError("page 3 is gone")
+    return int(initial_context.storage) * 10
+
+
+@action
+async def join(previous_context: Context) -> str:
+    return "joined"
+
+
+async def graph(storage: Storage) -> AsyncFlow:
+    """Fan-out over a map of 15 pages (one fails), a child flow, a fan-in."""
+    audit = AsyncFlow(config=Config(storage=storage), workflow_id="audit")
+    audit.task.add(step=extract)
+    audit.task.add(step=report)
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="catalog-graph")
+    flow.task.add(step=extract)
+    flow.task.add(step=pages, depends_on="extract")
+    flow.task.map(fetch, over="pages", key="fetch")
+    flow.task.add(step=audit, key="audit", depends_on="extract")
+    flow.task.add(step=join, depends_on=["fetch", "audit"])
+    await flow.start(mode="graph", keep_going=True)
+    return flow
+
+
 def slow(i: int) -> Any:
     async def step(initial_context: Context) -> int:
         await anyio.sleep(STEP_SECONDS)

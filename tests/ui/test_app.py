@@ -416,3 +416,30 @@ async def test_unlocking_with_the_token_lets_this_browser_act(memory: Storage) -
         acted = await http.post("/workflows/orders-sync/reset", data={"key": "2", "csrf": csrf})
         assert acted.status_code == 501  # past every guard: this asyncflow has no reset yet
         assert "no reset from a task" in acted.text
+
+
+async def test_a_graph_run_draws_its_fan_out_map_and_child_flow() -> None:
+    store = StorageDefault()
+    await demo.graph(store)
+    async with client(create_app(store)) as http:
+        run = await http.get("/workflows/catalog-graph")
+        child = await http.get("/workflows/catalog-graph/tasks/audit")
+        mapped = await http.get("/workflows/catalog-graph/tasks/fetch.3")
+        sub = await http.get("/workflows/catalog-graph.audit")
+    assert run.status_code == 200
+    nodes = re.findall(r'<g class="node" data-key="([^"]+)" data-status="([^"]+)"', run.text)
+    assert nodes == [
+        ("extract", "completed"),
+        ("pages", "completed"),
+        ("fetch", "failed"),
+        ("fetch[*]", "failed"),
+        ("audit", "completed"),
+        ("join", "completed"),
+    ]
+    assert "fetch: 15 mapped tasks: 14 completed, 1 failed" in run.text
+    assert run.text.count('class="edge"') == 6  # fetch[*] fans in to join: one edge
+    assert 'stroke-dasharray="5 3"' in run.text  # the child flow
+    assert 'href="/workflows/catalog-graph.audit"' in child.text
+    assert mapped.status_code == 200
+    assert "depends on" in mapped.text
+    assert sub.status_code == 200

@@ -91,3 +91,20 @@ def test_the_timeline_stops_at_max_rows() -> None:
     ]
     svg = str(gantt_svg(run_of(tasks, "parallel"), link, now=120.0))
     assert svg.count('<g class="bar"') == MAX_ROWS
+
+
+def test_a_task_depending_on_a_map_depends_on_each_child() -> None:
+    run = run_of(
+        [
+            TaskView("fetch", "fetch", "completed", 0, kind="map"),
+            TaskView("fetch.0", "fetch", "completed", 0, depends_on=("fetch",), parent="fetch"),
+            TaskView("fetch.1", "fetch", "completed", 0, depends_on=("fetch",), parent="fetch"),
+            TaskView("join", "join", "completed", 1, depends_on=("fetch",)),
+        ]
+    )
+    assert edges(run) == [
+        ("fetch", "fetch.0"),
+        ("fetch", "fetch.1"),
+        ("fetch.0", "join"),
+        ("fetch.1", "join"),
+    ]
