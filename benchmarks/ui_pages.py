@@ -124,7 +124,7 @@ async def measure(storage: Storage, reps: int, cold_reps: int) -> list[tuple[str
         ("raw listing (baseline)", await timed(raw_listing, reps)),
     ]
     async with _client(create_app(storage)) as http:  # templates compile once per process
-        await get(http, "/workflows/big/tasks/1")()
+        await get(http, "/workflows/big/tasks/part_1")()
         await get(http, "/workflows/big")()
     cold = []
     for _ in range(cold_reps):
@@ -153,7 +153,7 @@ async def measure(storage: Storage, reps: int, cold_reps: int) -> list[tuple[str
         rows.append(
             ("run page again (a live poll)", await timed(get(http, "/workflows/big"), reps))
         )
-        task = get(http, "/workflows/big/tasks/500")
+        task = get(http, "/workflows/big/tasks/part_500")
         rows.append(("task page", await timed(task, reps)))
     return rows
 

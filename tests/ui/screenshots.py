@@ -23,7 +23,7 @@ from tests.ui.browser import ROOT, Guard, launch, viewer
 PAGES = [
     ("ui-workflows.png", "/", False),
     ("ui-run-failed.png", "/workflows/orders-sync", True),
-    ("ui-task.png", "/workflows/orders-sync/tasks/0", False),
+    ("ui-task.png", "/workflows/orders-sync/tasks/extract", False),
     ("ui-run-parallel.png", "/workflows/big-batch", False),
     ("ui-history.png", "/workflows/orders-sync/runs", False),
     ("ui-error.png", "/workflows/no-such-flow", False),
@@ -49,7 +49,7 @@ def main(out: Path) -> None:
                 print(out / name)
             runner = subprocess.Popen([sys.executable, "-m", "tests.ui.demo", url, "live"], env=env)
             try:
-                while not (store / "live-run" / "tasks" / "2.json").exists():
+                while not (store / "live-run" / "tasks" / "slow_2.json").exists():
                     time.sleep(0.05)
                 page.goto(ui.url + "/workflows/live-run")
                 page.screenshot(path=str(out / "ui-run-live.png"))

@@ -52,7 +52,7 @@ async def test_every_page_over_every_backend(storage: Storage) -> None:
         assert run.status_code == 200
         assert "warehouse refused the connection &lt;script&gt;" in run.text
         assert "<script>alert" not in run.text
-        assert 'data-status="failed"><title>load (key 2): failed</title>' in run.text
+        assert 'data-status="failed"><title>load (key load): failed</title>' in run.text
         assert 'fill="#f44336"' in run.text
         assert 'fill="#4caf50"' in run.text
         assert run.text.count('<g class="bar"') == 4
@@ -60,7 +60,7 @@ async def test_every_page_over_every_backend(storage: Storage) -> None:
         history = await http.get("/workflows/orders-sync/runs")
         assert history.status_code == 200
         assert "failed" in history.text
-        task = await http.get("/workflows/daily-etl/tasks/0")
+        task = await http.get("/workflows/daily-etl/tasks/extract")
         assert task.status_code == 200
         assert "row &lt;0&gt;" in task.text
         big = await http.get("/workflows/big-batch")
@@ -172,10 +172,10 @@ async def test_bad_input_is_a_clear_page_never_a_traceback(memory: Storage) -> N
         assert listed.status_code == 200
         assert "corrupt" in listed.text
 
-        await memory.write(task_storage_key("orders-sync", "1"), b"not json")
+        await memory.write(task_storage_key("orders-sync", "transform"), b"not json")
         partly = await http.get("/workflows/orders-sync")
         assert partly.status_code == 200
-        assert "orders-sync/tasks/1.json" in partly.text
+        assert "orders-sync/tasks/transform.json" in partly.text
         assert "corrupt record" in partly.text
 
         counting.down = True
@@ -253,7 +253,7 @@ async def csrf_of(http: httpx.AsyncClient, path: str) -> str:
 
 async def test_actions_are_refused_without_csrf_token_or_switch(memory: Storage) -> None:
     async with client(create_app(memory)) as http:
-        off = await http.post("/workflows/orders-sync/reset", data={"key": "2"})
+        off = await http.post("/workflows/orders-sync/reset", data={"key": "load"})
         assert off.status_code == 403
         assert "Actions are off" in off.text
         assert CSRF_COOKIE not in (await http.get("/workflows/orders-sync")).cookies
@@ -261,24 +261,24 @@ async def test_actions_are_refused_without_csrf_token_or_switch(memory: Storage)
     async with client(create_app(memory, actions=True, token="s3cret")) as http:
         csrf = await csrf_of(http, "/workflows/orders-sync")
         url = "/workflows/orders-sync/reset"
-        missing = await http.post(url, data={"key": "2", "token": "s3cret"})
+        missing = await http.post(url, data={"key": "load", "token": "s3cret"})
         assert missing.status_code == 403
         assert "CSRF check failed" in missing.text
-        wrong = await http.post(url, data={"key": "2", "csrf": "x" * 43, "token": "s3cret"})
+        wrong = await http.post(url, data={"key": "load", "csrf": "x" * 43, "token": "s3cret"})
         assert wrong.status_code == 403
         cross = await http.post(
             url,
-            data={"key": "2", "csrf": csrf, "token": "s3cret"},
+            data={"key": "load", "csrf": csrf, "token": "s3cret"},
             headers={"Origin": "http://evil.example"},
         )
         assert cross.status_code == 403
         assert "Cross-site" in cross.text
-        no_token = await http.post(url, data={"key": "2", "csrf": csrf})
+        no_token = await http.post(url, data={"key": "load", "csrf": csrf})
         assert no_token.status_code == 403
         assert "Token required" in no_token.text
-        bad_token = await http.post(url, data={"key": "2", "csrf": csrf, "token": "nope"})
+        bad_token = await http.post(url, data={"key": "load", "csrf": csrf, "token": "nope"})
         assert bad_token.status_code == 403
-        as_json = await http.post(url, json={"key": "2"})
+        as_json = await http.post(url, json={"key": "load"})
         assert as_json.status_code == 415
         bad_payload = await http.post(
             "/workflows/orders-sync/signal",
@@ -312,7 +312,7 @@ async def test_a_pickled_output_is_never_unpickled() -> None:
     Boom.unpickled.clear()
     async with client(create_app(store)) as http:
         run = await http.get("/workflows/pickled")
-        task = await http.get("/workflows/pickled/tasks/0")
+        task = await http.get("/workflows/pickled/tasks/risky")
     assert run.status_code == 200
     assert task.status_code == 200
     assert "the viewer never unpickles" in task.text
@@ -360,9 +360,9 @@ async def test_a_stale_index_is_served_then_refreshed_after_the_response(memory:
 async def test_the_task_page_reads_one_record_not_the_run(memory: Storage) -> None:
     counting = Counting(memory)
     async with client(create_app(counting)) as http:  # type: ignore[arg-type]
-        page = await http.get("/workflows/big-batch/tasks/7")
+        page = await http.get("/workflows/big-batch/tasks/part_7")
     assert page.status_code == 200
-    assert [k for k in counting.reads if "/tasks/" in k] == ["big-batch/tasks/7.json"]
+    assert [k for k in counting.reads if "/tasks/" in k] == ["big-batch/tasks/part_7.json"]
     assert counting.lists == 0
 
 
@@ -377,14 +377,14 @@ async def test_a_run_page_reads_again_only_records_that_appeared(memory: Storage
         await http.get("/workflows/big-batch")
         assert [k for k in counting.reads if "/tasks/" in k] == []
 
-        record = await memory.read(task_storage_key("big-batch", "3"))
+        record = await memory.read(task_storage_key("big-batch", "part_3"))
         assert record is not None
-        await memory.delete(task_storage_key("big-batch", "3"))
+        await memory.delete(task_storage_key("big-batch", "part_3"))
         await http.get("/workflows/big-batch")
-        await memory.write(task_storage_key("big-batch", "3"), record.data)
+        await memory.write(task_storage_key("big-batch", "part_3"), record.data)
         counting.reads.clear()
         await http.get("/workflows/big-batch")
-        assert [k for k in counting.reads if "/tasks/" in k] == ["big-batch/tasks/3.json"]
+        assert [k for k in counting.reads if "/tasks/" in k] == ["big-batch/tasks/part_3.json"]
 
         blob = await memory.read(manifest_key("big-batch"))
         assert blob is not None
@@ -413,7 +413,7 @@ async def test_unlocking_with_the_token_lets_this_browser_act(memory: Storage) -
         page = await http.get("/workflows/orders-sync")
         assert "reset from here" in page.text
         assert "Unlock actions" not in page.text
-        acted = await http.post("/workflows/orders-sync/reset", data={"key": "2", "csrf": csrf})
+        acted = await http.post("/workflows/orders-sync/reset", data={"key": "load", "csrf": csrf})
         assert acted.status_code == 501  # past every guard: this asyncflow has no reset yet
         assert "no reset from a task" in acted.text
 

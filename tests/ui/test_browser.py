@@ -83,10 +83,10 @@ def test_list_open_failed_run_and_see_its_error(
         assert tab.locator("svg.gantt g.bar").count() == 4
 
         tab.locator(".errors a", has_text="load").click()
-        tab.wait_for_url("**/tasks/2")
+        tab.wait_for_url("**/tasks/load")
         assert "ConnectionError" in tab.locator(".errors").inner_text()
 
-        tab.goto(ui.url + "/workflows/orders-sync/tasks/0")
+        tab.goto(ui.url + "/workflows/orders-sync/tasks/extract")
         assert "row <0>" in tab.locator("pre.output").inner_text()
         tab.goto(ui.url + "/workflows/no-such-flow")
         assert "Unknown workflow" in tab.locator("h1").inner_text()
@@ -135,7 +135,7 @@ def test_actions_need_the_csrf_value_and_the_token(
         assert tab.get_by_role("button", name="reset from here").count() == 0
         forged = tab.request.post(
             ui.url + "/workflows/orders-sync/reset",
-            form={"key": "2", "csrf": "forged" * 8, "token": "s3cret"},
+            form={"key": "load", "csrf": "forged" * 8, "token": "s3cret"},
         )
         assert forged.status == 403
         assert "CSRF check failed" in forged.text()
