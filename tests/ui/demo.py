@@ -121,6 +121,8 @@ async def main(url: str, what: str) -> None:
     async with storage_from_url(url) as storage:  # type: ignore[attr-defined]
         if what == "live":
             await live(storage, 6)
+        elif what == "graph":
+            await graph(storage)
         else:
             await fill(storage)
 

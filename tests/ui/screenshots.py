@@ -24,6 +24,7 @@ PAGES = [
     ("ui-workflows.png", "/", False),
     ("ui-run-failed.png", "/workflows/orders-sync", True),
     ("ui-task.png", "/workflows/orders-sync/tasks/extract", False),
+    ("ui-run-graph.png", "/workflows/catalog-graph", True),
     ("ui-run-parallel.png", "/workflows/big-batch", False),
     ("ui-history.png", "/workflows/orders-sync/runs", False),
     ("ui-error.png", "/workflows/no-such-flow", False),
@@ -37,6 +38,8 @@ def main(out: Path) -> None:
         store = Path(tmp) / "store"
         url = f"file://{store}"
         subprocess.run([sys.executable, "-m", "tests.ui.demo", url], env=env, check=True)
+        demo = [sys.executable, "-m", "tests.ui.demo", url, "graph"]
+        subprocess.run(demo, env=env, check=True)
         with viewer(url, Path(tmp) / "ui.log", "--actions") as ui, sync_playwright() as pw:
             browser = launch(pw)
             context = browser.new_context(viewport={"width": 1200, "height": 820})
