@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from asyncflow._core.checkpoint import _SIG_PREFIX, loads
+from asyncflow._core.blobs import parse_ref
+from asyncflow._core.checkpoint import _SIG_PREFIX, FORMAT_BLOB, loads
 
 __all__ = ["PREVIEW_CHARS", "PREVIEW_MAX_BYTES", "OutputPreview", "preview"]
 
@@ -47,6 +48,15 @@ def preview(data: bytes) -> OutputPreview:
     serializer = raw.get("serializer")
     serializer = serializer if isinstance(serializer, str) else "?"
     payload = raw["output"]
+    ref = parse_ref(payload) if raw.get("asyncflow") == FORMAT_BLOB else None
+    if ref is not None:
+        return OutputPreview(
+            serializer,
+            size,
+            None,
+            False,
+            f"a large output, stored once in blobs/{ref[0]} ({ref[1]} bytes): not read here",
+        )
     if serializer == "pickle":
         length = len(payload) if isinstance(payload, str) else 0
         return OutputPreview(

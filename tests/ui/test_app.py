@@ -443,3 +443,21 @@ async def test_a_graph_run_draws_its_fan_out_map_and_child_flow() -> None:
     assert mapped.status_code == 200
     assert "depends on" in mapped.text
     assert sub.status_code == 200
+
+
+@action
+async def big_output() -> str:
+    return "x" * 5000
+
+
+async def test_an_offloaded_output_is_named_not_read() -> None:
+    store = StorageDefault()
+    flow = AsyncFlow(config=Config(storage=store, offload_over=1000), workflow_id="large")
+    flow.task.add(step=big_output)
+    await flow.start()
+    counting = Counting(store)
+    async with client(create_app(counting)) as http:  # type: ignore[arg-type]
+        task = await http.get("/workflows/large/tasks/big_output")
+    assert task.status_code == 200
+    assert "a large output, stored once in blobs/" in task.text
+    assert not [key for key in counting.reads if "/blobs/" in key]
