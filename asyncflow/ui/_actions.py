@@ -1,9 +1,9 @@
 """The viewer's two actions, each a call to the library function that does it.
 
 The viewer adds no behaviour of its own: approving a waiting run is
-``asyncflow.signal``, resetting from a task is the library's reset. Either
-may be missing from this asyncflow version; then the action answers 501
-naming what is missing instead of pretending.
+``asyncflow.signal``, resetting from a task is the library's reset. An
+action this asyncflow version lacks answers 501 naming what is missing
+instead of pretending.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from asyncflow import signal
+from asyncflow._core.errors import PreconditionFailed
 from asyncflow._core.storage import Storage
 from asyncflow.ui._guard import Refused
 
@@ -42,8 +44,13 @@ def parse_payload(text: str) -> Any:
 
 
 async def send_signal(storage: Storage, workflow_id: str, name: str, payload: Any) -> None:
-    signal = _library("asyncflow", "signal", "signals (asyncflow.signal)")
-    await signal(storage, workflow_id, name, payload)
+    """``asyncflow.signal``: delivered once; a second send of one name is refused (409)."""
+    try:
+        await signal(storage, workflow_id, name, payload)
+    except PreconditionFailed:
+        raise Refused(
+            409, "Signal already sent", f"signal {name} was already sent to {workflow_id}"
+        ) from None
 
 
 async def reset_from(storage: Storage, workflow_id: str, key: str) -> None:

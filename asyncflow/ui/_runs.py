@@ -164,6 +164,8 @@ def _outcome(manifest: Manifest, key: str, record: bool, first_missing: list[boo
     outcome = manifest.outcomes.get(key)
     if outcome is not None:
         return outcome
+    if key in manifest.waiting:
+        return "waiting"
     if record:
         return "completed"
     if first_missing[0] and manifest.status in ("failed", "cancelled"):
@@ -181,6 +183,22 @@ def _parent(key: str) -> str | None:
     """The map a mapped child's key (``fetch[3]``) belongs to."""
     match = _MAPPED.fullmatch(key)
     return match.group(1) if match else None
+
+
+def _waits(manifest: Manifest) -> tuple[WaitView, ...]:
+    """What a parked run waits for, from ``run.json`` (a signal by name, a time, or both)."""
+    found = []
+    for key, spec in manifest.waiting.items():
+        signal = spec.get("signal")
+        due = spec.get("wake_at") if spec.get("kind") == "sleep" else spec.get("deadline")
+        found.append(
+            WaitView(
+                key=key,
+                signal=signal if isinstance(signal, str) else None,
+                due_at=float(due) if isinstance(due, (int, float)) else None,
+            )
+        )
+    return tuple(found)
 
 
 def _error_type(text: str | None) -> str | None:
@@ -377,6 +395,7 @@ def _build(
 
     view = RunView(
         workflow_id=workflow_id,
+        waits=_waits(manifest) if known else (),
         run_id=None,
         status=run_status(manifest, lease) if known else "unknown",
         mode=manifest.mode if known else None,

@@ -1,7 +1,8 @@
 """Workflows the viewer's tests (and screenshots) look at, made by running real flows.
 
 ``python -m tests.ui.demo URL`` fills a storage; ``python -m tests.ui.demo URL live``
-runs a slow flow (one step every ``STEP_SECONDS``) for the live-update test.
+runs a slow flow (one step every ``STEP_SECONDS``) for the live-update test;
+``python -m tests.ui.demo URL approval`` resumes the parked approval flow.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from asyncflow import AsyncFlow, Config, Context, action
+from asyncflow import AsyncFlow, Config, Context, action, wait
 from asyncflow.providers import Storage, storage_from_url
 
 STEP_SECONDS = 0.6
@@ -67,6 +68,18 @@ async def fill(storage: Storage, *, big: int = 40) -> None:
     for i in range(big):
         flow.task.add(step=numbered(i), initial_context=i)
     await flow.start(mode="parallel", resume=True)
+
+    await approval(storage)
+
+
+async def approval(storage: Storage) -> AsyncFlow:
+    """A run parked on the signal ``approve``; run again once approved, it completes."""
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="refund-approval")
+    flow.task.add(step=extract)
+    flow.task.add(step=wait.signal("approve"))
+    flow.task.add(step=report)
+    await flow.start(resume=True, on_wait="park")
+    return flow
 
 
 @action
@@ -123,6 +136,8 @@ async def main(url: str, what: str) -> None:
             await live(storage, 6)
         elif what == "graph":
             await graph(storage)
+        elif what == "approval":
+            await approval(storage)
         else:
             await fill(storage)
 

@@ -41,10 +41,13 @@ async def test_every_page_over_every_backend(storage: Storage) -> None:
     async with client(create_app(storage)) as http:
         home = await http.get("/")
         assert home.status_code == 200
-        for name in ("daily-etl", "orders-sync", "thumbnails", "big-batch"):
+        for name in ("daily-etl", "orders-sync", "thumbnails", "big-batch", "refund-approval"):
             assert f'href="/workflows/{name}"' in home.text
         failed = await http.get("/", params={"status": "failed"})
         assert re.findall(r'href="/workflows/([^"]+)"', failed.text) == ["orders-sync"]
+        waiting = await http.get("/workflows/refund-approval")
+        assert "for signal <b>approve</b>" in waiting.text
+        assert waiting.headers["x-asyncflow-live"] == "1"
         found = await http.get("/", params={"q": "BATCH"})
         assert re.findall(r'href="/workflows/([^"]+)"', found.text) == ["big-batch"]
 
@@ -127,7 +130,7 @@ async def test_the_index_reads_run_json_only_and_refreshes_incrementally(memory:
     now = [0.0]
     catalog = Catalog(counting, ttl=2.0, max_age=30.0, clock=lambda: now[0])  # type: ignore[arg-type]
     rows = await catalog.rows()
-    assert len(rows) == 4
+    assert len(rows) == 5
     assert counting.lists == 1
     assert sorted(counting.reads) == sorted(f"{r.workflow_id}/run.json" for r in rows)
     counting.reads.clear()
@@ -135,17 +138,18 @@ async def test_the_index_reads_run_json_only_and_refreshes_incrementally(memory:
     assert counting.lists == 1
     assert counting.reads == []
     now[0] = 5.0
-    await catalog.rows()  # nothing changed, every run finished: a listing, no read
+    await catalog.rows()  # nothing changed: a listing, and the run not finished (waiting)
     assert counting.lists == 2
-    assert counting.reads == []
+    assert counting.reads == ["refund-approval/run.json"]
+    counting.reads.clear()
     await memory.write(task_storage_key("daily-etl", "9"), b"{}")
     now[0] = 10.0
-    await catalog.rows()  # its keys changed: that run.json only
-    assert counting.reads == ["daily-etl/run.json"]
+    await catalog.rows()  # its keys changed: that run.json too
+    assert sorted(counting.reads) == ["daily-etl/run.json", "refund-approval/run.json"]
     counting.reads.clear()
     now[0] = 40.0
     await catalog.rows()  # max_age passed: all again
-    assert len(counting.reads) == 4
+    assert len(counting.reads) == 5
 
 
 async def test_bad_input_is_a_clear_page_never_a_traceback(memory: Storage) -> None:
@@ -345,12 +349,12 @@ def test_timestamps_render_in_utc() -> None:
 async def test_a_stale_index_is_served_then_refreshed_after_the_response(memory: Storage) -> None:
     now = [0.0]
     catalog = Catalog(memory, ttl=2.0, clock=lambda: now[0])
-    assert len(await catalog.rows(fresh=False)) == 4  # no index yet: built at once
+    assert len(await catalog.rows(fresh=False)) == 5  # no index yet: built at once
     manifest = Manifest("new-one", "running", None, "sequential", ("0",), 1.0, 2e9)
     await memory.write(manifest_key("new-one"), manifest.encode())
     now[0] = 10.0
     assert catalog.stale
-    assert len(await catalog.rows(fresh=False)) == 4
+    assert len(await catalog.rows(fresh=False)) == 5
     await catalog.refresh()
     rows = await catalog.rows(fresh=False)
     assert rows[0].workflow_id == "new-one"
@@ -461,3 +465,24 @@ async def test_an_offloaded_output_is_named_not_read() -> None:
     assert task.status_code == 200
     assert "a large output, stored once in blobs/" in task.text
     assert not [key for key in counting.reads if "/blobs/" in key]
+
+
+async def test_approving_a_waiting_run_sends_its_signal(memory: Storage) -> None:
+    async with client(create_app(memory, actions=True)) as http:
+        csrf = await csrf_of(http, "/workflows/refund-approval")
+        page = await http.get("/workflows/refund-approval")
+        assert "Approve: send approve" in page.text
+        sent = await http.post(
+            "/workflows/refund-approval/signal",
+            data={"name": "approve", "payload": '{"by": "ops"}', "csrf": csrf},
+        )
+        assert sent.status_code == 303
+        assert "signal+approve+sent" in sent.headers["location"]
+        again = await http.post(
+            "/workflows/refund-approval/signal", data={"name": "approve", "csrf": csrf}
+        )
+        assert again.status_code == 409
+        assert "already sent" in again.text
+    resumed = await demo.approval(memory)
+    assert resumed.status == "completed"
+    assert resumed.result_task()[-1].current_context.storage == "done"

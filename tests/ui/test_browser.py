@@ -64,7 +64,7 @@ def test_list_open_failed_run_and_see_its_error(
     with viewer(f"file://{filled}", tmp_path / "ui.log") as ui:
         tab.goto(ui.url + "/")
         rows = tab.locator("table.list tbody tr")
-        assert rows.count() == 4
+        assert rows.count() == 5
         assert "1" in tab.locator(".counts a", has_text="failed").inner_text()
 
         tab.locator(".counts a", has_text="failed").click()
@@ -149,3 +149,24 @@ def test_actions_need_the_csrf_value_and_the_token(
         tab.wait_for_url("**/workflows/orders-sync")
         assert tab.locator("header .mode").inner_text() == "actions on"
         assert tab.get_by_role("button", name="reset from here").count() == 4
+
+
+def test_approving_a_waiting_run_in_the_browser(
+    filled: Path, tmp_path: Path, page: tuple[Any, Guard]
+) -> None:
+    tab, _ = page
+    with viewer(f"file://{filled}", tmp_path / "ui.log", "--actions") as ui:
+        tab.goto(ui.url + "/?status=waiting")
+        tab.get_by_role("link", name="refund-approval").click()
+        assert tab.locator("h1 .badge").inner_text() == "waiting"
+        assert "for signal approve" in tab.locator(".waiting").inner_text()
+        tab.get_by_role("button", name="Approve: send approve").click()
+        sync_api.expect(tab.locator(".notice")).to_have_text("signal approve sent")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        subprocess.run(
+            [sys.executable, "-m", "tests.ui.demo", f"file://{filled}", "approval"],
+            env=env,
+            check=True,
+        )
+        sync_api.expect(tab.locator("h1 .badge")).to_have_text("completed", timeout=15000)
+        assert tab.locator('tr[data-status="waiting"]').count() == 0
