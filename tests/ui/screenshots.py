@@ -25,6 +25,7 @@ PAGES = [
     ("ui-run-failed.png", "/workflows/orders-sync", True),
     ("ui-task.png", "/workflows/orders-sync/tasks/extract", False),
     ("ui-run-graph.png", "/workflows/catalog-graph", True),
+    ("ui-run-waiting.png", "/workflows/refund-approval", False),
     ("ui-run-parallel.png", "/workflows/big-batch", False),
     ("ui-history.png", "/workflows/orders-sync/runs", False),
     ("ui-error.png", "/workflows/no-such-flow", False),
