@@ -1,33 +1,22 @@
 """The viewer's two actions, each a call to the library function that does it.
 
 The viewer adds no behaviour of its own: approving a waiting run is
-``asyncflow.signal``, resetting from a task is the library's reset. An
-action this asyncflow version lacks answers 501 naming what is missing
-instead of pretending.
+``asyncflow.signal``, resetting from a task is ``asyncflow.reset``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asyncflow import signal
-from asyncflow._core.errors import PreconditionFailed
+from asyncflow import reset, signal
+from asyncflow._core.errors import PreconditionFailed, WorkflowLocked
 from asyncflow._core.storage import Storage
 from asyncflow.ui._guard import Refused
 
 __all__ = ["parse_payload", "reset_from", "send_signal"]
 
 MAX_PAYLOAD_CHARS = 32 * 1024
-
-
-def _library(module: str, name: str, what: str) -> Callable[..., Awaitable[Any]]:
-    found = getattr(importlib.import_module(module), name, None)
-    if found is None:
-        raise Refused(501, "Not available", f"this asyncflow version has no {what}")
-    return found  # type: ignore[no-any-return]
 
 
 def parse_payload(text: str) -> Any:
@@ -53,6 +42,9 @@ async def send_signal(storage: Storage, workflow_id: str, name: str, payload: An
         ) from None
 
 
-async def reset_from(storage: Storage, workflow_id: str, key: str) -> None:
-    reset = _library("asyncflow", "reset", "reset from a task (asyncflow.reset)")
-    await reset(storage, workflow_id, key)
+async def reset_from(storage: Storage, workflow_id: str, key: str) -> list[str]:
+    """``asyncflow.reset``: the keys whose checkpoints went; refused while a runner is live."""
+    try:
+        return await reset(storage, workflow_id, key)
+    except WorkflowLocked as exc:
+        raise Refused(409, "Workflow is running", str(exc)) from None

@@ -12,7 +12,6 @@ import datetime as dt
 import functools
 import hmac
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,14 +51,13 @@ from asyncflow.ui._guard import (
     token_proof,
     unlocked,
 )
-from asyncflow.ui._runs import (
-    RecordCache,
-    RunView,
-    TaskView,
+from asyncflow.ui._history import (
     load_history,
-    load_run,
-    load_task,
+    load_latest,
+    load_past_run,
+    with_summary_error,
 )
+from asyncflow.ui._runs import RecordCache, RunView, TaskView, load_task
 from asyncflow.ui._svg import COLORS, MAX_ROWS, gantt_svg, graph_svg
 
 __all__ = ["create_app"]
@@ -240,29 +238,43 @@ class _Viewer:
 
     async def workflow(self, request: Request) -> Response:
         workflow_id = self.workflow_id(request)
-        run = await load_run(self.storage, workflow_id, self.records)
+        run = await load_latest(self.storage, workflow_id, self.records)
         if run is None:
             raise Refused(404, "Unknown workflow", f"no workflow {workflow_id!r} in this storage")
+        return self.show_run(request, run)
+
+    async def past_run(self, request: Request) -> Response:
+        workflow_id = self.workflow_id(request)
+        run_id = request.path_params["run_id"]
+        run = await load_past_run(self.storage, workflow_id, run_id)
+        if run is None:
+            raise Refused(404, "Unknown run", f"workflow {workflow_id!r} has no run {run_id!r}")
+        return self.show_run(request, run)
+
+    def show_run(self, request: Request, run: RunView) -> Response:
         link = self.task_link(request, run)
         return self.render(
             request,
             "run.html",
-            live=run.live,
+            live=run.live and run.latest,
             run=run,
             graph=graph_svg(run, link),
             gantt=gantt_svg(run, link),
             link=link,
             notice=request.query_params.get("done", "")[:200],
-            now=time.time(),
         )
 
     async def history(self, request: Request) -> Response:
         workflow_id = self.workflow_id(request)
-        runs = await load_history(self.storage, workflow_id)
-        if runs is None:
+        try:
+            number = int(request.query_params.get("page", "1"))
+        except ValueError:
+            raise Refused(400, "Bad request", "page must be a number") from None
+        history = await load_history(self.storage, workflow_id, page=number, per_page=PER_PAGE)
+        if history is None:
             raise Refused(404, "Unknown workflow", f"no workflow {workflow_id!r} in this storage")
-        live = any(r.status in ("running", "waiting") for r in runs)
-        return self.render(request, "history.html", live=live, workflow_id=workflow_id, runs=runs)
+        live = any(r.status in ("running", "waiting") for r in history.rows)
+        return self.render(request, "history.html", live=live, history=history)
 
     async def task(self, request: Request) -> Response:
         workflow_id = self.workflow_id(request)
@@ -272,9 +284,8 @@ class _Viewer:
             raise Refused(
                 404, "Unknown task", f"workflow {workflow_id!r} has no task with key {key!r}"
             )
-        return self.render(
-            request, "task.html", live=detail.run.live, detail=detail, task=detail.task
-        )
+        task = await with_summary_error(self.storage, detail.run, detail.task)
+        return self.render(request, "task.html", live=detail.run.live, detail=detail, task=task)
 
     async def signal(self, request: Request) -> Response:
         workflow_id = self.workflow_id(request)
@@ -294,10 +305,12 @@ class _Viewer:
         key = form.get("key", "")
         if not key:
             raise Refused(400, "Bad request", "the form names no task key")
-        await _actions.reset_from(self.storage, workflow_id, key)
-        logger.info("viewer: %s reset from %s", workflow_id, key)
+        stale = await _actions.reset_from(self.storage, workflow_id, key)
+        logger.info("viewer: %s reset from %s (%s)", workflow_id, key, ", ".join(stale))
         self.catalog.forget(workflow_id)
-        return self.done(request, workflow_id, f"reset from {key}: the next resume re-runs it")
+        return self.done(
+            request, workflow_id, f"reset from {key}: the next resume re-runs {', '.join(stale)}"
+        )
 
     async def unlock(self, request: Request) -> Response:
         form = await read_form(request)
@@ -351,6 +364,7 @@ def create_app(
         Route("/", page(viewer.workflows)),
         Route("/workflows/{workflow_id}", page(viewer.workflow)),
         Route("/workflows/{workflow_id}/runs", page(viewer.history)),
+        Route("/workflows/{workflow_id}/runs/{run_id}", page(viewer.past_run)),
         Route("/workflows/{workflow_id}/tasks/{key}", page(viewer.task)),
         Route("/workflows/{workflow_id}/signal", page(viewer.signal), methods=["POST"]),
         Route("/workflows/{workflow_id}/reset", page(viewer.reset), methods=["POST"]),

@@ -5,11 +5,11 @@ views. Everything here is read-only, and a record is parsed for its metadata
 only: an output is never decoded by a serializer (a pickled output is never
 unpickled) and a signature is not verified (the viewer needs no key).
 
-The workflows page reads one listing of the whole storage and each
-workflow's ``run.json``, never a task record. The index is cached in the
-app and refreshed incrementally: a workflow's ``run.json`` is read again
-when its keys in the listing changed, while its run is not finished, or
-when the cached copy is older than ``max_age``.
+The workflows page reads one delimiter listing of the storage root (the
+workflow ids) and each workflow's ``run.json``, never a task record
+(``asyncflow._core.history``). The index is cached in the app and refreshed
+incrementally: a workflow's ``run.json`` is read again when it is new, while
+its run is not finished, or when the cached copy is older than ``max_age``.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
 
 from asyncflow._core.checkpoint import Manifest, manifest_key
-from asyncflow._core.concurrency import run_all
-from asyncflow._core.errors import CheckpointCorrupt
-from asyncflow._core.status import LeaseState, read_lease
+from asyncflow._core.history import WorkflowInfo, list_workflows, workflow_ids
+from asyncflow._core.status import LeaseState, seen_status
 from asyncflow._core.storage import Storage
 
 __all__ = [
@@ -52,6 +51,7 @@ class WorkflowRow:
     updated_at: float | None = None
     tasks: int = 0
     problem: str | None = None
+    run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,6 @@ class WorkflowPage:
 @dataclass(slots=True)
 class _Cached:
     row: WorkflowRow
-    signature: tuple[int, str]
     read_at: float
 
 
@@ -79,28 +78,6 @@ class _Index:
     listed_at: float = -math.inf
 
 
-def _workflow_keys(names: Sequence[str]) -> dict[str, tuple[int, str]]:
-    """Each workflow id in a listing of the whole storage, with a signature of its keys.
-
-    A workflow is a top-level directory holding a ``run.json`` or task
-    records; the signature (key count, last key) changes whenever a key
-    appears or goes.
-    """
-    counts: dict[str, int] = {}
-    last: dict[str, str] = {}
-    ours: set[str] = set()
-    for name in names:
-        head, sep, tail = name.partition("/")
-        if not sep:
-            continue
-        counts[head] = counts.get(head, 0) + 1
-        if tail > last.get(head, ""):
-            last[head] = tail
-        if tail == "run.json" or tail.startswith("tasks/"):
-            ours.add(head)
-    return {wid: (counts[wid], last[wid]) for wid in ours}
-
-
 async def read_manifest(storage: Storage, workflow_id: str) -> Manifest | None:
     where = manifest_key(workflow_id)
     blob = await storage.read(where)
@@ -109,31 +86,20 @@ async def read_manifest(storage: Storage, workflow_id: str) -> Manifest | None:
 
 def run_status(manifest: Manifest, lease: LeaseState | None) -> str:
     """The run's status as a reader sees it: a ``running`` run whose runner is gone crashed."""
-    if manifest.status == "running" and lease is not None and not lease.live:
-        return "crashed"
-    return manifest.status
+    return seen_status(manifest.status, lease)
 
 
-async def _row(storage: Storage, workflow_id: str) -> WorkflowRow:
-    try:
-        manifest = await read_manifest(storage, workflow_id)
-    except CheckpointCorrupt as exc:
-        return WorkflowRow(workflow_id, "corrupt", problem=str(exc))
-    if manifest is None:
-        return WorkflowRow(workflow_id, "unknown", problem="records but no run.json")
-    status = manifest.status
-    if status == "running":
-        try:
-            status = run_status(manifest, await read_lease(storage, workflow_id))
-        except CheckpointCorrupt as exc:
-            return WorkflowRow(workflow_id, "corrupt", problem=str(exc))
+def _row(info: WorkflowInfo) -> WorkflowRow:
+    if info.problem is not None:
+        return WorkflowRow(info.workflow_id, "corrupt", problem=info.problem)
     return WorkflowRow(
-        workflow_id,
-        status,
-        mode=manifest.mode,
-        created_at=manifest.created_at,
-        updated_at=manifest.updated_at,
-        tasks=len(manifest.tasks),
+        info.workflow_id,
+        info.status,
+        mode=info.mode,
+        created_at=info.started_at or info.created_at,
+        updated_at=info.updated_at,
+        tasks=info.tasks,
+        run_id=info.run_id,
     )
 
 
@@ -141,8 +107,10 @@ class Catalog:
     """The workflows of one storage, as the workflows page lists them.
 
     ``ttl``: a listing younger than this is reused as is (several pages
-    opened at once cost one listing). ``concurrency`` bounds the reads of
-    ``run.json`` in flight. ``clock`` is injectable for tests.
+    opened at once cost one listing). A finished run's row is read again
+    once older than ``max_age``, at most ``budget`` of them per refresh
+    (oldest first). ``concurrency`` bounds the reads of ``run.json`` in
+    flight. ``clock`` is injectable for tests.
     """
 
     def __init__(
@@ -151,12 +119,14 @@ class Catalog:
         *,
         ttl: float = 2.0,
         max_age: float = 30.0,
+        budget: int = 2000,
         concurrency: int = 32,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.storage = storage
         self.ttl = ttl
         self.max_age = max_age
+        self.budget = budget
         self.concurrency = concurrency
         self.clock = clock
         self._index = _Index()
@@ -195,32 +165,29 @@ class Catalog:
         return max(0.0, self.clock() - self._index.listed_at)
 
     async def _refresh(self) -> None:
-        names = [name async for name in self.storage.list("")]
-        listed = _workflow_keys(names)
+        listed = await workflow_ids(self.storage)
         now = self.clock()
         old = self._index.rows
-        stale = [
+        unfinished = [
             wid
-            for wid, signature in listed.items()
-            if (cached := old.get(wid)) is None
-            or cached.signature != signature
-            or cached.row.status not in FINISHED
-            or now - cached.read_at >= self.max_age
+            for wid in listed
+            if (cached := old.get(wid)) is None or cached.row.status not in FINISHED
         ]
-        fresh: dict[str, WorkflowRow] = {}
-        pending = iter(stale)
-
-        async def worker() -> None:
-            for wid in pending:
-                fresh[wid] = await _row(self.storage, wid)
-
-        if stale:
-            await run_all([worker] * min(self.concurrency, len(stale)))
+        aged = sorted(
+            (cached.read_at, wid)
+            for wid in listed
+            if (cached := old.get(wid)) is not None
+            and cached.row.status in FINISHED
+            and now - cached.read_at >= self.max_age
+        )
+        stale = unfinished + [wid for _, wid in aged[: self.budget]]
+        infos = await list_workflows(self.storage, ids=stale, concurrency=self.concurrency)
+        fresh = {info.workflow_id: _row(info) for info in infos}
         rows: dict[str, _Cached] = {}
-        for wid, signature in listed.items():
+        for wid in listed:
             if wid in fresh:
-                rows[wid] = _Cached(fresh[wid], signature, now)
-            else:
+                rows[wid] = _Cached(fresh[wid], now)
+            elif wid in old and wid not in stale:
                 rows[wid] = old[wid]
         ordered = sorted(
             (cached.row for cached in rows.values()),

@@ -34,13 +34,11 @@ from asyncflow.ui._preview import OutputPreview, preview
 
 __all__ = [
     "RecordCache",
-    "RunSummary",
     "RunView",
     "TaskDetail",
     "TaskView",
     "WaitView",
     "edges",
-    "load_history",
     "load_run",
     "load_task",
 ]
@@ -112,19 +110,6 @@ class RunView:
 
 
 @dataclass(frozen=True, slots=True)
-class RunSummary:
-    """One row of a workflow's run history."""
-
-    workflow_id: str
-    run_id: str | None
-    status: str
-    started_at: float | None
-    ended_at: float | None
-    tasks: int
-    latest: bool
-
-
-@dataclass(frozen=True, slots=True)
 class TaskDetail:
     task: TaskView
     run: RunView
@@ -172,7 +157,7 @@ def _outcome(manifest: Manifest, key: str, record: bool, first_missing: list[boo
         first_missing[0] = False
         return manifest.status
     if manifest.status == "running":
-        return "pending"
+        return "running" if key in manifest.running else "pending"
     return "not run"
 
 
@@ -275,10 +260,10 @@ class RecordCache:
 
 
 def _run_identity(manifest: Manifest | None) -> object:
-    """What tells one run from the next in ``run.json``."""
+    """What tells one run from the next in ``run.json``: its run id (else its times)."""
     if manifest is None:
         return None
-    return (manifest.created_at, manifest.updated_at)
+    return manifest.run_id or (manifest.created_at, manifest.updated_at)
 
 
 async def _records(
@@ -396,7 +381,7 @@ def _build(
     view = RunView(
         workflow_id=workflow_id,
         waits=_waits(manifest) if known else (),
-        run_id=None,
+        run_id=manifest.run_id,
         status=run_status(manifest, lease) if known else "unknown",
         mode=manifest.mode if known else None,
         created_at=manifest.created_at if known else None,
@@ -406,25 +391,6 @@ def _build(
         problems=tuple(extra),
     )
     return with_shape(view, manifest if known else None, records)
-
-
-async def load_history(storage: Storage, workflow_id: str) -> list[RunSummary] | None:
-    """The runs of ``workflow_id``, newest first; None if storage has nothing of it.
-
-    Storage keeps the latest run only (``run.json``), so that is the history.
-    """
-    manifest = await read_manifest(storage, workflow_id)
-    if manifest is None:
-        run = await load_run(storage, workflow_id)
-        if run is None:
-            return None
-        return [RunSummary(workflow_id, None, run.status, None, None, len(run.tasks), True)]
-    lease = await read_lease(storage, workflow_id) if manifest.status == "running" else None
-    status = run_status(manifest, lease)
-    ended = None if status in LIVE else manifest.updated_at
-    return [
-        RunSummary(workflow_id, None, status, manifest.created_at, ended, len(manifest.tasks), True)
-    ]
 
 
 async def load_task(storage: Storage, workflow_id: str, key: str) -> TaskDetail | None:

@@ -60,9 +60,19 @@ async def test_every_page_over_every_backend(storage: Storage) -> None:
         assert 'fill="#4caf50"' in run.text
         assert run.text.count('<g class="bar"') == 4
 
+        assert "Traceback (most recent call last)" in run.text
+        assert "ConnectionError: warehouse refused" in run.text
         history = await http.get("/workflows/orders-sync/runs")
         assert history.status_code == 200
-        assert "failed" in history.text
+        runs = re.findall(r'href="/workflows/orders-sync/runs/([^"]+)"', history.text)
+        assert len(runs) == 1
+        past = await http.get(f"/workflows/orders-sync/runs/{runs[0]}")
+        assert past.status_code == 200
+        assert "Traceback (most recent call last)" in past.text
+        failed_task = await http.get("/workflows/orders-sync/tasks/load")
+        assert "Traceback (most recent call last)" in failed_task.text
+        nope = await http.get("/workflows/orders-sync/runs/20990101T000000.000000Z-000000")
+        assert nope.status_code == 404
         task = await http.get("/workflows/daily-etl/tasks/extract")
         assert task.status_code == 200
         assert "row &lt;0&gt;" in task.text
@@ -142,10 +152,11 @@ async def test_the_index_reads_run_json_only_and_refreshes_incrementally(memory:
     assert counting.lists == 2
     assert counting.reads == ["refund-approval/run.json"]
     counting.reads.clear()
-    await memory.write(task_storage_key("daily-etl", "9"), b"{}")
+    manifest = Manifest("newcomer", "completed", None, "sequential", ("0",), 1.0, 2.0)
+    await memory.write(manifest_key("newcomer"), manifest.encode())
     now[0] = 10.0
-    await catalog.rows()  # its keys changed: that run.json too
-    assert sorted(counting.reads) == ["daily-etl/run.json", "refund-approval/run.json"]
+    await catalog.rows()  # a new workflow: its run.json, and the waiting one's again
+    assert sorted(counting.reads) == ["newcomer/run.json", "refund-approval/run.json"]
     counting.reads.clear()
     now[0] = 40.0
     await catalog.rows()  # max_age passed: all again
@@ -178,9 +189,10 @@ async def test_bad_input_is_a_clear_page_never_a_traceback(memory: Storage) -> N
 
         await memory.write(task_storage_key("orders-sync", "transform"), b"not json")
         partly = await http.get("/workflows/orders-sync")
-        assert partly.status_code == 200
-        assert "orders-sync/tasks/transform.json" in partly.text
-        assert "corrupt record" in partly.text
+        assert partly.status_code == 200  # an ended run is drawn from its summary
+        task = await http.get("/workflows/orders-sync/tasks/transform")
+        assert task.status_code == 200
+        assert "orders-sync/tasks/transform.json is not valid JSON" in task.text
 
         counting.down = True
         down = await http.get("/workflows/orders-sync")
@@ -372,6 +384,10 @@ async def test_the_task_page_reads_one_record_not_the_run(memory: Storage) -> No
 
 async def test_a_run_page_reads_again_only_records_that_appeared(memory: Storage) -> None:
     counting = Counting(memory)
+    blob = await memory.read(manifest_key("big-batch"))
+    assert blob is not None
+    running = Manifest.decode(blob.data, "run.json").replace(status="running")
+    await memory.write(manifest_key("big-batch"), running.encode())  # not ended: records
     app = create_app(counting)  # type: ignore[arg-type]
     async with client(app) as http:
         await http.get("/workflows/big-batch")
@@ -390,10 +406,8 @@ async def test_a_run_page_reads_again_only_records_that_appeared(memory: Storage
         await http.get("/workflows/big-batch")
         assert [k for k in counting.reads if "/tasks/" in k] == ["big-batch/tasks/part_3.json"]
 
-        blob = await memory.read(manifest_key("big-batch"))
-        assert blob is not None
-        manifest = Manifest.decode(blob.data, "run.json").replace(status="running")
-        await memory.write(manifest_key("big-batch"), manifest.encode())
+        another = running.replace(run_id="20990101T000000.000000Z-abcdef")
+        await memory.write(manifest_key("big-batch"), another.encode())
         counting.reads.clear()
         await http.get("/workflows/big-batch")  # another run: everything again
         assert len([k for k in counting.reads if "/tasks/" in k]) == 20
@@ -417,9 +431,28 @@ async def test_unlocking_with_the_token_lets_this_browser_act(memory: Storage) -
         page = await http.get("/workflows/orders-sync")
         assert "reset from here" in page.text
         assert "Unlock actions" not in page.text
-        acted = await http.post("/workflows/orders-sync/reset", data={"key": "load", "csrf": csrf})
-        assert acted.status_code == 501  # past every guard: this asyncflow has no reset yet
-        assert "no reset from a task" in acted.text
+        acted = await http.post("/workflows/orders-sync/reset", data={"key": "transform", "csrf": csrf})
+        assert acted.status_code == 303
+        assert "reset+from+transform" in acted.headers["location"]
+    assert await memory.read(task_storage_key("orders-sync", "transform")) is None
+    assert await memory.read(task_storage_key("orders-sync", "extract")) is not None
+    blob = await memory.read(manifest_key("orders-sync"))
+    assert blob is not None
+    assert Manifest.decode(blob.data, "run.json").outcomes["transform"] == "not run"
+
+
+async def test_the_history_lists_every_run_newest_first(memory: Storage) -> None:
+    for _ in range(2):
+        flow = AsyncFlow(config=Config(storage=memory), workflow_id="daily-etl")
+        for step in (demo.extract, demo.transform, demo.report):
+            flow.task.add(step=step)
+        await flow.start(resume=True)
+    async with client(create_app(memory)) as http:
+        page = await http.get("/workflows/daily-etl/runs")
+    ids = re.findall(r'<tr data-run="([^"]+)"', page.text)
+    assert len(ids) == 3
+    assert ids == sorted(ids, reverse=True)
+    assert "3 runs" in page.text
 
 
 async def test_a_graph_run_draws_its_fan_out_map_and_child_flow() -> None:
