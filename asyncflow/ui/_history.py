@@ -3,8 +3,8 @@
 Every ``start()`` leaves ``{wf}/runs/{run_id}.json`` with each task's
 outcome, attempts, times and error (type, message, traceback). A run that
 has ended is drawn from that one summary and ``run.json`` (its shape), with
-no task record read at all; a live run still comes from the records
-(``_runs.load_run``), which are the only thing that grows while it runs.
+no task record read at all; a live run, and a run with maps (whose children
+the summary does not list), still come from the records (``_runs.load_run``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from asyncflow._core.storage import Storage
 from asyncflow._core.summary import RunSummary, run_summary_key, runs_prefix
 from asyncflow.ui._catalog import read_manifest, run_status
 from asyncflow.ui._runs import RecordCache, RunView, TaskView, _error_type, _parent, load_run
+from asyncflow.ui._shape import with_shape
 
 __all__ = [
     "HistoryPage",
@@ -125,14 +126,20 @@ async def load_latest(
 ) -> RunView | None:
     """The latest run: from its summary once it ended, else from the task records."""
     manifest = await read_manifest(storage, workflow_id)
-    if manifest is not None and manifest.run_id and manifest.status in ENDED:
+    # A map's children are not in the summary: a run with maps comes from its records.
+    if (
+        manifest is not None
+        and manifest.run_id
+        and manifest.status in ENDED
+        and not manifest.children
+    ):
         try:
             summary = await _summary(storage, workflow_id, manifest.run_id)
         except CheckpointCorrupt:
             summary = None  # the records still tell the run; the page names the problem
         if summary is not None and summary.status in ENDED:
             lease = await read_lease(storage, workflow_id)
-            return summary_view(
+            view = summary_view(
                 workflow_id,
                 manifest,
                 lease,
@@ -140,6 +147,7 @@ async def load_latest(
                 status=run_status(manifest, lease),
                 latest=True,
             )
+            return with_shape(view, manifest)
     return await load_run(storage, workflow_id, cache)
 
 
