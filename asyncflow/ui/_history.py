@@ -20,7 +20,15 @@ from asyncflow._core.status import LeaseState, read_lease
 from asyncflow._core.storage import Storage
 from asyncflow._core.summary import RunSummary, run_summary_key, runs_prefix
 from asyncflow.ui._catalog import read_manifest, run_status
-from asyncflow.ui._runs import RecordCache, RunView, TaskView, _error_type, _parent, load_run
+from asyncflow.ui._runs import (
+    RecordCache,
+    RunView,
+    TaskView,
+    _error_type,
+    _parent,
+    _waits,
+    load_run,
+)
 from asyncflow.ui._shape import with_shape
 
 __all__ = [
@@ -117,6 +125,7 @@ def summary_view(
         updated_at=summary.finished_at,
         tasks=tuple(tasks),
         lease=lease,
+        waits=_waits(manifest) if manifest is not None and latest else (),
         latest=latest,
     )
 

@@ -160,7 +160,7 @@ async def test_the_index_reads_run_json_only_and_refreshes_incrementally(memory:
     counting.reads.clear()
     now[0] = 40.0
     await catalog.rows()  # max_age passed: all again
-    assert len(counting.reads) == 5
+    assert len(counting.reads) == 6
 
 
 async def test_bad_input_is_a_clear_page_never_a_traceback(memory: Storage) -> None:
