@@ -431,7 +431,9 @@ async def test_unlocking_with_the_token_lets_this_browser_act(memory: Storage) -
         page = await http.get("/workflows/orders-sync")
         assert "reset from here" in page.text
         assert "Unlock actions" not in page.text
-        acted = await http.post("/workflows/orders-sync/reset", data={"key": "transform", "csrf": csrf})
+        acted = await http.post(
+            "/workflows/orders-sync/reset", data={"key": "transform", "csrf": csrf}
+        )
         assert acted.status_code == 303
         assert "reset+from+transform" in acted.headers["location"]
     assert await memory.read(task_storage_key("orders-sync", "transform")) is None
