@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 
 from asyncflow._core.errors import ConfigurationError
 
-__all__ = ["require_asyncio", "run_all"]
+__all__ = ["require_asyncio", "run_all", "run_beside"]
 
 
 def require_asyncio(what: str) -> asyncio.AbstractEventLoop:
@@ -56,5 +57,32 @@ async def run_all(
             group.start_soon(guarded, job)
             if yield_every is not None and started % yield_every == 0:
                 await anyio.lowlevel.checkpoint()
+    if failure:
+        raise failure[0]
+
+
+async def run_beside(
+    body: Callable[[], Awaitable[object]],
+    companion: Callable[[anyio.CancelScope], Coroutine[Any, Any, object]],
+) -> None:
+    """Run ``body`` with ``companion`` beside it until ``body`` ends; raise its error as-is.
+
+    The companion (a lease heartbeat, a progress writer) gets the group's
+    cancel scope, so it can stop the body too; it is cancelled when the body
+    returns or raises.
+    """
+    failure: list[BaseException] = []
+    async with anyio.create_task_group() as group:
+
+        async def guarded() -> None:
+            try:
+                await body()
+            except Exception as exc:
+                failure.append(exc)
+            finally:
+                group.cancel_scope.cancel()
+
+        group.start_soon(guarded)
+        group.start_soon(companion, group.cancel_scope)
     if failure:
         raise failure[0]

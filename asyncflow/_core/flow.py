@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -25,6 +26,7 @@ from asyncflow._core.checkpoint import (
     manifest_key,
     task_prefix,
 )
+from asyncflow._core.concurrency import run_beside
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
 from asyncflow._core.errors import (
@@ -82,21 +84,8 @@ async def _with_heartbeat(lease: Lease, body: Callable[[], Awaitable[None]]) -> 
     Losing the lease cancels the body at once; the checkpoint about to be
     committed is refused by ``Lease.ensure`` in any case.
     """
-    failure: list[BaseException] = []
-    async with anyio.create_task_group() as group:
-
-        async def guarded() -> None:
-            try:
-                await body()
-            except Exception as exc:
-                failure.append(exc)
-            finally:
-                group.cancel_scope.cancel()
-
-        group.start_soon(guarded)
-        group.start_soon(lease.heartbeat, group.cancel_scope)
-    if failure and not isinstance(failure[0], LeaseLost):
-        raise failure[0]
+    with contextlib.suppress(LeaseLost):  # raised by ensure() below, once the heartbeat stopped
+        await run_beside(body, lease.heartbeat)
     lease.ensure()
 
 

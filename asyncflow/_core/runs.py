@@ -31,6 +31,7 @@ from asyncflow._core.checkpoint import (
     task_prefix,
     task_storage_key,
 )
+from asyncflow._core.concurrency import run_beside
 from asyncflow._core.errors import LeaseLost
 from asyncflow._core.loud import log_loudly
 from asyncflow._core.shape import dependents, graph_edges
@@ -165,21 +166,11 @@ class RunRecorder:
         lease: Lease | None,
     ) -> None:
         """Run ``body`` while ``run.json`` lists the running tasks (when they change)."""
-        failure: list[BaseException] = []
-        async with anyio.create_task_group() as group:
 
-            async def guarded() -> None:
-                try:
-                    await body()
-                except Exception as exc:
-                    failure.append(exc)
-                finally:
-                    group.cancel_scope.cancel()
+        async def watch(_: anyio.CancelScope) -> None:
+            await self._watch(tasks, manifest, lease)
 
-            group.start_soon(guarded)
-            group.start_soon(self._watch, tasks, manifest, lease)
-        if failure:
-            raise failure[0]
+        await run_beside(body, watch)
 
     async def _watch(self, tasks: Sequence[Task], manifest: Manifest, lease: Lease | None) -> None:
         shown: tuple[str, ...] = ()
