@@ -52,8 +52,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from asyncflow import AsyncFlow, Config, Context, action
-from asyncflow._core.checkpoint import Manifest, manifest_key, task_prefix
 from asyncflow._core.concurrency import run_all
+from asyncflow._core.layout import manifest_key, task_prefix
+from asyncflow._core.manifest import Manifest
 from asyncflow.providers import Storage, StorageFile
 from asyncflow.ui import create_app
 

@@ -39,7 +39,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asyncflow import AsyncFlow, Worker, wait
-from asyncflow._core.checkpoint import Manifest
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.waits import WaitSpec
 from asyncflow.providers import StorageFile
 

@@ -20,8 +20,9 @@ import rich.progress
 from click.testing import CliRunner
 
 from asyncflow import AsyncFlow, Context, action
-from asyncflow._core.checkpoint import Manifest, manifest_key
+from asyncflow._core.layout import manifest_key
 from asyncflow._core.lease import LeaseRecord, lease_key
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.status import read_run
 from asyncflow.cli import cli
 from asyncflow.cli.run import watch as _watch

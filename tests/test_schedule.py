@@ -11,8 +11,9 @@ import anyio.lowlevel
 import pytest
 
 from asyncflow import AsyncFlow, Config, ConfigurationError, action
-from asyncflow._core.checkpoint import Manifest, manifest_key, task_storage_key
+from asyncflow._core.layout import manifest_key, task_storage_key
 from asyncflow._core.lease import Lease
+from asyncflow._core.manifest import Manifest
 from asyncflow.providers import StorageDefault
 from asyncflow.schedule import ManualClock, Scheduler, WallClock, clone_flow
 

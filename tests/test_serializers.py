@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from asyncflow import SerializationError
-from asyncflow._core.checkpoint import dumps
-from asyncflow._core.checkpoint import loads as checkpoint_loads
+from asyncflow._core.codec import dumps
+from asyncflow._core.codec import loads as checkpoint_loads
 from asyncflow._core.registry import Registered, field_names, kind_of
 from asyncflow.serializers import MAX_DEPTH, TAG, JSONSerializer, PickleSerializer, Serializer
 

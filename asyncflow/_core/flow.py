@@ -17,15 +17,7 @@ from asyncflow import events
 from asyncflow._core.background import Detached
 from asyncflow._core.blobs import collect_garbage
 from asyncflow._core.bus import EventBus, EventStream
-from asyncflow._core.checkpoint import (
-    CheckpointRecord,
-    Manifest,
-    clear_workflow,
-    fingerprint_of,
-    load_records,
-    manifest_key,
-    task_prefix,
-)
+from asyncflow._core.checkpoint import CheckpointRecord
 from asyncflow._core.concurrency import run_beside
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
@@ -40,8 +32,11 @@ from asyncflow._core.errors import (
 )
 from asyncflow._core.graph import check_graph
 from asyncflow._core.ids import validate_id
+from asyncflow._core.layout import manifest_key, task_prefix
 from asyncflow._core.lease import Lease
+from asyncflow._core.manifest import Manifest, fingerprint_of
 from asyncflow._core.modes import MODES
+from asyncflow._core.records import clear_workflow, load_records
 from asyncflow._core.runner import CODE_CHANGE_POLICIES, Runner, call_callback
 from asyncflow._core.runs import RunRecorder, invalidate, report_unhandled
 from asyncflow._core.shape import close_matches

@@ -19,7 +19,6 @@ from typing import Any
 import anyio
 
 from asyncflow import events
-from asyncflow._core.checkpoint import load_records, task_storage_key
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.context import Context
 from asyncflow._core.errors import (
@@ -28,6 +27,8 @@ from asyncflow._core.errors import (
     SerializationError,
     TaskFailed,
 )
+from asyncflow._core.layout import task_storage_key
+from asyncflow._core.records import load_records
 from asyncflow._core.runner import Runner, call_callback
 from asyncflow._core.task import Task, TaskStatus
 

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from asyncflow._core.checkpoint import Manifest, manifest_key
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError
 from asyncflow._core.ids import validate_id
+from asyncflow._core.layout import manifest_key
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.status import read_lease, seen_status
 from asyncflow._core.storage import Storage, list_children
 from asyncflow._core.summary import RunSummary, run_summary_key, runs_prefix

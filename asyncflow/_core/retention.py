@@ -31,11 +31,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from asyncflow._core.checkpoint import Manifest, clear_workflow, manifest_key
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError, WorkflowLocked
-from asyncflow._core.layout import lease_key, own_keys, workflow_of_manifest
+from asyncflow._core.layout import lease_key, manifest_key, own_keys, workflow_of_manifest
 from asyncflow._core.lease import Lease
+from asyncflow._core.manifest import Manifest
+from asyncflow._core.records import clear_workflow
 from asyncflow._core.status import read_lease
 from asyncflow._core.storage import Storage
 from asyncflow._core.summary import new_run_id, runs_prefix

@@ -19,18 +19,12 @@ from asyncflow import events
 from asyncflow._core.action import Action
 from asyncflow._core.blobs import offload
 from asyncflow._core.bus import EventBus
-from asyncflow._core.checkpoint import (
-    CheckpointRecord,
-    EncodedOutput,
-    RecordEncoder,
-    encode_output,
-    task_prefix,
-    task_storage_key,
-)
+from asyncflow._core.checkpoint import CheckpointRecord, EncodedOutput, RecordEncoder, encode_output
 from asyncflow._core.commit import make_committer
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
 from asyncflow._core.errors import CheckpointMismatch, SerializationError, TaskTimeout
+from asyncflow._core.layout import task_prefix, task_storage_key
 from asyncflow._core.lease import Lease
 from asyncflow._core.task import Task, TaskStatus
 from asyncflow._core.waits import WaitAction, WaitParked, WaitSpec, run_wait

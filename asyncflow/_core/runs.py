@@ -24,16 +24,12 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from asyncflow._core.checkpoint import (
-    CheckpointRecord,
-    Manifest,
-    manifest_key,
-    task_prefix,
-    task_storage_key,
-)
+from asyncflow._core.checkpoint import CheckpointRecord
 from asyncflow._core.concurrency import run_beside
 from asyncflow._core.errors import LeaseLost
+from asyncflow._core.layout import manifest_key, task_prefix, task_storage_key
 from asyncflow._core.loud import log_loudly
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.shape import dependents, graph_edges
 from asyncflow._core.status import task_outcome
 from asyncflow._core.storage import Storage

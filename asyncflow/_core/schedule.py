@@ -43,9 +43,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import anyio
 
-from asyncflow._core.checkpoint import Manifest, manifest_key
 from asyncflow._core.errors import ConfigurationError, WorkflowLocked
 from asyncflow._core.ids import validate_id
+from asyncflow._core.layout import manifest_key
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.modes import MODES
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from asyncflow._core.checkpoint import dumps, loads
+from asyncflow._core.codec import dumps, loads
 from asyncflow._core.errors import CheckpointCorrupt, PreconditionFailed, SerializationError
 from asyncflow._core.ids import validate_id
 from asyncflow._core.layout import signal_key, signal_prefix

@@ -24,17 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from asyncflow._core.checkpoint import (
-    _SIG_PREFIX,
-    CheckpointRecord,
-    Manifest,
-    decode_record,
-    manifest_key,
-    task_prefix,
-    task_storage_key,
-)
+from asyncflow._core.checkpoint import _SIG_PREFIX, CheckpointRecord, decode_record
 from asyncflow._core.concurrency import run_all
+from asyncflow._core.layout import manifest_key, task_prefix, task_storage_key
 from asyncflow._core.lease import LeaseRecord, lease_key
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.storage import Storage
 from asyncflow._core.task import TaskStatus
 

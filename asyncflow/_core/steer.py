@@ -26,22 +26,13 @@ import time
 from dataclasses import replace
 
 from asyncflow._core.blobs import blob_prefix, collect_garbage
-from asyncflow._core.checkpoint import (
-    _SIG_PREFIX,
-    Manifest,
-    _output_tail,
-    dumps,
-    loads,
-    manifest_key,
-    sign,
-    task_prefix,
-    task_storage_key,
-    verify,
-)
+from asyncflow._core.checkpoint import _SIG_PREFIX, _output_tail, sign, verify
+from asyncflow._core.codec import dumps, loads
 from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError
 from asyncflow._core.ids import validate_id
-from asyncflow._core.layout import is_own_key
+from asyncflow._core.layout import is_own_key, manifest_key, task_prefix, task_storage_key
 from asyncflow._core.lease import Lease
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.shape import dependents, graph_edges
 from asyncflow._core.storage import Storage
 from asyncflow._core.summary import RunSummary, new_run_id, run_summary_key

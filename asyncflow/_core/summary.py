@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from asyncflow._core.checkpoint import FORMAT, _field, dumps, loads
+from asyncflow._core.checkpoint import FORMAT
+from asyncflow._core.codec import dumps, loads, required_field
 from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.layout import run_summary_key
 from asyncflow._core.status import task_outcome
@@ -200,14 +201,14 @@ class RunSummary:
                 raise ValueError("not an asyncflow run summary")
             if type(raw.get("asyncflow")) is not int or raw["asyncflow"] > FORMAT:
                 raise ValueError(f"format {raw.get('asyncflow')!r} is not one this version reads")
-            tasks = tuple(_task_run(item) for item in _field(raw, "tasks", list))
+            tasks = tuple(_task_run(item) for item in required_field(raw, "tasks", list))
             return cls(
-                workflow_id=_field(raw, "workflow_id", str),
-                run_id=_field(raw, "run_id", str),
-                status=_field(raw, "status", str),
-                mode=_field(raw, "mode", str),
+                workflow_id=required_field(raw, "workflow_id", str),
+                run_id=required_field(raw, "run_id", str),
+                status=required_field(raw, "status", str),
+                mode=required_field(raw, "mode", str),
                 resume=bool(raw.get("resume", False)),
-                started_at=float(_field(raw, "started_at", (int, float))),
+                started_at=float(required_field(raw, "started_at", (int, float))),
                 finished_at=_number(raw.get("finished_at")),
                 host=str(raw.get("host", "")),
                 pid=int(raw.get("pid", 0)),
@@ -253,10 +254,10 @@ def _task_run(raw: Any) -> TaskRun:
         raise ValueError("a task entry is not an object")
     info = _error_info(raw.get("error"))
     return TaskRun(
-        key=_field(raw, "key", str),
-        step=_field(raw, "step", str),
-        outcome=_field(raw, "outcome", str),
-        attempts=_field(raw, "attempts", int),
+        key=required_field(raw, "key", str),
+        step=required_field(raw, "step", str),
+        outcome=required_field(raw, "outcome", str),
+        attempts=required_field(raw, "attempts", int),
         started_at=_number(raw.get("started_at")),
         finished_at=_number(raw.get("finished_at")),
         error=info,

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from asyncflow._core.action import Action
-from asyncflow._core.checkpoint import dumps, loads
+from asyncflow._core.codec import dumps, loads
 from asyncflow._core.errors import (
     CheckpointCorrupt,
     ConfigurationError,

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from asyncflow._core.checkpoint import Manifest, manifest_key
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import (
     CheckpointCorrupt,
@@ -39,6 +38,8 @@ from asyncflow._core.errors import (
     StorageError,
     WorkflowLocked,
 )
+from asyncflow._core.layout import manifest_key
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.signals import signal_names
 from asyncflow._core.storage import Blob, Storage, list_children
 from asyncflow._core.waits import NotParked, WaitSpec

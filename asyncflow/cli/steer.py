@@ -7,8 +7,8 @@ import os
 import anyio
 import click
 
-from asyncflow._core.checkpoint import manifest_key
 from asyncflow._core.history import workflow_ids
+from asyncflow._core.layout import manifest_key
 from asyncflow._core.steer import fork as fork_workflow
 from asyncflow._core.steer import reset as reset_workflow
 from asyncflow._core.storage import Storage

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from asyncflow._core.checkpoint import Manifest, manifest_key
 from asyncflow._core.history import WorkflowInfo, list_workflows, workflow_ids
+from asyncflow._core.layout import manifest_key
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.status import LeaseState, seen_status
 from asyncflow._core.storage import Storage
 

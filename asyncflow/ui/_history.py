@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from asyncflow._core.checkpoint import Manifest, manifest_key
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.ids import validate_id
+from asyncflow._core.layout import manifest_key
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.status import LeaseState, read_lease
 from asyncflow._core.storage import Storage
 from asyncflow._core.summary import RunSummary, run_summary_key, runs_prefix

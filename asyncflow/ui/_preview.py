@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from asyncflow._core.blobs import parse_ref
-from asyncflow._core.checkpoint import _SIG_PREFIX, FORMAT_BLOB, loads
+from asyncflow._core.checkpoint import _SIG_PREFIX, FORMAT_BLOB
+from asyncflow._core.codec import loads
 
 __all__ = ["PREVIEW_CHARS", "PREVIEW_MAX_BYTES", "OutputPreview", "preview"]
 

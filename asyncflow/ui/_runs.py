@@ -16,17 +16,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from asyncflow._core.checkpoint import (
-    _SIG_PREFIX,
-    FORMAT,
-    CheckpointRecord,
-    Manifest,
-    loads,
-    task_prefix,
-    task_storage_key,
-)
+from asyncflow._core.checkpoint import _SIG_PREFIX, FORMAT, CheckpointRecord
+from asyncflow._core.codec import loads
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt
+from asyncflow._core.layout import task_prefix, task_storage_key
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.status import LeaseState, _record_meta, read_lease
 from asyncflow._core.storage import Storage
 from asyncflow.ui._catalog import read_manifest, run_status

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Protocol
 
-from asyncflow._core.checkpoint import Manifest
+from asyncflow._core.manifest import Manifest
 from asyncflow.ui._runs import RunView, TaskView
 
 __all__ = ["child_key", "with_shape"]

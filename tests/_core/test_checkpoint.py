@@ -14,19 +14,14 @@ from asyncflow import CheckpointCorrupt, SerializationError, StorageError
 from asyncflow._core.checkpoint import (
     FORMAT,
     CheckpointRecord,
-    Manifest,
-    clear_workflow,
     decode_record,
-    digest,
-    dumps,
     encode_output,
     encode_record,
-    fingerprint_of,
-    load_records,
-    manifest_key,
-    task_prefix,
-    task_storage_key,
 )
+from asyncflow._core.codec import digest, dumps
+from asyncflow._core.layout import manifest_key, task_prefix, task_storage_key
+from asyncflow._core.manifest import Manifest, fingerprint_of
+from asyncflow._core.records import clear_workflow, load_records
 from asyncflow.providers import Blob, Storage, StorageDefault, StorageFile
 from asyncflow.serializers import TAG, JSONSerializer, PickleSerializer, Serializer, untagged
 

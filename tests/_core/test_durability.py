@@ -22,7 +22,7 @@ import anyio
 import pytest
 
 from asyncflow import AsyncFlow, Config, ConfigurationError, StorageError, action
-from asyncflow._core.checkpoint import load_records
+from asyncflow._core.records import load_records
 from asyncflow.providers import StorageDefault, StorageFile
 from asyncflow.serializers import JSONSerializer
 

@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 
 from asyncflow import AsyncFlow, Config, action
-from asyncflow._core.checkpoint import Manifest, manifest_key
 from asyncflow._core.history import list_workflows, read_summary, run_history, workflow_ids
+from asyncflow._core.layout import manifest_key
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.summary import RunSummary, run_summary_key
 from asyncflow.providers import Storage
 

@@ -9,7 +9,6 @@ import time
 import pytest
 
 from asyncflow import AsyncFlow, Config, action, prune
-from asyncflow._core.checkpoint import Manifest, clear_workflow
 from asyncflow._core.layout import (
     blob_key,
     is_own_key,
@@ -25,6 +24,8 @@ from asyncflow._core.layout import (
     wait_prefix,
     workflow_of_manifest,
 )
+from asyncflow._core.manifest import Manifest
+from asyncflow._core.records import clear_workflow
 from asyncflow.providers import Storage
 
 pytestmark = pytest.mark.anyio

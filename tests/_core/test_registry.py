@@ -28,7 +28,9 @@ from asyncflow import (
     TaskStatus,
     action,
 )
-from asyncflow._core.checkpoint import dumps, encode_output, encode_record, load_records
+from asyncflow._core.checkpoint import encode_output, encode_record
+from asyncflow._core.codec import dumps
+from asyncflow._core.records import load_records
 from asyncflow._core.registry import TypeRegistry
 from asyncflow.providers import Storage, StorageDefault
 from asyncflow.serializers import TAG, JSONSerializer, PickleSerializer

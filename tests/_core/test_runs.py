@@ -13,7 +13,8 @@ import pytest
 
 from asyncflow import AsyncFlow, CheckpointMismatch, Config, ConfigurationError, action
 from asyncflow._core import runs
-from asyncflow._core.checkpoint import Manifest, manifest_key
+from asyncflow._core.layout import manifest_key
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.shape import dependents
 from asyncflow._core.status import read_run
 from asyncflow._core.summary import RunSummary, new_run_id, runs_prefix

@@ -24,7 +24,7 @@ from asyncflow import (
     events,
     wait,
 )
-from asyncflow._core.checkpoint import clear_workflow
+from asyncflow._core.records import clear_workflow
 from asyncflow.providers import Storage
 from asyncflow.schedule import ManualClock
 

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asyncflow import AsyncFlow, Config, StorageError, action
-from asyncflow._core.checkpoint import clear_workflow
+from asyncflow._core.records import clear_workflow
 from asyncflow._core.worker import list_workflows
 from asyncflow.providers import StorageFile
 

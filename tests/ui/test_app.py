@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from asyncflow import AsyncFlow, Config, action
-from asyncflow._core.checkpoint import Manifest, manifest_key, task_storage_key
 from asyncflow._core.errors import StorageUnavailable
+from asyncflow._core.layout import manifest_key, task_storage_key
+from asyncflow._core.manifest import Manifest
 from asyncflow.cli import cli
 from asyncflow.providers import Blob, Storage, StorageDefault
 from asyncflow.serializers import PickleSerializer

@@ -1,0 +1,149 @@
+"""A workflow's records in bulk: load the ones a run needs, clear the ones it owns.
+
+Loading reads many keys at once (``read_many`` where the backend has it,
+bounded concurrency otherwise) because resume cost is round trips on object
+stores; clearing asks ``layout.is_own_key`` before every delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from asyncflow._core.checkpoint import CheckpointRecord, decode_record
+from asyncflow._core.concurrency import run_all
+from asyncflow._core.layout import (
+    is_own_key,
+    manifest_key,
+    task_prefix,
+    task_storage_key,
+    workflow_keys,
+)
+from asyncflow._core.storage import Storage
+from asyncflow.serializers import Serializer
+
+__all__ = ["clear_workflow", "load_records"]
+
+
+_READ_MANY_CHUNK = 512
+
+
+async def load_records(
+    storage: Storage,
+    workflow_id: str,
+    keys: Iterable[str],
+    *,
+    serializers: dict[str, Serializer],
+    signing_key: bytes | None = None,
+    concurrency: int = 32,
+) -> dict[str, CheckpointRecord]:
+    """All records of ``keys`` that exist: one listing, then bounded concurrent reads.
+
+    A storage with an optional ``read_many(keys)`` (``StorageFile``: one
+    thread hop for many files) is asked for every wanted key in chunks, no
+    listing: a missing file costs one failed open, and a directory or a FIFO
+    where a record should be is refused by the read instead of being left
+    out of a listing as if there were no checkpoint.
+    """
+    wanted = {task_storage_key(workflow_id, key): key for key in keys}
+    records: dict[str, CheckpointRecord] = {}
+    read_many = getattr(storage, "read_many", None)
+    if read_many is not None:
+        found = list(wanted)
+        for start in range(0, len(found), _READ_MANY_CHUNK):
+            chunk = found[start : start + _READ_MANY_CHUNK]
+            for where, blob in zip(chunk, await read_many(chunk), strict=True):
+                if blob is not None:
+                    key = wanted[where]
+                    records[key] = decode_record(
+                        blob.data,
+                        where=where,
+                        workflow_id=workflow_id,
+                        key=key,
+                        serializers=serializers,
+                        signing_key=signing_key,
+                    )
+        return await _resolve_blobs(storage, workflow_id, records, serializers, concurrency)
+    found = [name async for name in storage.list(task_prefix(workflow_id)) if name in wanted]
+    if not found:
+        return records
+    pending = iter(found)
+
+    async def worker() -> None:
+        for where in pending:
+            blob = await storage.read(where)
+            if blob is None:
+                continue
+            key = wanted[where]
+            records[key] = decode_record(
+                blob.data,
+                where=where,
+                workflow_id=workflow_id,
+                key=key,
+                serializers=serializers,
+                signing_key=signing_key,
+            )
+
+    await run_all([worker] * max(1, min(concurrency, len(found))))
+    return await _resolve_blobs(storage, workflow_id, records, serializers, concurrency)
+
+
+async def _resolve_blobs(
+    storage: Storage,
+    workflow_id: str,
+    records: dict[str, CheckpointRecord],
+    serializers: dict[str, Serializer],
+    concurrency: int,
+) -> dict[str, CheckpointRecord]:
+    offloaded = [key for key, record in records.items() if record.blob is not None]
+    if not offloaded:
+        return records
+    from asyncflow._core.blobs import resolve
+
+    pending = iter(offloaded)
+
+    async def worker() -> None:
+        for key in pending:
+            where = task_storage_key(workflow_id, key)
+            records[key] = await resolve(storage, records[key], where, serializers)
+
+    await run_all([worker] * max(1, min(concurrency, len(offloaded))))
+    return records
+
+
+async def clear_workflow(storage: Storage, workflow_id: str, *, tasks_only: bool = False) -> int:
+    """Delete a workflow's own records (the lease is never touched); returns how many.
+
+    Only keys of the layout are deleted (``layout.is_own_key``): a file that
+    is not an asyncflow record stays, whatever folder it sits in. Blobs
+    (offloaded outputs) go too, even with ``tasks_only``: with the task
+    records gone nothing uses them. They are deleted after the other records,
+    so an interrupted clear never leaves a record whose blob is gone, and
+    ``run.json`` goes last, so an interrupted clear is still found as a
+    workflow.
+    """
+    names = await workflow_keys(storage, workflow_id, tasks_only=tasks_only)
+    blobs = f"{workflow_id}/blobs/"
+    if tasks_only:
+        names += [name async for name in storage.list(blobs) if is_own_key(workflow_id, name)]
+    manifest = manifest_key(workflow_id)
+    await _delete_all(storage, [n for n in names if n != manifest and not n.startswith(blobs)])
+    await _delete_all(storage, [n for n in names if n.startswith(blobs)])
+    if manifest in names:
+        await storage.delete(manifest)
+    return len(names)
+
+
+async def _delete_all(storage: Storage, names: list[str]) -> None:
+    if not names:
+        return
+    batch = getattr(storage, "delete_many", None)
+    if batch is not None:
+        await batch(names)
+        return
+    pending = iter(names)
+
+    async def worker() -> None:
+        for name in pending:
+            await storage.delete(name)
+
+    await run_all([worker] * min(16, len(names)))
