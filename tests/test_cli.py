@@ -471,6 +471,35 @@ def test_clear_deletes_only_the_workflows_own_records(tmp_path: Path) -> None:
     assert (root / "three" / "tasks" / "notes.txt").read_bytes() == b"mine"
 
 
+def test_clear_of_a_parent_clears_its_child_flows_and_nothing_else(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    url = f"file://{root}"
+    path = tmp_path / "nested.py"
+    path.write_text(
+        "from asyncflow import AsyncFlow, action\n"
+        "@action\ndef a():\n    return 1\n"
+        "inner = AsyncFlow()\ninner.task.add(step=a)\n"
+        "child = AsyncFlow()\nchild.task.add(step=a)\nchild.task.add(step=inner, key='deep')\n"
+        "flow = AsyncFlow(workflow_id='top')\n"
+        "flow.task.add(step=a)\nflow.task.add(step=child, key='sub')\n"
+    )
+    code, _, err = invoke("run", f"{path}:flow", "--storage", url)
+    assert code == 0, err
+    assert (root / "top.sub.deep" / "run.json").exists()
+    invoke("run", str(write_flow(tmp_path, "")), "--storage", url)  # "three": not a child
+    (root / "top.subway").mkdir()
+    (root / "top.subway" / "run.json").write_bytes(b"not ours to judge")
+
+    code, out, err = invoke("clear", "top", "--storage", url, input="y\n")
+    assert code == 0, err
+    assert "and its child flow(s) top.sub, top.sub.deep in" in err  # the question
+    assert out.startswith("workflow top and its child flow(s) top.sub, top.sub.deep: deleted ")
+    for gone in ("top", "top.sub", "top.sub.deep"):
+        assert not (root / gone).exists(), gone
+    assert (root / "top.subway" / "run.json").read_bytes() == b"not ours to judge"
+    assert (root / "three" / "run.json").exists()
+
+
 def test_clear_after_confirmation(tmp_path: Path) -> None:
     root = tmp_path / "s"
     url = f"file://{root}"

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from asyncflow._core.errors import ConfigurationError
+from asyncflow._core.layout import manifest_key
+from asyncflow._core.manifest import Manifest
 
 if TYPE_CHECKING:
     from asyncflow._core.config import Config
     from asyncflow._core.flow import AsyncFlow
+    from asyncflow._core.storage import Storage
 
-__all__ = ["PARENT", "ChildFlow", "Parent"]
+__all__ = ["PARENT", "ChildFlow", "Parent", "child_workflows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +68,26 @@ class ChildFlow:
         )
         outputs = run.result_storage()
         return outputs[-1] if outputs else None
+
+
+async def child_workflows(storage: Storage, workflow_id: str) -> list[str]:
+    """Every child flow under ``workflow_id``, depth first, as its ``run.json`` names them.
+
+    Only a key the parent's latest run recorded as kind ``flow`` counts, and
+    only when that child has a ``run.json`` of its own: ``nightly.v2`` next to
+    ``nightly`` is another workflow, never a child.
+    """
+    found: list[str] = []
+    pending = [workflow_id]
+    while pending:
+        current = pending.pop()
+        blob = await storage.read(manifest_key(current))
+        if blob is None:
+            continue
+        manifest = Manifest.decode(blob.data, manifest_key(current))
+        for key, kind in manifest.kinds.items():
+            child = f"{current}.{key}"
+            if kind == "flow" and await storage.read(manifest_key(child)) is not None:
+                found.append(child)
+                pending.append(child)
+    return found

@@ -12,6 +12,7 @@ from asyncflow._core.lease import Lease, lease_key
 from asyncflow._core.records import clear_workflow
 from asyncflow._core.retention import Pruned, parse_duration, prune
 from asyncflow._core.shape import close_matches
+from asyncflow._core.subflow import child_workflows
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_FAILED,
@@ -70,21 +71,34 @@ def clear(
         storage = open_storage(storage_url)
         where = url_of(storage_url)
 
+        children: list[str] = []
+
         async def count() -> list[str]:
             """The workflow's own records; none unless it has a run.json (see layout)."""
             if await storage.read(manifest_key(workflow_id)) is None:
                 return []
-            return await workflow_keys(storage, workflow_id)
+            children.extend(await child_workflows(storage, workflow_id))
+            names: list[str] = []
+            for each in [workflow_id, *children]:
+                names += await workflow_keys(storage, each)
+            return names
 
-        async def delete() -> int:
+        async def delete_one(each: str) -> int:
             if not force:  # hold the lease: no runner can start while we delete
-                await Lease(storage, workflow_id, ttl=60.0, renew_every=20.0).acquire()
-            deleted = await clear_workflow(storage, workflow_id)
+                await Lease(storage, each, ttl=60.0, renew_every=20.0).acquire()
+            deleted = await clear_workflow(storage, each)
             # Ours, or (--force) a runner's, which then fails its next renewal.
-            await storage.delete(lease_key(workflow_id))
+            await storage.delete(lease_key(each))
             tidy = getattr(storage, "tidy", None)  # StorageFile: lock files, empty folders
             if tidy is not None:
-                await tidy(f"{workflow_id}/")
+                await tidy(f"{each}/")
+            return deleted
+
+        async def delete() -> int:
+            # Children first: an interrupted clear leaves the parent, so it can be run again.
+            deleted = 0
+            for each in [*reversed(children), workflow_id]:
+                deleted += await delete_one(each)
             return deleted
 
         known: list[str] = []
@@ -97,7 +111,10 @@ def clear(
                     return -1
                 if not yes:
                     records = len(names)
-                    question = f"Delete {records} record(s) of workflow {workflow_id} in {where}?"
+                    question = (
+                        f"Delete {records} record(s) of workflow {workflow_id}"
+                        f"{_with_children(children)} in {where}?"
+                    )
                     confirmed = await anyio.to_thread.run_sync(
                         lambda: click.confirm(question, default=False, err=True)
                     )
@@ -112,8 +129,17 @@ def clear(
             hint = close_matches(workflow_id, known)
             click.echo(f"no workflow {workflow_id} in {where} (no run.json); nothing deleted{hint}")
         else:
-            click.echo(f"workflow {workflow_id}: deleted {deleted} record(s) from {where}")
+            click.echo(
+                f"workflow {workflow_id}{_with_children(children)}:"
+                f" deleted {deleted} record(s) from {where}"
+            )
     return EXIT_OK
+
+
+def _with_children(children: list[str]) -> str:
+    if not children:
+        return ""
+    return f" and its child flow(s) {', '.join(children)}"
 
 
 def _line(item: Pruned) -> str:
