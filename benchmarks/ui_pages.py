@@ -9,6 +9,10 @@ directly), then times, through the viewer's ASGI app in this process:
   timeline and the task table;
 * ``run page again (a live poll)``: the same page again: the records read
   during this run are cached, so only ``run.json``, the lease and a listing;
+* ``running run page, 1,000 tasks``: ``/workflows/live`` on a new app, while
+  a flow of ``--tasks`` tasks runs in this process with all but its last task
+  done (the last waits until the measurement ends);
+* ``running run page again (a poll)``: the same page on the same app;
 * ``task page``: one task with its output preview (``run.json``, the lease
   and that task's record);
 * ``workflows, first load``: ``/`` on a new app: one listing of the whole
@@ -47,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -96,6 +101,27 @@ async def timed(job: Callable[[], Awaitable[Any]], reps: int) -> float:
     return statistics.median(samples) * 1000
 
 
+async def start_live(
+    storage: Storage, tasks: int, group: anyio.abc.TaskGroup, gate: anyio.Event
+) -> None:
+    """A run of ``tasks`` tasks left running: every task done but the last, which waits."""
+
+    @action
+    async def last() -> int:
+        await gate.wait()
+        return 1
+
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="live")
+    for i in range(tasks - 1):
+        flow.task.add(step=part(i), initial_context=i)
+    flow.task.add(step=last)
+    group.start_soon(lambda: flow.start(mode="parallel", max_concurrency=32, keep_going=True))
+    prefix = task_prefix("live")
+    while len([n async for n in storage.list(prefix)]) < tasks - 2:
+        await anyio.sleep(0.2)
+    await anyio.sleep(2.5)  # the live run.json writer has had its turn
+
+
 def get(http: httpx.AsyncClient, path: str) -> Callable[[], Awaitable[Any]]:
     async def fetch() -> None:
         response = await http.get(path)
@@ -105,7 +131,9 @@ def get(http: httpx.AsyncClient, path: str) -> Callable[[], Awaitable[Any]]:
     return fetch
 
 
-async def measure(storage: Storage, reps: int, cold_reps: int) -> list[tuple[str, float]]:
+async def measure(
+    storage: Storage, tasks: int, reps: int, cold_reps: int
+) -> list[tuple[str, float]]:
     async def raw_run() -> None:
         names = [n async for n in storage.list(task_prefix("big"))]
         pending = iter(names)
@@ -154,8 +182,23 @@ async def measure(storage: Storage, reps: int, cold_reps: int) -> list[tuple[str
         rows.append(
             ("run page again (a live poll)", await timed(get(http, "/workflows/big"), reps))
         )
-        task = get(http, "/workflows/big/tasks/part_500")
+        task = get(http, f"/workflows/big/tasks/part_{tasks // 2}")
         rows.append(("task page", await timed(task, reps)))
+    gate = anyio.Event()
+    async with anyio.create_task_group() as group:
+        await start_live(storage, tasks, group, gate)
+        live = []
+        for _ in range(reps):
+            async with _client(create_app(storage)) as http:
+                live.append(await timed(get(http, "/workflows/live"), 1))
+        rows.append(("running run page, 1,000 tasks", statistics.median(live)))
+        async with _client(create_app(storage)) as http:
+            await get(http, "/workflows/live")()
+            again = await timed(get(http, "/workflows/live"), reps)
+            rows.append(("running run page again (a poll)", again))
+            task = await timed(get(http, f"/workflows/live/tasks/part_{tasks // 2}"), reps)
+            rows.append(("running run, task page", task))
+        gate.set()
     return rows
 
 
@@ -207,7 +250,7 @@ async def main(args: argparse.Namespace) -> None:
                 started = time.perf_counter()
                 await fill(storage, args.tasks, args.workflows)
                 print(f"\n{kind}: filled in {time.perf_counter() - started:.1f} s")
-                for name, ms in await measure(storage, args.reps, args.cold_reps):
+                for name, ms in await measure(storage, args.tasks, args.reps, args.cold_reps):
                     print(f"  {name:<28} {ms:9.1f} ms")
 
 

@@ -360,7 +360,7 @@ class AsyncFlow:
 
                     try:
                         async with runner.committer.running():
-                            await recorder.alongside(steps, tasks, manifest, lease)
+                            await recorder.alongside(steps, tasks, manifest, lease, runner)
                     finally:
                         PARENT.reset(parent)
                     if runner.stale_blobs:  # outputs offloaded by records this run replaced

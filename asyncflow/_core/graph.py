@@ -183,6 +183,7 @@ class _Graph:
     async def one(self, task: Task) -> None:
         if task.kind == "map":
             await self.map(task)
+            self.runner.finished.append(task)
             ended = task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED)
             if ended and not task.restored and task.callback is not None:
                 await call_callback(task.callback, task=task)  # as a step's: once it ran

@@ -63,6 +63,8 @@ class Manifest:
     live, ``interrupted`` the keys a cancelled run stopped in, ``groups`` each
     key's ``group_name`` (what ``reset --from`` walks), ``host``/``pid`` who
     runs it and ``started_at`` when this run began. All optional on decode.
+    ``progress`` is the live run's index of finished tasks, as JSON
+    (``asyncflow._core.progress``); only a live run's ``run.json`` has it.
     """
 
     workflow_id: str
@@ -90,6 +92,7 @@ class Manifest:
     host: str | None = None
     pid: int | None = None
     started_at: float | None = None
+    progress: dict[str, Any] | None = None
 
     def encode(self) -> bytes:
         shape: dict[str, Any] = {}
@@ -106,6 +109,8 @@ class Manifest:
         extra: dict[str, Any] = {}
         if self.waiting:
             extra = {"waiting": self.waiting, "due_at": self.due_at}
+        if self.progress is not None:
+            extra["progress"] = self.progress
         return dumps(
             {
                 "asyncflow": FORMAT,
@@ -164,6 +169,7 @@ class Manifest:
                 host=optional_field(raw, "host", str),
                 pid=optional_field(raw, "pid", int),
                 started_at=optional_field(raw, "started_at", (int, float)),
+                progress=optional_field(raw, "progress", dict),
             )
         except ValueError as exc:
             raise CheckpointCorrupt(f"{where} is malformed: {exc}", key=where) from exc

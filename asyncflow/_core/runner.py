@@ -124,6 +124,7 @@ class Runner:
         self.offload_over = config.offload_over
         self.stale_blobs: set[str] = set()  # blobs of replaced records, for collect_garbage
         self.committer = make_committer(config.durability, self.storage, lease, bus, workflow_id)
+        self.finished: list[Task] = []  # tasks that ended, for the progress index (runs.py)
 
     async def step(self, task: Task, previous: Context, input_digest: str | None) -> bool:
         """Restore or run ``task``; true if it ends COMPLETED."""
@@ -148,6 +149,7 @@ class Runner:
                 record.code_hash == task.step.code_hash or self._code_changed(task)
             ):
                 self._restore(task, record)
+                self.finished.append(task)
                 return True
             logger.info(
                 "%s: checkpoint of %s (key %s) was made from a different input; re-running it",
@@ -156,6 +158,7 @@ class Runner:
                 task.key,
             )
         await self._execute(task, input_digest)
+        self.finished.append(task)
         if task.callback is not None:
             await call_callback(task.callback, task=task)
         if task.status is TaskStatus.FAILED and not self.keep_going:

@@ -4,9 +4,11 @@ Every start writes ``{wf}/runs/{run_id}.json`` (status ``running``) once the
 lease is held, and again when the run ends, with each task's outcome,
 attempts, times and, for a failure, the exception's type, message and a
 bounded traceback. ``run.json`` (the ``Manifest``) carries the same run id,
-the keys of the tasks running now (rewritten at most every ``LIVE_EVERY``
-seconds, and only when they changed, so a fast run writes nothing extra)
-and, for a cancelled run, the interrupted task(s).
+the keys of the tasks running now and the progress index of the tasks that
+ended (``asyncflow._core.progress``), rewritten at most every ``LIVE_EVERY``
+seconds and only when they changed, so a fast run writes nothing extra;
+and, for a cancelled run, the interrupted task(s). The summary of an ended
+run keeps its graph and its maps' children, from the same index.
 
 A run whose process died leaves ``running`` behind; readers report it as
 ``crashed`` when no live lease backs it (``status.seen_status``).
@@ -14,6 +16,7 @@ A run whose process died leaves ``running`` behind; readers report it as
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -30,7 +33,8 @@ from asyncflow._core.errors import LeaseLost
 from asyncflow._core.layout import manifest_key, task_prefix, task_storage_key
 from asyncflow._core.loud import log_loudly
 from asyncflow._core.manifest import Manifest
-from asyncflow._core.shape import dependents, graph_edges
+from asyncflow._core.progress import ProgressIndex
+from asyncflow._core.shape import RunShape, dependents, graph_edges
 from asyncflow._core.status import task_outcome
 from asyncflow._core.storage import Storage
 from asyncflow._core.summary import ErrorInfo, RunSummary, TaskRun, run_summary_key, user_frames
@@ -38,6 +42,7 @@ from asyncflow._core.task import TaskStatus
 
 if TYPE_CHECKING:
     from asyncflow._core.lease import Lease
+    from asyncflow._core.runner import Runner
     from asyncflow._core.task import Task
 
 __all__ = ["LIVE_EVERY", "RunRecorder", "invalidate", "report_unhandled"]
@@ -73,7 +78,8 @@ class RunRecorder:
     started_at: float = field(default_factory=time.time)
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
-    live_every: float = LIVE_EVERY
+    live_every: float | None = None  # None: ``LIVE_EVERY`` as it is when the run starts
+    progress: ProgressIndex | None = None
 
     def _summary(
         self,
@@ -118,19 +124,40 @@ class RunRecorder:
     ) -> None:
         """``run.json`` and the summary as the run ended; shielded from cancellation."""
         failed = [t for t in tasks if t.status is TaskStatus.FAILED]
-        summary = self._summary(status, tasks, time.time(), error)
+        summary = self._with_shape(self._summary(status, tasks, time.time(), error), manifest)
         ended = manifest.replace(
             status=status,
             outcomes={t.key: task_outcome(t) for t in tasks},
             errors={t.key: _error_line(t.error) for t in failed},
             running=(),
             interrupted=summary.interrupted,
+            progress=None,
         )
         with anyio.CancelScope(shield=True):
             await self.storage.write(
                 run_summary_key(self.workflow_id, self.run_id), summary.encode()
             )
             await self.storage.write(manifest_key(self.workflow_id), ended.encode())
+
+    def _with_shape(self, summary: RunSummary, manifest: Manifest) -> RunSummary:
+        """The summary with the run's graph and the maps' children the index saw."""
+        shape = RunShape(manifest.depends_on, manifest.kinds, manifest.over, manifest.children)
+        if not shape and not manifest.children:
+            return summary
+        children: list[TaskRun] = []
+        omitted = 0
+        if self.progress is not None:
+            self.progress.drain()
+            top = set(manifest.tasks)
+            children = [
+                TaskRun(e.key, e.step, e.outcome, e.attempts, e.started_at, e.finished_at, e.error)
+                for e in self.progress.entries.values()
+                if e.key not in top
+            ]
+            omitted = self.progress.omitted
+        return dataclasses.replace(
+            summary, shape=shape, children=tuple(children), children_omitted=omitted
+        )
 
     async def end_after(
         self, status: str, tasks: Sequence[Task], manifest: Manifest, error: BaseException
@@ -160,20 +187,31 @@ class RunRecorder:
         tasks: Sequence[Task],
         manifest: Manifest,
         lease: Lease | None,
+        runner: Runner,
     ) -> None:
-        """Run ``body`` while ``run.json`` lists the running tasks (when they change)."""
+        """Run ``body`` while ``run.json`` lists the running tasks and indexes the ended ones."""
+        progress = self.progress = ProgressIndex(runner.finished, runner.records)
 
         async def watch(_: anyio.CancelScope) -> None:
-            await self._watch(tasks, manifest, lease)
+            await self._watch(tasks, manifest, lease, progress)
 
         await run_beside(body, watch)
 
-    async def _watch(self, tasks: Sequence[Task], manifest: Manifest, lease: Lease | None) -> None:
+    async def _watch(
+        self,
+        tasks: Sequence[Task],
+        manifest: Manifest,
+        lease: Lease | None,
+        progress: ProgressIndex,
+    ) -> None:
         shown: tuple[str, ...] = ()
+        unsaved = False
+        every = LIVE_EVERY if self.live_every is None else self.live_every
         while True:
-            await anyio.sleep(self.live_every)
+            await anyio.sleep(every)
             running = _running(tasks)
-            if running == shown:
+            unsaved = progress.drain() or unsaved
+            if running == shown and not unsaved:
                 continue
             if lease is not None:
                 try:
@@ -181,7 +219,7 @@ class RunRecorder:
                 except LeaseLost:
                     return  # the heartbeat stops the run; nothing more to show
             try:
-                live = manifest.replace(running=running)
+                live = manifest.replace(running=running, progress=progress.to_json())
                 await self.storage.write(manifest_key(self.workflow_id), live.encode())
             except Exception as exc:  # progress is advisory; the run goes on
                 logger.warning(
@@ -191,6 +229,7 @@ class RunRecorder:
                 )
                 continue
             shown = running
+            unsaved = False
 
 
 def _error_line(error: BaseException | None) -> str:

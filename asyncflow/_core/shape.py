@@ -9,10 +9,63 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from asyncflow._core.errors import ConfigurationError
 
-__all__ = ["close_matches", "dependents", "graph_edges"]
+__all__ = ["RunShape", "close_matches", "dependents", "graph_edges"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunShape:
+    """A run's graph: each key's dependencies, the kind of each key that is not a plain
+    step (``map``, ``flow``), what each map maps over and how many children it had.
+
+    ``run.json`` has the latest run's; a run summary keeps its own, so a past
+    run is drawn as it ran even after the flow changed.
+    """
+
+    depends_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    over: dict[str, str] = field(default_factory=dict)
+    children: dict[str, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.depends_on or self.kinds)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "depends_on": {key: list(deps) for key, deps in self.depends_on.items()},
+            "kinds": self.kinds,
+            "over": self.over,
+            "children": self.children,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> RunShape:
+        """``ValueError`` naming what is malformed."""
+        if not isinstance(raw, dict):
+            raise ValueError("shape is not an object")
+        depends_on, kinds = raw.get("depends_on", {}), raw.get("kinds", {})
+        over, children = raw.get("over", {}), raw.get("children", {})
+        if not all(isinstance(part, dict) for part in (depends_on, kinds, over, children)):
+            raise ValueError("shape.depends_on, kinds, over and children must be objects")
+        if not all(
+            isinstance(deps, list) and all(isinstance(d, str) for d in deps)
+            for deps in depends_on.values()
+        ):
+            raise ValueError("shape.depends_on must map keys to lists of keys")
+        if not all(isinstance(v, str) for v in (*kinds.values(), *over.values())):
+            raise ValueError("shape.kinds and shape.over must map keys to strings")
+        if not all(type(n) is int and n >= 0 for n in children.values()):
+            raise ValueError("shape.children must map maps to counts")
+        return cls(
+            {key: tuple(deps) for key, deps in depends_on.items()},
+            dict(kinds),
+            dict(over),
+            dict(children),
+        )
 
 
 def close_matches(word: str, choices: Sequence[str], *, limit: int = 3) -> str:

@@ -3,7 +3,9 @@
 A summary holds each task's outcome, attempts, start and end, and for a
 failure the exception's type, message and a bounded traceback that starts
 at the step's own code (asyncflow's and anyio's frames above it are left
-out). The format is in docs/runs.md.
+out). Since the progress index it also keeps the run's graph (``shape``)
+and its maps' children (``children``, at most ``progress.PROGRESS_CAP``;
+``children_omitted`` counts the rest). The format is in docs/runs.md.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from asyncflow._core.checkpoint import FORMAT
 from asyncflow._core.codec import dumps, loads, required_field
 from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.layout import run_summary_key
+from asyncflow._core.shape import RunShape
 from asyncflow._core.status import task_outcome
 
 if TYPE_CHECKING:
@@ -31,6 +34,7 @@ __all__ = [
     "ErrorInfo",
     "RunSummary",
     "TaskRun",
+    "cut",
     "new_run_id",
     "run_summary_key",
     "runs_prefix",
@@ -68,7 +72,7 @@ def user_frames(tb: TracebackType | None) -> TracebackType | None:
     return start if start is not None else tb
 
 
-def _cut(text: str, limit: int, *, keep_end: bool = False) -> str:
+def cut(text: str, limit: int, *, keep_end: bool = False) -> str:
     if len(text) <= limit:
         return text
     if keep_end:
@@ -95,8 +99,8 @@ class ErrorInfo:
         lines = traceback.format_exception(kind, exc, user_frames(exc.__traceback__))
         return cls(
             type=name,
-            message=_cut(str(exc), _MESSAGE_LIMIT),
-            traceback=_cut("".join(lines), _TRACEBACK_LIMIT, keep_end=True),
+            message=cut(str(exc), _MESSAGE_LIMIT),
+            traceback=cut("".join(lines), _TRACEBACK_LIMIT, keep_end=True),
         )
 
     def to_json(self) -> dict[str, str]:
@@ -164,6 +168,9 @@ class RunSummary:
     version: str = ""
     error: ErrorInfo | None = None
     forked_from: str | None = None
+    shape: RunShape | None = None
+    children: tuple[TaskRun, ...] = ()
+    children_omitted: int = 0
 
     @property
     def duration(self) -> float | None:
@@ -188,6 +195,9 @@ class RunSummary:
             "tasks": [task.to_json() for task in self.tasks],
             "error": self.error.to_json() if self.error is not None else None,
             "forked_from": self.forked_from,
+            "shape": self.shape.to_json() if self.shape is not None else None,
+            "children": [task.to_json() for task in self.children],
+            "children_omitted": self.children_omitted,
         }
 
     def encode(self) -> bytes:
@@ -218,6 +228,9 @@ class RunSummary:
                 version=str(raw.get("version", "")),
                 error=_error_info(raw.get("error")),
                 forked_from=_optional_str(raw.get("forked_from")),
+                shape=RunShape.from_json(raw["shape"]) if raw.get("shape") is not None else None,
+                children=tuple(_task_run(item) for item in raw.get("children", [])),
+                children_omitted=int(raw.get("children_omitted", 0)),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise CheckpointCorrupt(f"{where} is malformed: {exc}", key=where) from exc

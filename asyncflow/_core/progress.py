@@ -1,0 +1,195 @@
+"""The progress index: what a live run has finished so far, kept in its ``run.json``.
+
+A reader (the viewer, ``asyncflow status``) draws a running run from this
+one object instead of listing and reading every task record, which on an
+object store costs a request per task. The runner only appends each task
+that ends to ``Runner.finished`` (a list append per step); the live
+``run.json`` writer (``runs.RunRecorder``, at most once a second, only on
+change) turns that list into index entries and serialises them.
+
+The index is bounded: at most ``PROGRESS_CAP`` finished tasks (map children
+included) are indexed; later ones are only counted in ``omitted``, and a
+reader falls back to the task records for keys the index does not name.
+An error keeps its type and a message cut to ``MESSAGE_LIMIT``; the first
+``TRACEBACKS`` failures also keep a traceback cut to ``TRACEBACK_LIMIT``.
+
+In ``run.json``::
+
+    "progress": {"done": [[key, outcome, attempts, started_at, finished_at], ...],
+                 "errors": {key: {"type": ..., "message": ..., "traceback": ...}},
+                 "omitted": 0}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from asyncflow._core.status import task_outcome
+from asyncflow._core.summary import ErrorInfo, cut
+
+if TYPE_CHECKING:
+    from asyncflow._core.checkpoint import CheckpointRecord
+    from asyncflow._core.task import Task
+
+__all__ = [
+    "MESSAGE_LIMIT",
+    "PROGRESS_CAP",
+    "TRACEBACKS",
+    "TRACEBACK_LIMIT",
+    "Finished",
+    "ProgressIndex",
+    "RunProgress",
+]
+
+#: Finished tasks (map children included) one ``run.json`` indexes at most.
+PROGRESS_CAP = 5000
+#: Failed tasks whose traceback the index keeps (the first ones to fail).
+TRACEBACKS = 20
+MESSAGE_LIMIT = 500
+TRACEBACK_LIMIT = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """One task that ended in the run: its outcome, attempts and times, and its error."""
+
+    key: str
+    outcome: str
+    attempts: int
+    started_at: float | None
+    finished_at: float | None
+    error: ErrorInfo | None = None
+    step: str = ""
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+class ProgressIndex:
+    """The index of one run while it is written: fed by the runner, drained by the writer."""
+
+    def __init__(
+        self,
+        finished: list[Task],
+        records: Mapping[str, CheckpointRecord] | None = None,
+        *,
+        cap: int = PROGRESS_CAP,
+    ) -> None:
+        self.finished = finished  # the runner's list: appended per step, emptied here
+        self.records = records if records is not None else {}
+        self.cap = cap
+        self.entries: dict[str, Finished] = {}
+        self.omitted = 0
+        self._done: list[list[Any]] = []
+        self._errors: dict[str, dict[str, str]] = {}
+
+    def drain(self) -> bool:
+        """Index the tasks that ended since the last call; true if there were any."""
+        if not self.finished:
+            return False
+        batch = list(self.finished)
+        self.finished.clear()
+        for task in batch:
+            if task.key in self.entries:
+                continue  # a task runs once per run; a second sighting changes nothing
+            if len(self.entries) >= self.cap:
+                self.omitted += 1
+                continue
+            entry = self._entry(task)
+            self.entries[task.key] = entry
+            self._done.append(
+                [entry.key, entry.outcome, entry.attempts, entry.started_at, entry.finished_at]
+            )
+            if entry.error is not None:
+                self._errors[entry.key] = entry.error.to_json()
+        return True
+
+    def _entry(self, task: Task) -> Finished:
+        started = task.started_at.timestamp() if task.started_at is not None else None
+        finished = task.finished_at.timestamp() if task.finished_at is not None else None
+        if task.restored:
+            record = self.records.get(task.key)
+            if record is not None:
+                started, finished = record.started_at, record.finished_at
+        error = None
+        if task.error is not None:
+            info = ErrorInfo.of(task.error)
+            keep = len(self._errors) < TRACEBACKS
+            error = ErrorInfo(
+                type=info.type,
+                message=cut(info.message, MESSAGE_LIMIT),
+                traceback=cut(info.traceback, TRACEBACK_LIMIT, keep_end=True) if keep else "",
+            )
+        return Finished(
+            key=task.key,
+            outcome=task_outcome(task),
+            attempts=task.attempts,
+            started_at=started,
+            finished_at=finished,
+            error=error,
+            step=task.name,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``run.json`` holds; shares the entry lists (serialise it before the next drain)."""
+        return {"done": self._done, "errors": self._errors, "omitted": self.omitted}
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """The index as a reader finds it in ``run.json``."""
+
+    tasks: dict[str, Finished]
+    omitted: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every task that ended is indexed (none beyond the cap)."""
+        return self.omitted == 0
+
+    @classmethod
+    def from_json(cls, raw: Any) -> RunProgress:
+        """Parse ``run.json``'s ``progress``; ``ValueError`` says what is wrong with it."""
+        if not isinstance(raw, dict):
+            raise ValueError("progress is not an object")
+        done, errors, omitted = raw.get("done", []), raw.get("errors", {}), raw.get("omitted", 0)
+        if not isinstance(done, list) or not isinstance(errors, dict):
+            raise ValueError("progress.done must be a list and progress.errors an object")
+        if type(omitted) is not int or omitted < 0:
+            raise ValueError("progress.omitted must be a count")
+        tasks: dict[str, Finished] = {}
+        for item in done:
+            if not (isinstance(item, list) and len(item) == 5):
+                raise ValueError(f"a progress entry is not [key, outcome, attempts, times]: {item}")
+            key, outcome, attempts, started, finished = item
+            if not (isinstance(key, str) and isinstance(outcome, str) and type(attempts) is int):
+                raise ValueError(f"a progress entry has the wrong types: {item!r}")
+            tasks[key] = Finished(
+                key, outcome, attempts, _time(started), _time(finished), _error(errors.get(key))
+            )
+        return cls(tasks, omitted)
+
+
+def _time(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"a progress time is not a number: {value!r}")
+    return float(value)
+
+
+def _error(raw: Any) -> ErrorInfo | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError("a progress error is not an object")
+    return ErrorInfo(
+        type=str(raw.get("type", "")),
+        message=str(raw.get("message", "")),
+        traceback=str(raw.get("traceback", "")),
+    )
