@@ -18,17 +18,17 @@ not verified (no key is needed to look).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from asyncflow._core.checkpoint import _SIG_PREFIX, CheckpointRecord, decode_record
+from asyncflow._core.checkpoint import CheckpointRecord
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.layout import manifest_key, task_prefix, task_storage_key
 from asyncflow._core.lease import LeaseRecord, lease_key
 from asyncflow._core.manifest import Manifest
+from asyncflow._core.metadata import record_meta
 from asyncflow._core.storage import Storage
 from asyncflow._core.task import TaskStatus
 
@@ -197,40 +197,6 @@ class RunState:
         }
 
 
-class _Opaque:
-    """A serializer that keeps the stored payload as is: metadata only, never unpickled."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def encode(self, value: Any) -> Any:  # pragma: no cover - never used to write
-        raise NotImplementedError
-
-    def decode(self, payload: Any) -> Any:
-        return None
-
-
-def _record_meta(
-    data: bytes, where: str, workflow_id: str, key: str
-) -> tuple[CheckpointRecord, bool]:
-    signed = data.startswith(_SIG_PREFIX)
-    if signed:
-        data = data.partition(b"\n")[2]
-    try:
-        name = json.loads(data).get("serializer")
-    except (ValueError, AttributeError):
-        name = None
-    serializer = _Opaque(name if isinstance(name, str) else "json")
-    record = decode_record(
-        data,
-        where=where,
-        workflow_id=workflow_id,
-        key=key,
-        serializers={serializer.name: serializer},
-    )
-    return record, signed
-
-
 async def read_lease(storage: Storage, workflow_id: str) -> LeaseState | None:
     where = lease_key(workflow_id)
     blob = await storage.read(where)
@@ -273,7 +239,7 @@ async def read_run(storage: Storage, workflow_id: str) -> RunState | None:
         for key, name in pending:
             record_blob = await storage.read(name)
             if record_blob is not None:
-                records[key] = _record_meta(record_blob.data, name, workflow_id, key)
+                records[key] = record_meta(record_blob.data, name, workflow_id, key)
 
     if found:
         await run_all([worker] * min(16, len(found)))

@@ -11,10 +11,16 @@ import click
 import rich.console
 import rich.text
 
-from asyncflow._core.history import read_summary, run_history, workflow_ids
+from asyncflow._core.reading import (
+    LeaseState,
+    RunState,
+    RunSummary,
+    read_run,
+    read_summary,
+    run_history,
+    workflow_ids,
+)
 from asyncflow._core.shape import close_matches
-from asyncflow._core.status import LeaseState, RunState, read_run
-from asyncflow._core.summary import RunSummary
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_FAILED,

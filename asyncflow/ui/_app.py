@@ -57,8 +57,10 @@ from asyncflow.ui._history import (
     load_past_run,
     with_summary_error,
 )
-from asyncflow.ui._runs import RecordCache, RunView, TaskView, load_task
+from asyncflow.ui._records import RecordCache
+from asyncflow.ui._runs import load_task
 from asyncflow.ui._svg import COLORS, MAX_ROWS, gantt_svg, graph_svg
+from asyncflow.ui._views import RunView, TaskView
 
 __all__ = ["create_app"]
 

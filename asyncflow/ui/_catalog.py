@@ -7,7 +7,7 @@ unpickled) and a signature is not verified (the viewer needs no key).
 
 The workflows page reads one delimiter listing of the storage root (the
 workflow ids) and each workflow's ``run.json``, never a task record
-(``asyncflow._core.history``). The index is cached in the app and refreshed
+(``asyncflow._core.reading``). The index is cached in the app and refreshed
 incrementally: a workflow's ``run.json`` is read again when it is new, while
 its run is not finished, or when the cached copy is older than ``max_age``.
 """
@@ -22,10 +22,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from asyncflow._core.history import WorkflowInfo, list_workflows, workflow_ids
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.status import LeaseState, seen_status
+from asyncflow._core.reading import WorkflowInfo, list_workflows, workflow_ids
 from asyncflow._core.storage import Storage
 
 __all__ = [
@@ -77,17 +74,6 @@ class _Index:
     rows: dict[str, _Cached] = field(default_factory=dict)
     ordered: list[WorkflowRow] = field(default_factory=list)
     listed_at: float = -math.inf
-
-
-async def read_manifest(storage: Storage, workflow_id: str) -> Manifest | None:
-    where = manifest_key(workflow_id)
-    blob = await storage.read(where)
-    return None if blob is None else Manifest.decode(blob.data, where)
-
-
-def run_status(manifest: Manifest, lease: LeaseState | None) -> str:
-    """The run's status as a reader sees it: a ``running`` run whose runner is gone crashed."""
-    return seen_status(manifest.status, lease)
 
 
 def _row(info: WorkflowInfo) -> WorkflowRow:

@@ -1,10 +1,11 @@
 """Runs as their summaries tell them: the history page, a past run, a finished latest run.
 
 Every ``start()`` leaves ``{wf}/runs/{run_id}.json`` with each task's
-outcome, attempts, times and error (type, message, traceback). A run that
-has ended is drawn from that one summary and ``run.json`` (its shape), with
-no task record read at all; a live run, and a run with maps (whose children
-the summary does not list), still come from the records (``_runs.load_run``).
+outcome, attempts, times and error (type, message, traceback), and since
+the progress index the run's graph and its maps' children. A run that has
+ended is drawn from that one summary and ``run.json`` (its order and step
+names, when it is the latest run), with no task record read at all; a live
+run comes from ``run.json`` and its progress index (``_runs.load_run``).
 """
 
 from __future__ import annotations
@@ -15,22 +16,24 @@ from dataclasses import dataclass, replace
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.ids import validate_id
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.status import LeaseState, read_lease
-from asyncflow._core.storage import Storage
-from asyncflow._core.summary import RunSummary, run_summary_key, runs_prefix
-from asyncflow.ui._catalog import read_manifest, run_status
-from asyncflow.ui._runs import (
-    RecordCache,
-    RunView,
-    TaskView,
-    _error_type,
-    _parent,
-    _waits,
-    load_run,
+from asyncflow._core.reading import (
+    LeaseState,
+    Manifest,
+    RunSummary,
+    manifest_key,
+    read_lease,
+    read_manifest,
+    run_summary_key,
+    runs_prefix,
+    seen_status,
+    shape_of,
 )
+from asyncflow._core.storage import Storage
+from asyncflow.ui._build import task_views
+from asyncflow.ui._records import RecordCache
+from asyncflow.ui._runs import load_run
 from asyncflow.ui._shape import with_shape
+from asyncflow.ui._views import RunView, TaskView, waits_of
 
 __all__ = [
     "HistoryPage",
@@ -86,38 +89,12 @@ def summary_view(
     latest: bool,
 ) -> RunView:
     """A run drawn from its summary; ``manifest`` (if it is this run's) adds order and steps."""
-    runs = {task.key: task for task in summary.tasks}
-    order = list(manifest.tasks) if manifest is not None and latest else []
-    order += [key for key in runs if key not in set(order)]
-    steps = (
-        dict(zip(manifest.tasks, manifest.steps, strict=False))
-        if manifest is not None and latest
-        else {}
-    )
-    outcomes = manifest.outcomes if manifest is not None and latest else {}
-    tasks = []
-    for index, key in enumerate(order):
-        ran = runs.get(key)
-        error = ran.error if ran is not None else None
-        fallback = manifest.errors.get(key) if manifest is not None and latest else None
-        text = f"{error.type}: {error.message}" if error is not None else fallback
-        tasks.append(
-            TaskView(
-                key=key,
-                step=ran.step if ran is not None else steps.get(key, key),
-                status=outcomes.get(key) or (ran.outcome if ran is not None else "not run"),
-                index=index,
-                attempts=ran.attempts if ran is not None else None,
-                started_at=ran.started_at if ran is not None else None,
-                finished_at=ran.finished_at if ran is not None else None,
-                error=text,
-                error_type=error.type if error is not None else _error_type(fallback),
-                traceback=error.traceback if error is not None else None,
-                checkpoint=False,
-                parent=_parent(key),
-            )
-        )
-    return RunView(
+    own = manifest if manifest is not None and latest else None
+    ended = {task.key: task for task in summary.tasks}
+    order = list(own.tasks) if own is not None else []
+    order += [key for key in ended if key not in set(order)]
+    tasks = task_views(order, ended, manifest=own, run_status=summary.status)
+    view = RunView(
         workflow_id=workflow_id,
         run_id=summary.run_id,
         status=status,
@@ -126,38 +103,39 @@ def summary_view(
         updated_at=summary.finished_at,
         tasks=tuple(tasks),
         lease=lease,
-        waits=_waits(manifest) if manifest is not None and latest else (),
+        waits=waits_of(own) if own is not None else (),
         latest=latest,
     )
+    shape = summary.shape or (shape_of(own) if own is not None else None)
+    children = {task.key: task for task in summary.children}
+    return with_shape(view, shape, children, own.outcomes if own is not None else None)
 
 
 async def load_latest(
     storage: Storage, workflow_id: str, cache: RecordCache | None = None
 ) -> RunView | None:
-    """The latest run: from its summary once it ended, else from the task records."""
+    """The latest run: from its summary once it ended, else from ``run.json``'s index."""
     manifest = await read_manifest(storage, workflow_id)
-    # A map's children are not in the summary: a run with maps comes from its records.
-    if (
-        manifest is not None
-        and manifest.run_id
-        and manifest.status in ENDED
-        and not manifest.children
-    ):
+    if manifest is not None and manifest.run_id and manifest.status in ENDED:
         try:
             summary = await _summary(storage, workflow_id, manifest.run_id)
         except CheckpointCorrupt:
             summary = None  # the records still tell the run; the page names the problem
-        if summary is not None and summary.status in ENDED:
+        # A summary from before the index does not list a map's children: records do.
+        if (
+            summary is not None
+            and summary.status in ENDED
+            and (summary.shape is not None or not manifest.children)
+        ):
             lease = await read_lease(storage, workflow_id)
-            view = summary_view(
+            return summary_view(
                 workflow_id,
                 manifest,
                 lease,
                 summary,
-                status=run_status(manifest, lease),
+                status=seen_status(manifest.status, lease),
                 latest=True,
             )
-            return with_shape(view, manifest)
     return await load_run(storage, workflow_id, cache)
 
 
@@ -166,7 +144,7 @@ async def _live_run_id(storage: Storage, workflow_id: str) -> str | None:
     if manifest is None:
         return None
     lease = await read_lease(storage, workflow_id) if manifest.status == "running" else None
-    return manifest.run_id if run_status(manifest, lease) == "running" else None
+    return manifest.run_id if seen_status(manifest.status, lease) == "running" else None
 
 
 def _seen(summary: RunSummary, live: str | None) -> str:

@@ -11,9 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from asyncflow._core.blobs import parse_ref
-from asyncflow._core.checkpoint import _SIG_PREFIX, FORMAT_BLOB
-from asyncflow._core.codec import loads
+from asyncflow._core.reading import FORMAT_BLOB, SIG_PREFIX, loads, parse_ref
 
 __all__ = ["PREVIEW_CHARS", "PREVIEW_MAX_BYTES", "OutputPreview", "preview"]
 
@@ -36,7 +34,7 @@ class OutputPreview:
 def preview(data: bytes) -> OutputPreview:
     """The start of a record's ``output`` payload as stored, pretty-printed when it is JSON."""
     size = len(data)
-    if data.startswith(_SIG_PREFIX):
+    if data.startswith(SIG_PREFIX):
         data = data.partition(b"\n")[2]
     if size > PREVIEW_MAX_BYTES:
         return OutputPreview("?", size, None, False, "the record is too large to preview here")

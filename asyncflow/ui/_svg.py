@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from asyncflow.ui._runs import RunView, TaskView, edges
+from asyncflow.ui._views import RunView, TaskView, edges
 
 __all__ = ["COLORS", "MAX_ROWS", "gantt_svg", "graph_svg"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from asyncflow.ui._runs import RunView, TaskView, edges
 from asyncflow.ui._svg import COLLAPSE_OVER, MAX_ROWS, gantt_svg, graph_svg
+from asyncflow.ui._views import RunView, TaskView, edges
 
 
 def run_of(tasks: list[TaskView], mode: str = "graph", status: str = "completed") -> RunView:
