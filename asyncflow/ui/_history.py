@@ -136,7 +136,7 @@ async def load_latest(
                 status=seen_status(manifest.status, lease),
                 latest=True,
             )
-    return await load_run(storage, workflow_id, cache)
+    return await load_run(storage, workflow_id, cache, manifest=manifest)
 
 
 async def _live_run_id(storage: Storage, workflow_id: str) -> str | None:
@@ -230,7 +230,7 @@ async def load_history(
 
 async def with_summary_error(storage: Storage, run: RunView, task: TaskView) -> TaskView:
     """``task`` with the error its run's summary recorded (type, message, traceback)."""
-    if run.run_id is None or task.status != "failed":
+    if run.run_id is None or task.status != "failed" or task.traceback:
         return task
     try:
         summary = await _summary(storage, run.workflow_id, run.run_id)

@@ -13,6 +13,7 @@ one that cannot be parsed marks its task instead of failing the page.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.reading import (
@@ -44,15 +45,21 @@ def _is_child(key: str, manifest: Manifest) -> bool:
 
 
 async def load_run(
-    storage: Storage, workflow_id: str, cache: RecordCache | None = None
+    storage: Storage,
+    workflow_id: str,
+    cache: RecordCache | None = None,
+    *,
+    manifest: Manifest | Literal["read"] | None = "read",
 ) -> RunView | None:
     """The latest run of ``workflow_id``, or None if storage has nothing of it.
 
     A corrupt ``run.json`` raises ``CheckpointCorrupt`` (nothing can be
     drawn without it); a corrupt task record only marks its task. With a
     ``cache``, records already read during this run are not read again.
+    ``manifest``: ``run.json`` as the caller just read it.
     """
-    manifest = await read_manifest(storage, workflow_id)
+    if manifest == "read":
+        manifest = await read_manifest(storage, workflow_id)
     lease = await read_lease(storage, workflow_id)
     progress = progress_of(manifest) if manifest is not None else None
     indexed: Mapping[str, Finished] = progress.tasks if progress is not None else {}
