@@ -28,7 +28,7 @@ def _shown(url: str) -> str:
 
 
 class _ClosingStorage:
-    """The viewer app, whose storage is closed when the server shuts down."""
+    """The viewer app, its lifespan run, and its storage closed when the server shuts down."""
 
     def __init__(self, app: Any, storage: Any) -> None:
         self.app = app
@@ -38,14 +38,15 @@ class _ClosingStorage:
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.storage.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        async with self.app.router.lifespan_context(self.app):  # the workflows index warms up
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    break
+        await self.storage.aclose()
+        await send({"type": "lifespan.shutdown.complete"})
 
 
 @cli.command()

@@ -8,15 +8,17 @@ through autoescaping Jinja2 templates. A request with the header
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import anyio
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -232,7 +234,12 @@ class _Viewer:
             status=status, query=query, page=number, per_page=PER_PAGE, fresh=False
         )
         response = self.render(
-            request, "workflows.html", listing=listing, status=status, query=query
+            request,
+            "workflows.html",
+            live=listing.reading is not None,
+            listing=listing,
+            status=status,
+            query=query,
         )
         if self.catalog.stale:
             response.background = BackgroundTask(self.catalog.refresh)
@@ -377,7 +384,17 @@ def create_app(
     middleware = [Middleware(_SecurityHeaders)]
     if allowed_hosts is not None:
         middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
-    app = Starlette(routes=routes, middleware=middleware)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as group:
+            viewer.catalog.attach(group)  # the workflows index starts building now
+            try:
+                yield
+            finally:
+                group.cancel_scope.cancel()
+
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.catalog = viewer.catalog  # the workflows index, for tests and benchmarks
     app.state.records = viewer.records
     return app

@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.abc
 
 from asyncflow._core.reading import WorkflowInfo, list_workflows, workflow_ids
 from asyncflow._core.storage import Storage
@@ -61,6 +62,7 @@ class WorkflowPage:
     page: int
     pages: int
     age: float = 0.0
+    reading: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -90,6 +92,14 @@ def _row(info: WorkflowInfo) -> WorkflowRow:
     )
 
 
+#: Workflows whose ``run.json`` the first index reads between two updates of the page's count.
+_CHUNK = 256
+
+
+def _newest_first(rows: Iterable[WorkflowRow]) -> list[WorkflowRow]:
+    return sorted(rows, key=lambda r: (-(r.updated_at or 0.0), r.workflow_id))
+
+
 class Catalog:
     """The workflows of one storage, as the workflows page lists them.
 
@@ -98,6 +108,13 @@ class Catalog:
     once older than ``max_age``, at most ``budget`` of them per refresh
     (oldest first). ``concurrency`` bounds the reads of ``run.json`` in
     flight. ``clock`` is injectable for tests.
+
+    The first index reads every ``run.json``: on an object store that takes
+    seconds for thousands of workflows. Once ``attach`` gave the catalog a
+    task group (the app's lifespan), that build starts at once, in the
+    background, and a page asked for before it ends waits at most
+    ``first_wait`` seconds, then shows the rows read so far and says how
+    many are left (the page polls until the index is complete).
     """
 
     def __init__(
@@ -109,6 +126,7 @@ class Catalog:
         budget: int = 2000,
         concurrency: int = 32,
         clock: Callable[[], float] = time.monotonic,
+        first_wait: float = 0.25,
     ) -> None:
         self.storage = storage
         self.ttl = ttl
@@ -116,8 +134,50 @@ class Catalog:
         self.budget = budget
         self.concurrency = concurrency
         self.clock = clock
+        self.first_wait = first_wait
         self._index = _Index()
         self._lock = anyio.Lock()
+        self._group: anyio.abc.TaskGroup | None = None
+        self._first: anyio.Event | None = None
+        self._reading: tuple[dict[str, WorkflowRow], int] | None = None
+
+    def attach(self, group: anyio.abc.TaskGroup) -> None:
+        """Build indexes in ``group`` from now on, starting with the first one."""
+        self._group = group
+        self._start_first()
+
+    def _start_first(self) -> None:
+        if self._first is None and self._group is not None:
+            self._first = anyio.Event()
+            self._group.start_soon(self._build_first)
+
+    async def _build_first(self) -> None:
+        first = self._first
+        try:
+            async with self._lock:
+                if self._index.listed_at == -math.inf:
+                    await self._refresh(progress=True)
+        except Exception:
+            logger.warning("viewer: building the workflows index failed", exc_info=True)
+            self._first = None  # the next page builds it itself, and shows the error
+        finally:
+            self._reading = None
+            if first is not None:
+                first.set()
+
+    async def _first_rows(self) -> tuple[list[WorkflowRow], tuple[int, int] | None]:
+        """The rows to show while the first index may still be built in the background."""
+        if self._index.listed_at == -math.inf and self._group is not None:
+            self._start_first()
+            first = self._first
+            if first is not None:
+                with anyio.move_on_after(self.first_wait):
+                    await first.wait()
+            reading = self._reading
+            if self._index.listed_at == -math.inf and reading is not None:
+                found, total = reading
+                return _newest_first(found.values()), (len(found), total)
+        return await self.rows(fresh=False), None
 
     @property
     def stale(self) -> bool:
@@ -151,7 +211,9 @@ class Catalog:
         """Seconds since the index was listed."""
         return max(0.0, self.clock() - self._index.listed_at)
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, *, progress: bool = False) -> None:
+        if progress:
+            self._reading = ({}, 0)
         listed = await workflow_ids(self.storage)
         now = self.clock()
         old = self._index.rows
@@ -168,18 +230,21 @@ class Catalog:
             and now - cached.read_at >= self.max_age
         )
         stale = unfinished + [wid for _, wid in aged[: self.budget]]
-        infos = await list_workflows(self.storage, ids=stale, concurrency=self.concurrency)
-        fresh = {info.workflow_id: _row(info) for info in infos}
+        fresh: dict[str, WorkflowRow] = {}
+        step = _CHUNK if progress else max(1, len(stale))
+        for start in range(0, len(stale), step):
+            chunk = stale[start : start + step]
+            infos = await list_workflows(self.storage, ids=chunk, concurrency=self.concurrency)
+            fresh.update((info.workflow_id, _row(info)) for info in infos)
+            if progress:
+                self._reading = (dict(fresh), len(stale))
         rows: dict[str, _Cached] = {}
         for wid in listed:
             if wid in fresh:
                 rows[wid] = _Cached(fresh[wid], now)
             elif wid in old and wid not in stale:
                 rows[wid] = old[wid]
-        ordered = sorted(
-            (cached.row for cached in rows.values()),
-            key=lambda r: (-(r.updated_at or 0.0), r.workflow_id),
-        )
+        ordered = _newest_first(cached.row for cached in rows.values())
         self._index = _Index(rows, ordered, now)
 
     async def page(
@@ -191,8 +256,15 @@ class Catalog:
         per_page: int = 50,
         fresh: bool = True,
     ) -> WorkflowPage:
-        """One page of the workflows matching ``status`` and containing ``query``."""
-        rows = await self.rows(fresh=fresh)
+        """One page of the workflows matching ``status`` and containing ``query``.
+
+        ``reading`` on the page: the first index is still being built, and
+        the page shows the rows read so far.
+        """
+        if fresh:
+            rows, reading = await self.rows(), None
+        else:
+            rows, reading = await self._first_rows()
         needle = query.strip().lower()
         searched = [r for r in rows if needle in r.workflow_id.lower()] if needle else rows
         counts: dict[str, int] = {}
@@ -210,6 +282,7 @@ class Catalog:
             page=page,
             pages=pages,
             age=self.age,
+            reading=reading,
         )
 
     def forget(self, workflow_id: str) -> None:
