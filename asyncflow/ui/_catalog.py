@@ -180,6 +180,11 @@ class Catalog:
         return await self.rows(fresh=False), None
 
     @property
+    def built(self) -> bool:
+        """An index exists (however old)."""
+        return self._index.listed_at != -math.inf
+
+    @property
     def stale(self) -> bool:
         """The index is older than ``ttl`` (or was never built)."""
         return self.clock() - self._index.listed_at >= self.ttl
