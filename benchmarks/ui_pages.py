@@ -18,7 +18,7 @@ directly), then times, through the viewer's ASGI app in this process:
 * ``workflows, first load``: ``/`` on a new app: one listing of the whole
   storage and every ``run.json``;
 * ``workflows, page at startup``: ``/`` asked for as the app starts (its
-  lifespan starts building the index): the rows read within 0.25 s, and how
+  lifespan starts building the index): the rows read within 0.15 s, and how
   many are left; ``index complete after``: when that background build ends;
 * ``workflows (index cached)``: ``/`` once the index exists (a stale index is
   served as is and refreshed after the response);

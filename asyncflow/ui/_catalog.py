@@ -126,7 +126,7 @@ class Catalog:
         budget: int = 2000,
         concurrency: int = 32,
         clock: Callable[[], float] = time.monotonic,
-        first_wait: float = 0.25,
+        first_wait: float = 0.15,
     ) -> None:
         self.storage = storage
         self.ttl = ttl
