@@ -10,8 +10,10 @@ change) turns that list into index entries and serialises them.
 The index is bounded: at most ``PROGRESS_CAP`` finished tasks (map children
 included) are indexed; later ones are only counted in ``omitted``, and a
 reader falls back to the task records for keys the index does not name.
-An error keeps its type and a message cut to ``MESSAGE_LIMIT``; the first
-``TRACEBACKS`` failures also keep a traceback cut to ``TRACEBACK_LIMIT``.
+The first ``ERRORS`` failures keep their error's type and a message cut to
+``MESSAGE_LIMIT``, the first ``TRACEBACKS`` of them also a traceback cut to
+``TRACEBACK_LIMIT``: ``run.json`` stays under about 1 MB however the run
+goes (keys of ordinary length).
 
 In ``run.json``::
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from asyncflow._core.task import Task
 
 __all__ = [
+    "ERRORS",
     "MESSAGE_LIMIT",
     "PROGRESS_CAP",
     "TRACEBACKS",
@@ -45,6 +48,9 @@ __all__ = [
 
 #: Finished tasks (map children included) one ``run.json`` indexes at most.
 PROGRESS_CAP = 5000
+#: Failed tasks whose error the index keeps (the first ones to fail); later ones are
+#: indexed as ``failed`` without it (their summary has it once the run ends).
+ERRORS = 500
 #: Failed tasks whose traceback the index keeps (the first ones to fail).
 TRACEBACKS = 20
 MESSAGE_LIMIT = 500
@@ -117,7 +123,7 @@ class ProgressIndex:
             if record is not None:
                 started, finished = record.started_at, record.finished_at
         error = None
-        if task.error is not None:
+        if task.error is not None and len(self._errors) < ERRORS:
             info = ErrorInfo.of(task.error)
             keep = len(self._errors) < TRACEBACKS
             error = ErrorInfo(

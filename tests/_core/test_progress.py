@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from asyncflow import AsyncFlow, Config, Context, action
+from asyncflow._core import progress as progress_module
 from asyncflow._core import runs
 from asyncflow._core.layout import manifest_key
 from asyncflow._core.manifest import Manifest
@@ -122,7 +123,10 @@ def test_the_index_is_bounded_and_counts_what_it_leaves_out() -> None:
     assert list(parsed.tasks) == ["k0", "k1", "k2"]
 
 
-def test_an_error_keeps_a_bounded_message_and_only_the_first_tracebacks() -> None:
+def test_an_error_keeps_a_bounded_message_and_only_the_first_tracebacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(progress_module, "ERRORS", 24)
     finished: list[Task] = []
     index = ProgressIndex(finished)
     for i in range(25):
@@ -132,7 +136,8 @@ def test_an_error_keeps_a_bounded_message_and_only_the_first_tracebacks() -> Non
             finished.append(ended_task(f"f{i}", TaskStatus.FAILED, exc))
     index.drain()
     errors = index.to_json()["errors"]
-    assert len(errors) == 25
+    assert len(errors) == 24  # the 25th is indexed as failed, without its error
+    assert index.to_json()["done"][24][:2] == ["f24", "failed"]
     assert all(len(e["message"]) == 500 for e in errors.values())
     assert errors["f0"]["traceback"].startswith("...")  # the end is kept
     assert all(0 < len(errors[f"f{i}"]["traceback"]) <= 2000 for i in range(20))
