@@ -154,3 +154,23 @@ async def test_a_past_run_of_a_graph_draws_its_map_children() -> None:
     assert ("fetch[*]", "failed") in nodes
     assert "fetch: 15 mapped tasks: 14 completed, 1 failed" in past.text
     assert past.text.count('class="edge"') == 6
+
+
+async def test_a_crashed_run_reads_only_the_records_its_index_does_not_name() -> None:
+    store = StorageDefault()
+    await demo.fill(store, big=4)
+    blob = await store.read(manifest_key("thumbnails"))
+    assert blob is not None
+    ended = Manifest.decode(blob.data, "run.json")
+    index = {"done": [["part_0", "completed", 1, 10.0, 11.0]], "errors": {}, "omitted": 0}
+    crashed = ended.replace(status="running", outcomes={}, errors={}, progress=index)
+    await store.write(manifest_key("thumbnails"), crashed.encode())
+    await store.delete("thumbnails/lease.json")  # no runner: crashed
+    counting = Counting(store)
+    async with client(create_app(counting)) as http:  # type: ignore[arg-type]
+        page = await http.get("/workflows/thumbnails")
+    assert page.status_code == 200
+    assert "crashed" in page.text
+    records = sorted(k for k in counting.reads if "/tasks/" in k)
+    assert records == [f"thumbnails/tasks/part_{i}.json" for i in range(1, 8)]
+    assert set(statuses(page.text).values()) == {"completed"}
