@@ -23,6 +23,7 @@ __all__ = [
     "required_field",
     "str_dict",
     "str_tuple",
+    "text_json",
     "waiting_dict",
 ]
 
@@ -33,6 +34,8 @@ def digest(data: bytes) -> str:
 
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 _text = json.encoder.encode_basestring_ascii
+#: A str as ``dumps`` writes it (quoted, ASCII-escaped): for formatting records directly.
+text_json = _text
 
 
 def _refuse(value: Any) -> Any:

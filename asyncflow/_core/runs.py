@@ -37,7 +37,14 @@ from asyncflow._core.progress import ProgressIndex
 from asyncflow._core.shape import RunShape, dependents, graph_edges
 from asyncflow._core.status import task_outcome
 from asyncflow._core.storage import Storage
-from asyncflow._core.summary import ErrorInfo, RunSummary, TaskRun, run_summary_key, user_frames
+from asyncflow._core.summary import (
+    ErrorInfo,
+    RunSummary,
+    TaskRun,
+    encode_run,
+    run_summary_key,
+    user_frames,
+)
 from asyncflow._core.task import TaskStatus
 
 if TYPE_CHECKING:
@@ -88,6 +95,7 @@ class RunRecorder:
         finished: float | None,
         error: BaseException | None = None,
     ) -> RunSummary:
+        """The summary without its task entries: ``end`` adds them with ``encode_run``."""
         from asyncflow import __version__
 
         return RunSummary(
@@ -100,7 +108,6 @@ class RunRecorder:
             finished_at=finished,
             host=self.host,
             pid=self.pid,
-            tasks=tuple(TaskRun.of(t) for t in tasks) if finished is not None else (),
             interrupted=_interrupted(tasks) if status == "cancelled" else (),
             rerun_from=self.rerun_from,
             version=__version__,
@@ -135,7 +142,7 @@ class RunRecorder:
         )
         with anyio.CancelScope(shield=True):
             await self.storage.write(
-                run_summary_key(self.workflow_id, self.run_id), summary.encode()
+                run_summary_key(self.workflow_id, self.run_id), encode_run(summary, tasks)
             )
             await self.storage.write(manifest_key(self.workflow_id), ended.encode())
 
