@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from asyncflow._core.codec import digest, dumps, loads, required_field
 from asyncflow._core.errors import CheckpointCorrupt, SerializationError
-from asyncflow.serializers import JSONSerializer, Serializer, untagged
+from asyncflow.serializers import _MAX_PLAIN_INT_BITS, JSONSerializer, Serializer, untagged
 
 __all__ = [
     "FORMAT",
@@ -80,10 +80,35 @@ class EncodedOutput(NamedTuple):
     blob: str | None = None
 
 
+def _scalar_json(value: Any) -> bytes | None:
+    """``dumps(JSONSerializer().encode(value))`` for a plain JSON scalar, else ``None``.
+
+    The common output of a small step is one int or str: formatted here as
+    ``json`` formats it (``int.__repr__``, ``float.__repr__``, the same C
+    escaper), without walking it and without the encoder's chunk list.
+    Exact types only: a subclass, a long int or a non-finite float is left
+    to the strict walk, which tags or refuses it.
+    """
+    kind = type(value)
+    if kind is str:
+        return _text(value).encode()
+    if kind is int:
+        return int.__repr__(value).encode() if value.bit_length() <= _MAX_PLAIN_INT_BITS else None
+    if kind is float:
+        return float.__repr__(value).encode() if math.isfinite(value) else None
+    if kind is bool:
+        return b"true" if value else b"false"
+    return b"null" if value is None else None
+
+
 def encode_output(
     serializer: Serializer, value: Any, step: str, max_bytes: int | None = None
 ) -> EncodedOutput:
     """Encode ``value`` strictly; a refusal names the step and the type (or the size)."""
+    if type(serializer) is JSONSerializer:
+        payload = _scalar_json(value)
+        if payload is not None and (max_bytes is None or len(payload) <= max_bytes):
+            return EncodedOutput(payload, digest(payload))
     try:
         payload = dumps(serializer.encode(value))
     except SerializationError as exc:

@@ -67,6 +67,7 @@ class Committer:
         # StorageDefault.write never suspends, so nothing can cancel it midway:
         # the shield (a cancel scope per step) would cost without protecting.
         self.needs_shield = type(storage) is not StorageDefault
+        self._memory = storage if type(storage) is StorageDefault else None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -91,7 +92,9 @@ class Committer:
         """Hand ``data`` to storage; the lease is checked first (``LeaseLost``)."""
         clock = time.perf_counter()
         self._ensure()
-        if self.needs_shield:
+        if self._memory is not None:
+            self._memory._put(where, data)
+        elif self.needs_shield:
             with anyio.CancelScope(shield=True):
                 await self.storage.write(where, data)
         else:

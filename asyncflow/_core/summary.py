@@ -134,8 +134,8 @@ class TaskRun:
             step=task.name,
             outcome=task_outcome(task),
             attempts=task.attempts,
-            started_at=task.started_at.timestamp() if task.started_at is not None else None,
-            finished_at=task.finished_at.timestamp() if task.finished_at is not None else None,
+            started_at=task.started,
+            finished_at=task.finished,
             error=ErrorInfo.of(task.error) if task.error is not None else None,
         )
 
@@ -253,8 +253,8 @@ def encode_run(summary: RunSummary, tasks: Sequence[Task]) -> bytes:
         if task.error is not None:
             entries.append(dumps(TaskRun.of(task).to_json()).decode())
             continue
-        started = "null" if task.started_at is None else repr(task.started_at.timestamp())
-        finished = "null" if task.finished_at is None else repr(task.finished_at.timestamp())
+        started = "null" if task.started is None else repr(float(task.started))
+        finished = "null" if task.finished is None else repr(float(task.finished))
         entries.append(
             f'{{"key":{text_json(task.key)},"step":{text_json(task.name)},'
             f'"outcome":"{task_outcome(task)}","attempts":{int(task.attempts)!r},'

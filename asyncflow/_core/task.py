@@ -16,6 +16,7 @@ from asyncflow._core.ids import MAX_ID_LENGTH, validate_id
 
 __all__ = ["Task", "TaskBuilder", "TaskStatus", "TypeStatus", "derive_key"]
 
+_UTC = dt.timezone.utc
 _LOCALS = re.compile(r"^.*<locals>\.")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 #: Room left under the id length limit for a repeat suffix (``-12345``).
@@ -75,7 +76,7 @@ class Task:
         "duration",
         "error",
         "errors",
-        "finished_at",
+        "finished",
         "group_name",
         "initial_context",
         "key",
@@ -84,7 +85,7 @@ class Task:
         "over",
         "previous_context",
         "restored",
-        "started_at",
+        "started",
         "status",
         "step",
         "task_id",
@@ -136,8 +137,9 @@ class Task:
         self.error: BaseException | None = None
         self.errors: list[BaseException] = []
         self.attempts = 0
-        self.started_at: dt.datetime | None = None
-        self.finished_at: dt.datetime | None = None
+        #: Wall-clock seconds (``time.time()``) behind ``started_at``/``finished_at``.
+        self.started: float | None = None
+        self.finished: float | None = None
         self.duration = 0.0
         self.restored = False
         self.digest: str | None = None
@@ -147,6 +149,26 @@ class Task:
     @property
     def name(self) -> str:
         return self.step.name
+
+    # Kept as floats and turned into datetimes when read: building two
+    # datetimes per step cost more than anything that reads them.
+    @property
+    def started_at(self) -> dt.datetime | None:
+        """When the latest attempt of this run started (UTC), or ``None``."""
+        return None if self.started is None else dt.datetime.fromtimestamp(self.started, _UTC)
+
+    @started_at.setter
+    def started_at(self, value: dt.datetime | None) -> None:
+        self.started = None if value is None else value.timestamp()
+
+    @property
+    def finished_at(self) -> dt.datetime | None:
+        """When this run finished with the task (UTC), or ``None``."""
+        return None if self.finished is None else dt.datetime.fromtimestamp(self.finished, _UTC)
+
+    @finished_at.setter
+    def finished_at(self, value: dt.datetime | None) -> None:
+        self.finished = None if value is None else value.timestamp()
 
     def __repr__(self) -> str:
         return f"<Task {self.task_id} key={self.key!r} step={self.name} {self.status.value}>"

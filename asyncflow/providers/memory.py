@@ -58,6 +58,16 @@ class StorageDefault(ClosingStorage):
         self._data[key] = (data, version)
         return version
 
+    def _put(self, key: str, data: bytes) -> str:
+        """An unconditional ``write`` of a record key the engine built from validated ids.
+
+        The engine's commit of each in-memory step: no coroutine, no second
+        validation of a key made of a checked workflow id and task key.
+        """
+        version = str(next(_versions))
+        self._data[key] = (data, version)
+        return version
+
     async def delete(self, key: str) -> None:
         self._data.pop(validate_storage_key(key), None)
 
