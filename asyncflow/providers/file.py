@@ -104,12 +104,17 @@ def _read_at(parent: int, name: str, path: str) -> bytes:
             raise _refuse(parent, name, path, "a regular file") from None
         raise OSError(exc.errno, exc.strerror, path) from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise _Refused(
-                errno.EINVAL, f"{path} is {_kind(mode)}, not a regular file: not a record"
+                errno.EINVAL, f"{path} is {_kind(info.st_mode)}, not a regular file: not a record"
             )
-        data = os.read(fd, _READ_CHUNK)
+        size = info.st_size
+        data = os.read(fd, size + 1 if size < _READ_CHUNK else _READ_CHUNK)
+        if len(data) == size:
+            # As large as fstat said and no byte beyond it: the whole file
+            # without a read that only confirms the end (a syscall per record).
+            return data
         more = os.read(fd, _READ_CHUNK) if data else b""
         if more:
             chunks = [data, more]
