@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 _text = json.encoder.encode_basestring_ascii
+_isfinite = math.isfinite
 
 FORMAT = 1
 #: The format of a record whose output is offloaded to a blob (``asyncflow._core.blobs``):
@@ -215,17 +216,21 @@ class RecordEncoder:
             self._steps[(step, module, code_hash)] = parts
         if type(task_id) is not int or type(attempts) is not int:
             raise TypeError("task_id and attempts must be int")
-        if not (math.isfinite(started_at) and math.isfinite(finished_at)):
+        if type(started_at) is not float or type(finished_at) is not float:
+            started_at, finished_at = float(started_at), float(finished_at)
+        if not (_isfinite(started_at) and _isfinite(finished_at)):
             raise ValueError("timestamps must be finite")
-        digest_in = "null" if input_digest is None else _text(input_digest)
         header = (
             f"{self._head if output.blob is None else self._blob_head}"
             f'{_text(key)},"task_id":{task_id!r}{parts[0]}'
-            f',"attempts":{attempts!r},"started_at":{float(started_at)!r}'
-            f',"finished_at":{float(finished_at)!r},"input_digest":{digest_in}'
+            f',"attempts":{attempts!r},"started_at":{started_at!r}'
+            f',"finished_at":{finished_at!r},"input_digest":'
+            f"{'null' if input_digest is None else _text(input_digest)}"
             f',"output_digest":{_text(output.digest)}{parts[1]}'
-        )
-        return _join((header.encode(), output.payload, b"}"), self._signing_key)
+        ).encode()
+        if self._signing_key is None:
+            return b"".join((header, output.payload, b"}"))
+        return _join((header, output.payload, b"}"), self._signing_key)
 
 
 def sign(body: bytes, signing_key: bytes | None) -> bytes:

@@ -22,7 +22,7 @@ from asyncflow._core.bus import EventBus
 from asyncflow._core.checkpoint import CheckpointRecord, EncodedOutput, RecordEncoder, encode_output
 from asyncflow._core.commit import make_committer
 from asyncflow._core.config import Config
-from asyncflow._core.context import Context
+from asyncflow._core.context import Context, make_context
 from asyncflow._core.errors import CheckpointMismatch, SerializationError, TaskTimeout
 from asyncflow._core.layout import task_prefix, task_storage_key
 from asyncflow._core.lease import Lease
@@ -214,12 +214,8 @@ class Runner:
             # One clock reading serves every restored context of the run: a
             # datetime per context was a third of the cost of a restore.
             self._restored_at = _utcnow()
-        task.current_context = Context(
-            storage=record.output,
-            task_id=task.task_id,
-            workflow_id=self.workflow_id,
-            key=task.key,
-            time=self._restored_at,
+        task.current_context = make_context(
+            record.output, task.task_id, self.workflow_id, task.key, self._restored_at
         )
         task.digest = record.output_digest
         task.attempts = record.attempts
@@ -242,12 +238,33 @@ class Runner:
         task.started = started = time.time()
         clock = time.perf_counter()
         try:
-            if isinstance(action, WaitAction):
-                ok, output = await self._wait(task, action)
+            if (
+                action.attempts == 1
+                and action.is_async
+                and action.timeout is None
+                and self.config.executor is None
+                and not isinstance(action, WaitAction)
+            ):
+                # The common step, one attempt awaited here: what _attempts
+                # does for it without its frame, loop and result tuple.
+                task.attempts = 1
+                if self.bus.subscribers:
+                    self.bus.task_event(events.TaskStarted, self.workflow_id, task, attempt=1)
+                try:
+                    output = await action.func(**kwargs)
+                except Exception as exc:
+                    task.errors.append(exc)
+                    self._fail(task, exc, None)
+                    return
+                if isinstance(output, Context):
+                    output = output.storage
             else:
-                ok, output = await self._attempts(task, action, kwargs)
-            if not ok:
-                return
+                if isinstance(action, WaitAction):
+                    ok, output = await self._wait(task, action)
+                else:
+                    ok, output = await self._attempts(task, action, kwargs)
+                if not ok:
+                    return
             try:
                 if self.offload_over is None:  # no await: one coroutine less per step
                     encoded = encode_output(
@@ -288,12 +305,8 @@ class Runner:
             task.finished = time.time()
             raise
         task.digest = encoded.digest
-        task.current_context = Context(
-            storage=output,
-            task_id=task.task_id,
-            workflow_id=self.workflow_id,
-            key=task.key,
-            time=dt.datetime.fromtimestamp(done, _UTC),
+        task.current_context = make_context(
+            output, task.task_id, self.workflow_id, task.key, dt.datetime.fromtimestamp(done, _UTC)
         )
         task.status = TaskStatus.COMPLETED
         task.finished = done
