@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 from collections.abc import Awaitable, Callable, Iterator
 
+import anyio.lowlevel
+
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.context import Context
 from asyncflow._core.graph import run_graph
@@ -25,7 +27,10 @@ async def run_chain(runner: Runner, tasks: list[Task]) -> None:
     for task in tasks:
         # The input digest is compared only for a step that receives the input.
         received = digest if task.step.receives_previous else None
-        if await runner.step(task, previous, received):
+        if runner.yield_due():
+            await anyio.lowlevel.checkpoint()
+        # A restore needs no coroutine: one less per step of a resume.
+        if runner.restored(task, previous, received) or await runner.run(task, received):
             previous = task.current_context
             digest = task.digest
         elif not runner.keep_going or task.status is TaskStatus.WAITING:

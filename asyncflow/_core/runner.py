@@ -128,35 +128,58 @@ class Runner:
 
     async def step(self, task: Task, previous: Context, input_digest: str | None) -> bool:
         """Restore or run ``task``; true if it ends COMPLETED."""
+        if self.yield_due():
+            await anyio.lowlevel.checkpoint()
+        if self.restored(task, previous, input_digest):
+            return True
+        return await self.run(task, input_digest)
+
+    def yield_due(self) -> bool:
+        """True at most every ``_YIELD_EVERY`` s: the caller then gives the loop a turn.
+
+        Steps that never suspend (trivial steps on StorageDefault, restores)
+        would otherwise hold the loop for the whole run: the app stalls and the
+        lease heartbeat starves until the lease is lost.
+        """
         now = time.monotonic()
         if now - self._yielded > _YIELD_EVERY:
-            # Steps that never suspend (trivial steps on StorageDefault, restores)
-            # would otherwise hold the loop for the whole run: the app stalls and
-            # the lease heartbeat starves until the lease is lost.
             self._yielded = now
-            await anyio.lowlevel.checkpoint()
+            return True
+        return False
+
+    def restored(self, task: Task, previous: Context, input_digest: str | None) -> bool:
+        """``step``'s first half, without a coroutine: restore ``task`` if its record fits.
+
+        False when there is no record, or one made from another input (or by
+        changed code that ``on_code_change`` re-runs): then ``run`` it.
+        """
         task.previous_context = previous
         record = self.records.get(task.key)
-        if record is not None:
-            if record.step != task.name:
-                raise CheckpointMismatch(
-                    f"checkpoint {task_storage_key(self.workflow_id, task.key)} was written by"
-                    f" step {record.step!r} but the step at key {task.key!r} is now"
-                    f" {task.name!r}; give steps stable keys with task.add(..., key=...)"
-                    " or clear the workflow"
-                )
-            if record.input_digest == input_digest and (
-                record.code_hash == task.step.code_hash or self._code_changed(task)
-            ):
-                self._restore(task, record)
-                self.finished.append(task)
-                return True
-            logger.info(
-                "%s: checkpoint of %s (key %s) was made from a different input; re-running it",
-                self.workflow_id,
-                task.name,
-                task.key,
+        if record is None:
+            return False
+        if record.step != task.name:
+            raise CheckpointMismatch(
+                f"checkpoint {task_storage_key(self.workflow_id, task.key)} was written by"
+                f" step {record.step!r} but the step at key {task.key!r} is now"
+                f" {task.name!r}; give steps stable keys with task.add(..., key=...)"
+                " or clear the workflow"
             )
+        if record.input_digest == input_digest and (
+            record.code_hash == task.step.code_hash or self._code_changed(task)
+        ):
+            self._restore(task, record)
+            self.finished.append(task)
+            return True
+        logger.info(
+            "%s: checkpoint of %s (key %s) was made from a different input; re-running it",
+            self.workflow_id,
+            task.name,
+            task.key,
+        )
+        return False
+
+    async def run(self, task: Task, input_digest: str | None) -> bool:
+        """``step``'s second half: execute ``task`` and commit its record."""
         await self._execute(task, input_digest)
         self.finished.append(task)
         if task.callback is not None:

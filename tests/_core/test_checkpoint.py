@@ -725,3 +725,14 @@ def test_fingerprint_refuses_cycles() -> None:
     loop.append(loop)
     with pytest.raises(SerializationError, match="cannot fingerprint"):
         fingerprint_of([loop], JSONSerializer())
+
+
+def test_decoded_records_are_built_field_by_field_like_the_dataclass() -> None:
+    """``_record`` sets the slots directly: every field must land in its own slot."""
+    from asyncflow._core.checkpoint import _record
+
+    fields = ("wf", "k", 7, "step", "mod", 3, 1.5, 2.5, "din", "dout", "code", "json")
+    for output, blob in (([1], None), (None, ("ab" * 32, 10))):
+        fast = _record(fields, output, blob)
+        assert fast == CheckpointRecord(*fields, output=output, blob=blob)
+        assert repr(fast) == repr(CheckpointRecord(*fields, output=output, blob=blob))
