@@ -236,3 +236,16 @@ async def test_renewal_whose_answer_was_lost_is_not_a_lost_lease(storage: Storag
         await anyio.sleep(0.3)  # several renewals
         gate.release.set()
     assert flow.status == "completed"
+
+
+def test_lease_record_encodes_every_field_in_order() -> None:
+    """The lease's bytes are ``json.dumps`` of its fields in declaration order."""
+    import dataclasses
+    import json
+
+    from asyncflow._core.lease import LeaseRecord
+
+    record = LeaseRecord("wf", "runner", "host", "boot", 12, "345", 3, 1.5, 2.5, released=True)
+    fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(LeaseRecord)}
+    assert record.encode() == json.dumps({"asyncflow": 1, "kind": "lease", **fields}).encode()
+    assert LeaseRecord.decode(record.encode(), "lease") == record
