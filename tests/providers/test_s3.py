@@ -192,7 +192,7 @@ async def test_connection_pool_holds_a_resumes_reads_in_flight(s3_server: S3Serv
     from asyncflow._core.config import Config
     from asyncflow.providers.s3 import MAX_POOL_CONNECTIONS
 
-    assert MAX_POOL_CONNECTIONS >= Config().read_concurrency
+    assert Config().read_concurrency <= MAX_POOL_CONNECTIONS
     async with StorageS3(s3_server.bucket, _prefix(), **s3_server.client_kwargs()) as storage:
         client = await storage.client()
         assert client.meta.config.max_pool_connections == MAX_POOL_CONNECTIONS
