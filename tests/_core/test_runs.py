@@ -327,6 +327,7 @@ async def test_live_run_json_backs_off_when_its_writes_are_slow() -> None:
     """A busy store (many runs sharing it) gets fewer progress writes, not one per second each."""
     from types import SimpleNamespace
 
+    from asyncflow._core.progress import ProgressIndex
     from asyncflow._core.task import TaskStatus
     from asyncflow.providers import StorageDefault
 
@@ -361,7 +362,12 @@ async def test_live_run_json_backs_off_when_its_writes_are_slow() -> None:
         SlowStore(), "busy", new_run_id(), "sequential", False, live_every=0.001
     )
     with anyio.move_on_after(0.6):
-        await recorder._watch([Flipping(key="a")], manifest, None)  # type: ignore[list-item]
+        await recorder._watch(
+            [Flipping(key="a")],  # type: ignore[list-item]
+            manifest,
+            None,
+            ProgressIndex([]),
+        )
     # Without the back-off: a write every ~0.05 s, about 12; with it, one
     # write, then a pause of 10x its 0.05 s.
     assert 1 <= SlowStore.writes <= 3
