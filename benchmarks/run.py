@@ -19,7 +19,9 @@ Sections (``--only`` names):
 * ``parallel``: parallel mode, N trivial in-memory tasks, ``max_concurrency``
   unbounded and 64: wall time and peak RSS per task, each configuration in its
   own process so that peaks do not mix.
-* ``payload``: 100 B / 10 KB / 1 MB outputs on files and S3 vs the raw write.
+* ``payload``: 100 B / 10 KB / 1 MB outputs on files, S3 and GCS vs the raw
+  write of the record's bytes; on object stores both the steady-state step
+  (step start to next step start) and the whole run divided by N.
 
 Every figure is the median of ``--reps`` repetitions, the implementations
 interleaved within each repetition so that a noisy neighbour hurts all alike,
@@ -509,6 +511,30 @@ async def sequential_gets(spec: dict[str, Any]) -> float:
         await storage.aclose()
 
 
+async def concurrent_gets(spec: dict[str, Any], in_flight: int = 32) -> float:
+    """The floor of a concurrent resume: the same N GETs, ``in_flight`` at a time, warm client.
+
+    No listing, no decoding, no engine: what the server gives one client
+    with that many reads in flight.
+    """
+    storage = _storage_from(spec)
+    try:
+        keys = iter([f"{spec['workflow_id']}/tasks/k{i}.json" for i in range(spec["n"])])
+        await storage.read(f"{spec['workflow_id']}/tasks/k0.json")
+
+        async def worker() -> None:
+            for key in keys:
+                assert await storage.read(key) is not None
+
+        clock = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            for _ in range(in_flight):
+                group.start_soon(worker)
+        return (time.perf_counter() - clock) / spec["n"] * 1e6
+    finally:
+        await storage.aclose()
+
+
 async def bench_resume(
     args: argparse.Namespace, table: Table, dotflow: Dotflow, tmp: Path, servers: Servers
 ) -> None:
@@ -565,10 +591,11 @@ async def bench_resume(
                 "n": n,
             }
             await prepare_resume(spec)
-            gets, ours = [], []
+            gets, floor, ours = [], [], []
             try:
                 for _ in range(args.reps):
                     gets.append(await sequential_gets(spec))
+                    floor.append(await concurrent_gets(spec))
                     result = _child({"op": "resume", **spec})
                     assert result["reran"] == 0, result
                     ours.append(result["us"])
@@ -584,6 +611,11 @@ async def bench_resume(
                 n,
                 [
                     ("N sequential GETs (floor x1)", median(gets), "warm client"),
+                    (
+                        "N GETs, 32 in flight (server's floor)",
+                        median(floor),
+                        "warm client; no listing, no decoding",
+                    ),
                     ("asyncflow resume", median(ours), "fresh process, 32 reads in flight"),
                 ],
             )
@@ -673,10 +705,72 @@ async def raw_object_puts(storage: Any, n: int, data: bytes) -> float:
     return (time.perf_counter() - clock) / n * 1e6
 
 
+async def record_object_puts(storage: Any, n: int, size: int) -> float:
+    """The record floor on an object store: make each record (encode, digest, bytes), PUT it.
+
+    What any checkpoint of this output in asyncflow's record format costs
+    with no engine: the encoding of a 1 MB string and its digest are CPU
+    work the raw PUT of ready-made bytes does not do.
+    """
+    from asyncflow._core.checkpoint import RecordEncoder, encode_output
+    from asyncflow.serializers import JSONSerializer
+
+    value = "x" * size
+    serializer = JSONSerializer()
+    encoder = RecordEncoder("bench", serializer.name, None)
+    gc.collect()
+    clock = time.perf_counter()
+    for i in range(n):
+        started = time.time()
+        encoded = encode_output(serializer, value, "emit")
+        data = encoder.encode(
+            key=f"k{i}",
+            task_id=i,
+            step="emit",
+            module=__name__,
+            attempts=1,
+            started_at=started,
+            finished_at=time.time(),
+            input_digest=None,
+            code_hash="0",
+            output=encoded,
+        )
+        await storage.write(f"record/{i}.json", data)
+    return (time.perf_counter() - clock) / n * 1e6
+
+
+def entry_timed_step(size: int, entries: list[float]) -> Any:
+    """``payload_step`` that notes when each step starts."""
+    value = "x" * size
+
+    @action
+    async def emit(previous_context: Any) -> str:
+        entries.append(time.perf_counter())
+        return value
+
+    return emit
+
+
+async def object_store_steps(storage: Any, n: int, size: int) -> tuple[float, float]:
+    """(µs per step in steady state, µs per step of the whole run) for a chain of n steps.
+
+    Steady state is from the first step's start to the last one's, over n - 1:
+    each interval is one step's encoding and its committed PUT. The whole
+    run adds the start (lease, run.json, summary, one listing) and the end
+    (summary, run.json, lease release), a fixed number of small round trips.
+    """
+    entries: list[float] = []
+    whole = await timed(chain(storage, n, entry_timed_step(size, entries)), n)
+    steady = (entries[-1] - entries[0]) / (len(entries) - 1) * 1e6
+    return steady, whole
+
+
 async def bench_payload(
     args: argparse.Namespace, table: Table, dotflow: Dotflow, tmp: Path, servers: Servers
 ) -> None:
     for size, label in PAYLOADS:
+        if args.payload_sizes and size not in args.payload_sizes:
+            continue
         n = args.payload_n if size < 1_000_000 else max(2, args.payload_n // 5)
         step = payload_step(size)
         record = b"x" * (size + RECORD_SIZE)
@@ -703,27 +797,46 @@ async def bench_payload(
                 ),
             ],
         )
-        base_spec = servers.spec("s3")
-        if base_spec is None:
-            continue
-        raw, ours = [], []
-        spec = {**base_spec, "prefix": f"payload-{size}-{os.urandom(3).hex()}"}
-        for _ in range(args.reps):
-            storage = _storage_from(spec)
-            try:
-                raw.append(await raw_object_puts(storage, n, record))
-                ours.append(await timed(chain(storage, n, step), n))
-            finally:
-                await storage.aclose()
-        table.group(
-            "payload",
-            f"S3 (SeaweedFS), {label} output",
-            n,
-            [
-                ("raw PUT (floor)", median(raw), "same client"),
-                ("asyncflow StorageS3", median(ours), ""),
-            ],
-        )
+        for kind in ("s3", "gcs"):
+            base_spec = servers.spec(kind)
+            if base_spec is None:
+                continue
+            raw, made, steady, whole = [], [], [], []
+            spec = {**base_spec, "prefix": f"payload-{size}-{os.urandom(3).hex()}"}
+            for _ in range(args.reps):
+                storage = _storage_from(spec)
+                try:
+                    raw.append(await raw_object_puts(storage, n, record))
+                    made.append(await record_object_puts(storage, n, size))
+                    one, run = await object_store_steps(storage, n, size)
+                    steady.append(one)
+                    whole.append(run)
+                finally:
+                    await storage.aclose()
+            start_end = (median(whole) - median(steady)) * n / 1e3
+            table.group(
+                "payload",
+                f"{servers.name(kind)}, {label} output",
+                n,
+                [
+                    ("raw PUT of the record's bytes (floor)", median(raw), "same client"),
+                    (
+                        "making each record + raw PUT (record floor)",
+                        median(made),
+                        "encode, digest, record bytes; no engine",
+                    ),
+                    (
+                        "asyncflow step, steady state",
+                        median(steady),
+                        "step start to next step start: encode + committed PUT",
+                    ),
+                    (
+                        "asyncflow whole run / N",
+                        median(whole),
+                        f"+ start and end of the run, ≈ {start_end:.0f} ms per run",
+                    ),
+                ],
+            )
 
 
 # -- object-store servers ------------------------------------------------------------
@@ -795,6 +908,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--file-n", type=_ints, default=None, help="durable chain lengths")
     parser.add_argument("--mem-n", type=_ints, default=[10000, 100000], help="parallel task counts")
     parser.add_argument("--payload-n", type=int, default=50, help="steps per payload size")
+    parser.add_argument(
+        "--payload-sizes", type=_ints, default=None, help="payload bytes (100,10000,1000000)"
+    )
     parser.add_argument("--reps", type=int, default=5, help="repetitions (median reported)")
     parser.add_argument("--dotflow-python", default=DEFAULT_DOTFLOW_PYTHON)
     parser.add_argument("--no-servers", action="store_true", help="skip S3/GCS")

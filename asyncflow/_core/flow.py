@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 import uuid
@@ -18,7 +19,7 @@ from asyncflow._core.background import Detached
 from asyncflow._core.blobs import collect_garbage
 from asyncflow._core.bus import EventBus, EventStream
 from asyncflow._core.checkpoint import CheckpointRecord
-from asyncflow._core.concurrency import run_beside
+from asyncflow._core.concurrency import run_all, run_beside
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
 from asyncflow._core.errors import (
@@ -36,7 +37,7 @@ from asyncflow._core.layout import manifest_key, task_prefix
 from asyncflow._core.lease import Lease
 from asyncflow._core.manifest import Manifest, fingerprint_of
 from asyncflow._core.modes import MODES
-from asyncflow._core.records import clear_workflow, load_records
+from asyncflow._core.records import clear_for_new_run, load_records
 from asyncflow._core.runner import CODE_CHANGE_POLICIES, Runner, call_callback
 from asyncflow._core.runs import RunRecorder, invalidate, report_unhandled
 from asyncflow._core.shape import close_matches
@@ -44,7 +45,7 @@ from asyncflow._core.storage import Storage
 from asyncflow._core.subflow import PARENT, Parent
 from asyncflow._core.summary import new_run_id
 from asyncflow._core.task import Task, TaskBuilder, TaskStatus
-from asyncflow._core.waits import NotParked, clear_waits, due_at
+from asyncflow._core.waits import NotParked, due_at
 
 __all__ = ["AsyncFlow", "Mode"]
 
@@ -335,7 +336,6 @@ class AsyncFlow:
                 async def body() -> None:
                     nonlocal manifest, runner
                     manifest, records = await self._prepare(options, recorder)
-                    await recorder.begin()
                     runner = Runner(
                         workflow_id=self.workflow_id,
                         config=self.config,
@@ -463,7 +463,8 @@ class AsyncFlow:
         storage = self.config.storage
         serializer = self.config.serializer
         where = manifest_key(self.workflow_id)
-        blob = await storage.read(where)
+        # A fresh run uses nothing of the last run.json: not read (a round trip saved).
+        blob = await storage.read(where) if resume or only_if_waiting else None
         previous = Manifest.decode(blob.data, where) if blob is not None else None
         if only_if_waiting and (previous is None or previous.status != "waiting"):
             raise NotParked(self.workflow_id, previous.status if previous else None)
@@ -490,8 +491,7 @@ class AsyncFlow:
                     )
                 if policy == "reset":
                     logger.info("%s: inputs changed; clearing checkpoints", self.workflow_id)
-                    await clear_workflow(storage, self.workflow_id, tasks_only=True)
-                    await clear_waits(storage, self.workflow_id)
+                    await clear_for_new_run(storage, self.workflow_id)
                     reset = True
                 else:
                     fingerprint = stored
@@ -509,8 +509,7 @@ class AsyncFlow:
                     storage, self.workflow_id, self.task.queue, options.rerun_from, mode, records
                 )
         else:
-            await clear_workflow(storage, self.workflow_id, tasks_only=True)
-            await clear_waits(storage, self.workflow_id)
+            await clear_for_new_run(storage, self.workflow_id)
         now = time.time()
         manifest = Manifest(
             workflow_id=self.workflow_id,
@@ -531,8 +530,14 @@ class AsyncFlow:
             pid=recorder.pid,
             started_at=recorder.started_at,
         )
+        data = manifest.encode()
         with anyio.CancelScope(shield=True):
-            await storage.write(where, manifest.encode())
+            if storage.persistent:
+                # Two independent keys side by side: one round trip of latency.
+                await run_all([functools.partial(storage.write, where, data), recorder.begin])
+            else:
+                await storage.write(where, data)
+                await recorder.begin()
         return manifest, records
 
     async def _resume_parked(self, mode: str) -> None:

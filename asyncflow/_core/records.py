@@ -21,7 +21,7 @@ from asyncflow._core.layout import (
 from asyncflow._core.storage import Storage
 from asyncflow.serializers import Serializer
 
-__all__ = ["clear_workflow", "load_records"]
+__all__ = ["clear_for_new_run", "clear_workflow", "load_records"]
 
 
 _READ_MANY_CHUNK = 512
@@ -131,6 +131,26 @@ async def clear_workflow(storage: Storage, workflow_id: str, *, tasks_only: bool
     if manifest in names:
         await storage.delete(manifest)
     return len(names)
+
+
+_NEW_RUN_CLEARS = ("tasks/", "waits/", "signals/")
+
+
+async def clear_for_new_run(storage: Storage, workflow_id: str) -> int:
+    """What a fresh (non-resume) run deletes, found with one listing; returns how many.
+
+    The checkpoint records, armed waits and signals, then the blobs (after
+    the records that use them, as in ``clear_workflow``). One listing of
+    ``{workflow_id}/`` instead of one per folder: on an object store each
+    listing is a round trip, and a workflow start paid four. The run history
+    (``runs/``), ``run.json`` and the lease are listed but never touched.
+    """
+    prefix = f"{workflow_id}/"
+    names = [name async for name in storage.list(prefix) if is_own_key(workflow_id, name)]
+    blobs = f"{prefix}blobs/"
+    await _delete_all(storage, [n for n in names if n[len(prefix) :].startswith(_NEW_RUN_CLEARS)])
+    await _delete_all(storage, [n for n in names if n.startswith(blobs)])
+    return sum(1 for n in names if n[len(prefix) :].startswith((*_NEW_RUN_CLEARS, "blobs/")))
 
 
 async def _delete_all(storage: Storage, names: list[str]) -> None:

@@ -58,6 +58,8 @@ logger = logging.getLogger("asyncflow")
 
 #: How often (seconds) a live run checks whether its running tasks changed.
 LIVE_EVERY = 1.0
+#: The live writer waits at least this many times its last write's duration.
+LIVE_BACKOFF = 10.0
 
 
 def _interrupted(tasks: Sequence[Task]) -> tuple[str, ...]:
@@ -214,8 +216,9 @@ class RunRecorder:
         shown: tuple[str, ...] = ()
         unsaved = False
         every = LIVE_EVERY if self.live_every is None else self.live_every
+        pause = every
         while True:
-            await anyio.sleep(every)
+            await anyio.sleep(pause)
             running = _running(tasks)
             unsaved = progress.drain() or unsaved
             if running == shown and not unsaved:
@@ -225,6 +228,7 @@ class RunRecorder:
                     lease.ensure()
                 except LeaseLost:
                     return  # the heartbeat stops the run; nothing more to show
+            clock = anyio.current_time()
             try:
                 live = manifest.replace(running=running, progress=progress.to_json())
                 await self.storage.write(manifest_key(self.workflow_id), live.encode())
@@ -237,6 +241,9 @@ class RunRecorder:
                 continue
             shown = running
             unsaved = False
+            # A slow write means a busy store (many runs share it): back off
+            # instead of queueing a progress write per run every second.
+            pause = max(every, LIVE_BACKOFF * (anyio.current_time() - clock))
 
 
 def _error_line(error: BaseException | None) -> str:

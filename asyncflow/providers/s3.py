@@ -54,6 +54,9 @@ __all__ = ["StorageS3"]
 
 #: DeleteObjects accepts at most this many keys per request.
 _DELETE_BATCH = 1000
+#: Connections kept per client (botocore's default is 10): a resume's 32 reads
+#: in flight, or many workflows sharing one storage, otherwise queue for one.
+MAX_POOL_CONNECTIONS = 64
 #: Attempts at a GetObject whose body is cut off or stalls mid-read (botocore
 #: retries only up to the response headers).
 _BODY_ATTEMPTS = 3
@@ -95,6 +98,7 @@ def _default_config() -> Any:
         retries={"mode": "standard", "total_max_attempts": 5},
         connect_timeout=10,
         read_timeout=60,
+        max_pool_connections=MAX_POOL_CONNECTIONS,
     )
 
 

@@ -321,3 +321,92 @@ def test_a_refused_background_run_says_so_at_once(tmp_path: Path) -> None:
     )
     before, _, _ = done.stderr.partition("still running")
     assert "background run locked failed: WorkflowLocked" in before
+
+
+async def test_live_run_json_backs_off_when_its_writes_are_slow() -> None:
+    """A busy store (many runs sharing it) gets fewer progress writes, not one per second each."""
+    from types import SimpleNamespace
+
+    from asyncflow._core.progress import ProgressIndex
+    from asyncflow._core.task import TaskStatus
+    from asyncflow.providers import StorageDefault
+
+    class SlowStore(StorageDefault):
+        writes = 0
+
+        async def write(self, key: str, data: bytes, **conditions: object) -> str:
+            SlowStore.writes += 1
+            await anyio.sleep(0.05)
+            return await super().write(key, data, **conditions)  # type: ignore[arg-type]
+
+    class Flipping(SimpleNamespace):
+        """A task that is running at every other look: ``run.json`` is stale at each check."""
+
+        looks = 0
+
+        @property
+        def status(self) -> TaskStatus:
+            self.looks += 1
+            return TaskStatus.IN_PROGRESS if self.looks % 2 else TaskStatus.NOT_STARTED
+
+    manifest = Manifest(
+        workflow_id="busy",
+        status="running",
+        fingerprint=None,
+        mode="sequential",
+        tasks=("a",),
+        created_at=0.0,
+        updated_at=0.0,
+    )
+    recorder = runs.RunRecorder(
+        SlowStore(), "busy", new_run_id(), "sequential", False, live_every=0.001
+    )
+    with anyio.move_on_after(0.6):
+        await recorder._watch(
+            [Flipping(key="a")],  # type: ignore[list-item]
+            manifest,
+            None,
+            ProgressIndex([]),
+        )
+    # Without the back-off: a write every ~0.05 s, about 12; with it, one
+    # write, then a pause of 10x its 0.05 s.
+    assert 1 <= SlowStore.writes <= 3
+
+
+async def test_a_fresh_start_costs_one_listing_and_no_run_json_read(tmp_path: Path) -> None:
+    """The storage calls of a start that does not resume, one by one (round trips on S3)."""
+    calls: list[tuple[str, str]] = []
+
+    class Counted(StorageFile):
+        async def read(self, key: str) -> object:
+            calls.append(("read", key))
+            return await super().read(key)
+
+        async def write(self, key: str, data: bytes, **conditions: object) -> str:
+            calls.append(("write", key))
+            return await super().write(key, data, **conditions)  # type: ignore[arg-type]
+
+        async def list(self, prefix: str):  # type: ignore[no-untyped-def,override]
+            calls.append(("list", prefix))
+            async for key in super().list(prefix):
+                yield key
+
+    storage = Counted(tmp_path)
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id="fresh")
+    flow.task.add(step=extract, key="extract")
+    for _ in range(2):  # a new workflow, then a fresh run over the old records
+        calls.clear()
+        await flow.start()
+        starts = [c for c in calls if "/tasks/" not in c[1]]
+        kinds = sorted((op, key.split("/", 1)[1].split("/")[0]) for op, key in starts)
+        assert kinds == [
+            ("list", ""),
+            ("read", "lease.json"),
+            ("write", "lease.json"),
+            ("write", "lease.json"),
+            ("write", "run.json"),
+            ("write", "run.json"),
+            ("write", "runs"),
+            ("write", "runs"),
+        ], starts
+        assert ("write", "fresh/tasks/extract.json") in calls

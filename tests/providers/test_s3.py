@@ -186,6 +186,22 @@ async def test_user_config_is_merged_with_the_retry_defaults(s3_server: S3Server
         assert client.meta.config.retries["mode"] == "standard"
 
 
+@pytest.mark.usefixtures("clean_aws_env")
+async def test_connection_pool_holds_a_resumes_reads_in_flight(s3_server: S3Server) -> None:
+    """botocore keeps 10 connections by default: 32 resume reads would queue for them."""
+    from asyncflow._core.config import Config
+    from asyncflow.providers.s3 import MAX_POOL_CONNECTIONS
+
+    assert Config().read_concurrency <= MAX_POOL_CONNECTIONS
+    async with StorageS3(s3_server.bucket, _prefix(), **s3_server.client_kwargs()) as storage:
+        client = await storage.client()
+        assert client.meta.config.max_pool_connections == MAX_POOL_CONNECTIONS
+    config = AioConfig(max_pool_connections=3)
+    storage = StorageS3(s3_server.bucket, _prefix(), config=config, **s3_server.client_kwargs())
+    async with storage:
+        assert (await storage.client()).meta.config.max_pool_connections == 3
+
+
 # -- client lifetime ------------------------------------------------------------------
 
 
