@@ -11,8 +11,10 @@ Sections (``--only`` names):
   ``StorageDefault``.
 * ``file``: a durable ``StorageFile`` step vs the raw ``write tmp + fsync +
   os.replace + fsync dir`` loop (the physical floor) vs Dotflow's
-  ``StorageFile`` (which does not fsync); then the durability modes
-  (``sync``/``async`` chain, ``sync``/``batch`` parallel).
+  ``StorageFile`` (which does not fsync); then the durability modes: a
+  chain of steps that each await 1 ms of I/O (memory vs ``async``/``sync``/
+  ``batch`` on files vs their floors, before and after the writer thread,
+  paired ratios), and ``sync``/``batch`` in parallel.
 * ``resume``: N completed steps, all skipped, in a fresh process: asyncflow vs
   Dotflow on files; on S3 (SeaweedFS) and GCS (fake-gcs-server) vs N
   sequential GETs (only when those servers can be started).
@@ -336,15 +338,34 @@ async def raw_durable_hops(root: Path, n: int, data: bytes) -> float:
     return (time.perf_counter() - clock) / n * 1e6
 
 
+class StorageFileHops(StorageFile):
+    """``StorageFile`` as before the writer thread: one anyio thread hop per record.
+
+    Kept so that every run measures before and after side by side.
+    """
+
+    def background_writer(self) -> None:
+        return None
+
+
+async def _io_step(previous_context: Any = None) -> int:
+    await anyio.sleep(0.001)
+    return 1
+
+
+io_step = action(_io_step)
+
+
 async def bench_file(args: argparse.Namespace, table: Table, dotflow: Dotflow, tmp: Path) -> None:
     data = b"x" * RECORD_SIZE
     for n in args.file_n:
-        raw, hops, ours, theirs, ours_async = [], [], [], [], []
+        raw, hops, ours, theirs, ours_async, before = [], [], [], [], [], []
         for rep in range(args.reps):
             base = tmp / f"file-{n}-{rep}"
             raw.append(raw_durable_loop(base / "raw", n, data))
             hops.append(await raw_durable_hops(base / "hops", n, data))
             ours.append(await timed(chain(StorageFile(base / "af"), n), n))
+            before.append(await timed(chain(StorageFileHops(base / "af-hop"), n), n))
             if HAS_DURABILITY:
                 flow = chain(StorageFile(base / "af-async"), n, durability="async")
                 ours_async.append(await timed(flow, n))
@@ -362,9 +383,14 @@ async def bench_file(args: argparse.Namespace, table: Table, dotflow: Dotflow, t
                 (
                     "the same raw write, one thread hop each (async floor)",
                     median(hops),
-                    f"asyncflow sync = {median(ours) / median(hops):.2f}x this",
+                    f"asyncflow sync = {median(ours) / median(hops):.2f}x this (target ≤ 1.2x)",
                 ),
-                ("asyncflow StorageFile sync", median(ours), "durable before next step"),
+                ("asyncflow StorageFile sync", median(ours), "writer thread; durable before next"),
+                (
+                    "asyncflow StorageFile sync, a hop per write (before)",
+                    median(before),
+                    f"= {median(before) / median(hops):.2f}x the hop floor",
+                ),
                 (
                     "asyncflow StorageFile async",
                     median(ours_async) if ours_async else None,
@@ -380,6 +406,8 @@ async def bench_file(args: argparse.Namespace, table: Table, dotflow: Dotflow, t
     if not HAS_DURABILITY:
         table.note("Config(durability=...) is not available in this asyncflow: modes skipped")
         return
+    for n in args.io_n:
+        await bench_io_chain(args, table, tmp, n, data)
     for n in args.file_n:
         sync_runs, batch_runs = [], []
         for rep in range(args.reps):
@@ -399,6 +427,97 @@ async def bench_file(args: argparse.Namespace, table: Table, dotflow: Dotflow, t
                 ("asyncflow parallel batch", median(batch_runs), "group commit: shared fsyncs"),
             ],
         )
+
+
+async def bench_io_chain(
+    args: argparse.Namespace, table: Table, tmp: Path, n: int, data: bytes
+) -> None:
+    """A chain of steps that each await 1 ms of I/O: what durability costs next to real work.
+
+    Every implementation runs once per repetition, in a rotating order, and
+    each ratio is taken within its repetition (paired), then the median.
+    """
+    runs: dict[str, Callable[[Path], Awaitable[float]]] = {
+        "memory": lambda base: timed(chain(StorageDefault(), n, io_step), n),
+        "raw": lambda base: _sync(raw_durable_loop, base, n, data),
+        "hops": lambda base: raw_durable_hops(base, n, data),
+    }
+    for durability in ("async", "sync", "batch"):
+        for label, kind in (("", StorageFile), (" before", StorageFileHops)):
+
+            def run(base: Path, kind: Any = kind, durability: str = durability) -> Awaitable[float]:
+                return timed(chain(kind(base), n, io_step, durability=durability), n)
+
+            runs[durability + label] = run
+    got: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for rep in range(args.reps):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
+            base = tmp / f"io-{n}-{rep}-{name.replace(' ', '-')}"
+            got[name].append(await runs[name](base))
+            shutil.rmtree(base, ignore_errors=True)
+    sync_floor = [m + h for m, h in zip(got["memory"], got["hops"], strict=True)]
+    async_floor = [max(m, r) for m, r in zip(got["memory"], got["raw"], strict=True)]
+
+    def paired(name: str, base: list[float]) -> float:
+        return median([a / b for a, b in zip(got[name], base, strict=True)])
+
+    mem = got["memory"]
+    table.group(
+        "file",
+        "chain of 1 ms I/O steps",
+        n,
+        [
+            ("asyncflow StorageDefault (memory)", median(mem), "the same chain, no disk"),
+            (
+                "memory + raw durable write through one hop (sync floor)",
+                median(sync_floor),
+                f"hop write alone {median(got['hops']):.0f} µs",
+            ),
+            (
+                "max(memory, raw durable write inline) (async floor)",
+                median(async_floor),
+                f"raw write alone {median(got['raw']):.0f} µs; one write in flight per chain",
+            ),
+            (
+                "asyncflow StorageFile async",
+                median(got["async"]),
+                f"= {paired('async', mem):.2f}x memory (target ≤ 1.15x);"
+                f" {paired('async', async_floor):.2f}x its floor",
+            ),
+            (
+                "asyncflow StorageFile async, a hop per write (before)",
+                median(got["async before"]),
+                f"= {paired('async before', mem):.2f}x memory",
+            ),
+            (
+                "asyncflow StorageFile sync",
+                median(got["sync"]),
+                f"= {paired('sync', sync_floor):.2f}x the sync floor (target ≤ 1.15x)",
+            ),
+            (
+                "asyncflow StorageFile sync, a hop per write (before)",
+                median(got["sync before"]),
+                f"= {paired('sync before', sync_floor):.2f}x the sync floor",
+            ),
+            (
+                "asyncflow StorageFile batch",
+                median(got["batch"]),
+                f"= {paired('batch', got['async']):.2f}x async (target ≤ 1.0x);"
+                f" {paired('batch', got['sync']):.2f}x sync",
+            ),
+            (
+                "asyncflow StorageFile batch, a hop per write (before)",
+                median(got["batch before"]),
+                f"= {paired('batch before', got['async before']):.2f}x async before",
+            ),
+        ],
+    )
+
+
+async def _sync(func: Callable[..., float], *args: Any) -> float:
+    return func(*args)
 
 
 # -- 3. resume in a fresh process ------------------------------------------------
@@ -767,6 +886,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", action="append", choices=SECTIONS, help="section (repeatable)")
     parser.add_argument("--n", type=_ints, default=[100, 1000, 10000], help="chain lengths")
     parser.add_argument("--file-n", type=_ints, default=None, help="durable chain lengths")
+    parser.add_argument(
+        "--io-n", type=_ints, default=[200], help="chain lengths of 1 ms I/O steps (file)"
+    )
     parser.add_argument("--mem-n", type=_ints, default=[10000, 100000], help="parallel task counts")
     parser.add_argument("--payload-n", type=int, default=50, help="steps per payload size")
     parser.add_argument("--reps", type=int, default=5, help="repetitions (median reported)")
@@ -778,6 +900,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.smoke:
         args.n, args.mem_n, args.payload_n, args.reps = [20], [500], 3, 1
         args.file_n = [10]
+        args.io_n = [10]
         args.no_servers = True
     if args.file_n is None:
         args.file_n = [n for n in args.n if n <= 1000] or args.n[:1]
