@@ -449,6 +449,12 @@ async def bench_io_chain(
                 return timed(chain(kind(base), n, io_step, durability=durability), n)
 
             runs[durability + label] = run
+    for label, kind in (("", StorageFile), (" before", StorageFileHops)):
+
+        def nofsync(base: Path, kind: Any = kind) -> Awaitable[float]:
+            return timed(chain(kind(base, durable=False), n, io_step, durability="async"), n)
+
+        runs["no fsync" + label] = nofsync
     got: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
     for rep in range(args.reps):
@@ -511,6 +517,16 @@ async def bench_io_chain(
                 "asyncflow StorageFile batch, a hop per write (before)",
                 median(got["batch before"]),
                 f"= {paired('batch before', got['async before']):.2f}x async before",
+            ),
+            (
+                "asyncflow StorageFile(durable=False) async",
+                median(got["no fsync"]),
+                f"= {paired('no fsync', mem):.2f}x memory: a write shorter than the step",
+            ),
+            (
+                "asyncflow StorageFile(durable=False) async, a hop per write (before)",
+                median(got["no fsync before"]),
+                f"= {paired('no fsync before', mem):.2f}x memory",
             ),
         ],
     )

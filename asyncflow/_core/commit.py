@@ -24,6 +24,14 @@ In every mode each record is written with one atomic ``write`` (a reader sees
 the old record or the new one, never a torn one), the lease is checked right
 before each record (or batch) is handed to storage, and writes are shielded
 from cancellation: a cancelled run still finishes the writes it started.
+
+A storage with a ``background_writer()`` (``StorageFile``) gets its records
+through one long-lived writer thread instead of a thread hop per write
+(``asyncflow._core.writer``): the loop is woken only when a task waits for a
+record (``sync``, a batch, a chain's next commit finding its previous record
+still in flight, the end of the run), so an ``async`` write that finishes
+while the next step awaits costs the loop nothing. Records queued together
+from several chains are written as one group commit.
 """
 
 from __future__ import annotations
@@ -74,8 +82,11 @@ class Committer:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Around the whole run: on exit every started write has finished."""
-        opener = getattr(self.storage, "background_writer", None)
-        writer = opener() if opener is not None else None
+        # Looked up on the class: a wrapper delegating through ``__getattr__``
+        # must see every write in its own ``write``, not hand them to the inner
+        # storage's thread.
+        opener = getattr(type(self.storage), "background_writer", None)
+        writer = opener(self.storage) if opener is not None else None
         if writer is None:
             yield
             return

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -187,6 +188,7 @@ class SharedWriter:
         self._lock = threading.Lock()
         self._thread: WriterThread | None = None
         self._users = 0
+        self._pid = os.getpid()
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[WriterSession]:
@@ -196,6 +198,8 @@ class SharedWriter:
         from the body wins (it already fails the run).
         """
         with self._lock:
+            if self._pid != os.getpid():  # a forked child inherits no thread
+                self._thread, self._users, self._pid = None, 0, os.getpid()
             if self._thread is None:
                 self._thread = WriterThread(*self._args)
             self._users += 1
