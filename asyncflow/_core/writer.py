@@ -62,7 +62,8 @@ class WriterThread:
 
     Jobs queued together (from several chains: each chain waits for its
     previous record first) are written as one group by ``write_group``
-    (shared flushes); a lone job by ``write_one``.
+    (shared flushes); a lone job by ``write_one``. If a group fails, its jobs
+    are written again one by one, so that only the bad record fails.
     """
 
     def __init__(self, write_one: WriteOne, write_group: WriteGroup, name: str) -> None:
@@ -104,14 +105,29 @@ class WriterThread:
             self._run(group)
 
     def _run(self, group: list[Ticket]) -> None:
+        if len(group) > 1:
+            try:
+                self._write_group([item for ticket in group for item in ticket.items])
+            except BaseException:
+                # One bad record must not fail the others (maybe other runs'):
+                # each job again on its own, so each error names its own key.
+                for ticket in group:
+                    self._run([ticket])
+                return
+            self._settle(group, None)
+            return
+        (ticket,) = group
         error: BaseException | None = None
         try:
-            if len(group) == 1 and len(group[0].items) == 1:
-                self._write_one(*group[0].items[0])
+            if len(ticket.items) == 1:
+                self._write_one(*ticket.items[0])
             else:
-                self._write_group([item for ticket in group for item in ticket.items])
+                self._write_group(ticket.items)
         except BaseException as exc:  # kept for the loop; the thread must outlive a bad job
             error = exc
+        self._settle(group, error)
+
+    def _settle(self, group: list[Ticket], error: BaseException | None) -> None:
         wakes = []
         finished = time.perf_counter()
         with self._lock:
