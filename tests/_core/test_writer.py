@@ -27,6 +27,7 @@ class Disk:
         self.fail_on: str | None = None
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # the thread holds a job
         self.threads: set[str] = set()
 
     def one(self, key: str, data: bytes) -> None:
@@ -34,6 +35,7 @@ class Disk:
 
     def group(self, items: Sequence[tuple[str, bytes]]) -> None:
         self.threads.add(threading.current_thread().name)
+        self.entered.set()
         self.gate.wait(10)
         time.sleep(self.delay)
         for key, _ in items:
@@ -60,6 +62,13 @@ async def submit_and_leave(
             raise error
 
 
+async def held(disk: Disk) -> None:
+    """Until the writer thread has taken a job and waits at the gate."""
+    with anyio.fail_after(10):
+        while not disk.entered.is_set():
+            await anyio.sleep(0.001)
+
+
 async def test_jobs_land_in_submission_order_on_one_thread() -> None:
     disk = Disk()
     async with disk.shared().session() as session:
@@ -75,7 +84,7 @@ async def test_jobs_queued_while_busy_are_written_as_one_group() -> None:
     disk.gate.clear()
     async with disk.shared().session() as session:
         first = session.submit((("a", b"x"),))
-        await anyio.sleep(0.05)  # the thread holds "a" at the gate
+        await held(disk)  # the thread holds "a" at the gate
         rest = [session.submit(((key, b"x"),)) for key in "bcd"]
         disk.gate.set()
         await session.wait(first)
@@ -110,7 +119,7 @@ async def test_a_failed_group_is_retried_job_by_job_so_only_the_bad_record_fails
     disk.gate.clear()
     async with disk.shared().session() as session:
         first = session.submit((("a", b"x"),))
-        await anyio.sleep(0.05)
+        await held(disk)
         tickets = {key: session.submit(((key, b"x"),)) for key in "bcd"}
         disk.gate.set()
         await session.wait(first)
@@ -189,7 +198,8 @@ async def test_the_loop_is_woken_only_for_a_ticket_being_waited_on(
         with anyio.fail_after(5):
             async with anyio.create_task_group() as group:
                 group.start_soon(session.wait, ticket)
-                await anyio.sleep(0.02)
+                while ticket._wake is None:  # the waiter has asked to be woken
+                    await anyio.sleep(0.001)
                 disk.gate.set()
         assert wakes == 1
 
