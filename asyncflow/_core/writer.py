@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import anyio
 
-__all__ = ["Ticket", "WriterSession", "WriterThread", "call_soon_threadsafe"]
+__all__ = ["SharedWriter", "Ticket", "WriterSession", "WriterThread", "call_soon_threadsafe"]
 
 Items = Sequence[tuple[str, bytes]]
 WriteOne = Callable[[str, bytes], object]
@@ -81,10 +81,6 @@ class WriterThread:
         """Finish every queued job, then end the thread (joined: nothing is left behind)."""
         self._jobs.put(None)
         self._thread.join()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def _serve(self) -> None:
         stopping = False

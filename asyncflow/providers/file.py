@@ -142,7 +142,9 @@ class StorageFile(ClosingStorage):
     Conditional writes hold an ``flock`` on a per-key lock file, so two
     processes cannot both win. Every blocking call of one operation runs in a
     single worker-thread hop (measured faster than aiofiles, which pays a hop
-    per call and does not run on trio; see ``docs/benchmarks.md``).
+    per call and does not run on trio; see ``docs/benchmarks.md``); the
+    engine's task records go instead through ``background_writer()``, one
+    long-lived thread that wakes the event loop only when a task waits.
 
     Containment: ``path`` itself is the user's choice (it may be a symlink);
     everything below it is untrusted. Every operation walks the key's
