@@ -35,7 +35,7 @@ WriteGroup = Callable[[Items], object]
 class Ticket:
     """One job in the writer's queue: its records, and whether they are durable yet."""
 
-    __slots__ = ("_wake", "done", "error", "finished", "items", "session")
+    __slots__ = ("_wakes", "done", "error", "finished", "items", "session")
 
     def __init__(self, items: Items, session: WriterSession) -> None:
         self.items = items
@@ -44,7 +44,8 @@ class Ticket:
         self.error: BaseException | None = None
         #: ``time.perf_counter()`` when the thread finished the job
         self.finished = 0.0
-        self._wake: Callable[[], object] | None = None
+        #: one per task waiting on this ticket (a commit and the end of the run may both)
+        self._wakes: list[Callable[[], object]] = []
 
 
 def call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
@@ -133,9 +134,8 @@ class WriterThread:
                 ticket.done = True
                 if error is not None:
                     ticket.session.failed.append(ticket)
-                if ticket._wake is not None:
-                    wakes.append(ticket._wake)
-                    ticket._wake = None
+                wakes.extend(ticket._wakes)
+                ticket._wakes = []
         for wake in wakes:
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
                 wake()
@@ -149,7 +149,7 @@ class WriterThread:
         with self._lock:
             if ticket.done:
                 return
-            ticket._wake = lambda: call(event.set)
+            ticket._wakes.append(lambda: call(event.set))
         await event.wait()
 
 

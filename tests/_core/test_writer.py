@@ -198,10 +198,32 @@ async def test_the_loop_is_woken_only_for_a_ticket_being_waited_on(
         with anyio.fail_after(5):
             async with anyio.create_task_group() as group:
                 group.start_soon(session.wait, ticket)
-                while ticket._wake is None:  # the waiter has asked to be woken
+                while not ticket._wakes:  # the waiter has asked to be woken
                     await anyio.sleep(0.001)
                 disk.gate.set()
         assert wakes == 1
+
+
+async def test_every_task_waiting_on_a_ticket_is_woken() -> None:
+    """A commit and the end of the run may wait on the same record."""
+    disk = Disk()
+    disk.gate.clear()
+    woken: list[int] = []
+    async with disk.shared().session() as session:
+        ticket = session.submit((("k0", b"x"),))
+
+        async def waiter(i: int) -> None:
+            await session.settle(ticket)
+            woken.append(i)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                for i in range(3):
+                    group.start_soon(waiter, i)
+                while len(ticket._wakes) < 3:
+                    await anyio.sleep(0.001)
+                disk.gate.set()
+    assert sorted(woken) == [0, 1, 2]
 
 
 async def test_no_thread_is_left_after_the_last_session() -> None:
