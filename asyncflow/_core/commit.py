@@ -24,6 +24,14 @@ In every mode each record is written with one atomic ``write`` (a reader sees
 the old record or the new one, never a torn one), the lease is checked right
 before each record (or batch) is handed to storage, and writes are shielded
 from cancellation: a cancelled run still finishes the writes it started.
+
+A storage with a ``background_writer()`` (``StorageFile``) gets its records
+through one long-lived writer thread instead of a thread hop per write
+(``asyncflow._core.writer``): the loop is woken only when a task waits for a
+record (``sync``, a batch, a chain's next commit finding its previous record
+still in flight, the end of the run), so an ``async`` write that finishes
+while the next step awaits costs the loop nothing. Records queued together
+from several chains are written as one group commit.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from asyncflow._core.concurrency import run_all
 from asyncflow._core.lease import Lease
 from asyncflow._core.storage import Storage
 from asyncflow._core.task import Task
+from asyncflow._core.writer import Ticket, WriterSession
 from asyncflow.providers.memory import StorageDefault
 
 __all__ = ["DURABILITY", "Committer", "Durability", "make_committer"]
@@ -68,39 +77,59 @@ class Committer:
         # the shield (a cancel scope per step) would cost without protecting.
         self.needs_shield = type(storage) is not StorageDefault
         self._memory = storage if type(storage) is StorageDefault else None
+        #: the storage's writer thread for this run (``StorageFile``), else None
+        self.session: WriterSession | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Around the whole run: on exit every started write has finished."""
-        yield
+        # Looked up on the class: a wrapper delegating through ``__getattr__``
+        # must see every write in its own ``write``, not hand them to the inner
+        # storage's thread.
+        opener = getattr(type(self.storage), "background_writer", None)
+        writer = opener(self.storage) if opener is not None else None
+        if writer is None:
+            yield
+            return
+        async with writer as session:
+            self.session = session
+            try:
+                yield
+            finally:
+                self.session = None
 
     def _ensure(self) -> None:
         if self.lease is not None:
             self.lease.ensure()
 
-    def _written(self, task: Task, where: str, data: bytes, clock: float) -> None:
+    def _written(self, task: Task, where: str, data: bytes, clock: float, end: float) -> None:
         self.bus.task_event(
             events.CheckpointWritten,
             self.workflow_id,
             task,
             storage_key=where,
             size=len(data),
-            duration=time.perf_counter() - clock,
+            duration=end - clock,
         )
 
     async def commit(self, task: Task, where: str, data: bytes) -> None:
         """Hand ``data`` to storage; the lease is checked first (``LeaseLost``)."""
         clock = time.perf_counter()
         self._ensure()
+        session = self.session
         if self._memory is not None:
             self._memory._put(where, data)
+        elif session is not None:
+            ticket = session.submit(((where, data),))
+            with anyio.CancelScope(shield=True):
+                await session.wait(ticket)
         elif self.needs_shield:
             with anyio.CancelScope(shield=True):
                 await self.storage.write(where, data)
         else:
             await self.storage.write(where, data)
         if self.bus.subscribers:
-            self._written(task, where, data, clock)
+            self._written(task, where, data, clock, time.perf_counter())
 
 
 class AsyncCommitter(Committer):
@@ -111,9 +140,37 @@ class AsyncCommitter(Committer):
         self._group: anyio.abc.TaskGroup | None = None
         self._last: dict[int, anyio.Event] = {}
         self._failure: list[BaseException] = []
+        #: per chain, on a writer thread: the record in flight and what its event needs
+        self._queued: dict[int, tuple[Ticket, Task, str, bytes, float]] = {}
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
+        async with super().running():
+            if self.session is not None:
+                try:
+                    yield
+                finally:
+                    await self._settle_queued()
+                return
+            async with self._tasks():
+                yield
+
+    async def _settle_queued(self) -> None:
+        """Every record in flight has landed (shielded); their events are published."""
+        assert self.session is not None
+        with anyio.CancelScope(shield=True):
+            await self.session.settle_all()
+        queued, self._queued = self._queued, {}
+        for entry in queued.values():
+            self._landed(*entry)
+
+    def _landed(self, ticket: Ticket, task: Task, where: str, data: bytes, clock: float) -> None:
+        if ticket.error is None and self.bus.subscribers:
+            self._written(task, where, data, clock, ticket.finished)
+
+    @contextlib.asynccontextmanager
+    async def _tasks(self) -> AsyncIterator[None]:
+        """Without a writer thread: one shielded background task per write."""
         failed: Exception | None = None
         try:
             async with anyio.create_task_group() as group:
@@ -133,6 +190,25 @@ class AsyncCommitter(Committer):
             raise self._failure[0]
 
     async def commit(self, task: Task, where: str, data: bytes) -> None:
+        session = self.session
+        if session is None:
+            await self._commit_task(task, where, data)
+            return
+        session.check()
+        chain = anyio.get_current_task().id
+        previous = self._queued.get(chain)
+        if previous is not None:
+            ticket = previous[0]
+            if not ticket.done:
+                with anyio.CancelScope(shield=True):
+                    await session.settle(ticket)  # order per chain: one write in flight
+            session.check()
+            self._landed(*previous)
+        self._ensure()
+        clock = time.perf_counter()
+        self._queued[chain] = (session.submit(((where, data),)), task, where, data, clock)
+
+    async def _commit_task(self, task: Task, where: str, data: bytes) -> None:
         if self._failure:
             raise self._failure[0]
         chain = anyio.get_current_task().id
@@ -158,7 +234,7 @@ class AsyncCommitter(Committer):
             return
         finally:
             done.set()
-        self._written(task, where, data, clock)
+        self._written(task, where, data, clock, time.perf_counter())
 
 
 class BatchCommitter(Committer):
@@ -204,7 +280,10 @@ class BatchCommitter(Committer):
         try:
             self._ensure()
             items = [(where, data) for _, where, data, _ in batch]
-            if self._write_many is not None and len(items) > 1:
+            if self.session is not None:
+                # One job for the writer thread: one write, or a group commit.
+                await self.session.wait(self.session.submit(items))
+            elif self._write_many is not None and len(items) > 1:
                 await self._write_many(items)
             elif len(items) == 1:
                 await self.storage.write(*items[0])
@@ -221,8 +300,10 @@ class BatchCommitter(Committer):
                 slot.error = exc
                 slot.event.set()
             return
+        end = time.perf_counter()
         for task, where, data, slot in batch:
-            self._written(task, where, data, clock)
+            if self.bus.subscribers:
+                self._written(task, where, data, clock, end)
             slot.event.set()
 
 

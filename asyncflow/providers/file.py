@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import anyio.to_thread
@@ -19,6 +19,7 @@ import anyio.to_thread
 from asyncflow._core.errors import ConfigurationError, PreconditionFailed, StorageError
 from asyncflow._core.ids import validate_storage_key
 from asyncflow._core.storage import Blob, ClosingStorage, check_children_prefix
+from asyncflow._core.writer import SharedWriter, WriterSession
 
 __all__ = ["StorageFile"]
 
@@ -146,7 +147,9 @@ class StorageFile(ClosingStorage):
     Conditional writes hold an ``flock`` on a per-key lock file, so two
     processes cannot both win. Every blocking call of one operation runs in a
     single worker-thread hop (measured faster than aiofiles, which pays a hop
-    per call and does not run on trio; see ``docs/benchmarks.md``).
+    per call and does not run on trio; see ``docs/benchmarks.md``); the
+    engine's task records go instead through ``background_writer()``, one
+    long-lived thread that wakes the event loop only when a task waits.
 
     Containment: ``path`` itself is the user's choice (it may be a symlink);
     everything below it is untrusted. Every operation walks the key's
@@ -172,6 +175,27 @@ class StorageFile(ClosingStorage):
             )
         self.path = Path(path)
         self.durable = durable
+        self._writer = SharedWriter(self._write_one, self._write_group, f"asyncflow-writer {path}")
+
+    def background_writer(self) -> contextlib.AbstractAsyncContextManager[WriterSession] | None:
+        """A session on this storage's writer thread, for the engine's record commits.
+
+        One long-lived thread per storage (started by the first run, ended
+        with the last) writes the records queued by the runs, in order;
+        the event loop is woken only when a task waits for one (see
+        ``asyncflow._core.writer``). ``None`` when a subclass overrides
+        ``write`` or ``write_many``: every record must go through them then.
+        """
+        cls = type(self)
+        if cls.write is not StorageFile.write or cls.write_many is not StorageFile.write_many:
+            return None
+        return self._writer.session()
+
+    def _write_one(self, key: str, data: bytes) -> None:
+        self._write_sync(key, self._file(key), data, False, None)
+
+    def _write_group(self, items: Sequence[tuple[str, bytes]]) -> None:
+        self._write_many_sync([(key, self._file(key), data) for key, data in items])
 
     def _target(self, key: str) -> Path:
         return Path(self._file(key))
@@ -543,7 +567,7 @@ class StorageFile(ClosingStorage):
                 os.close(child)
 
     async def aclose(self) -> None:
-        return None
+        self._writer.stop()
 
     def __repr__(self) -> str:
         return f"StorageFile({str(self.path)!r})"
