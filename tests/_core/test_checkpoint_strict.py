@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import math
 from collections import OrderedDict
 from pathlib import Path
@@ -21,7 +22,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from asyncflow import AsyncFlow, Config, SerializationError, action
-from asyncflow._core.checkpoint import EncodedOutput, encode_output
+from asyncflow._core.checkpoint import _LONG_TEXT, EncodedOutput, _long_text, encode_output
 from asyncflow._core.task import TaskStatus
 from asyncflow.providers import StorageDefault, StorageFile
 from asyncflow.serializers import TAG, JSONSerializer
@@ -143,9 +144,27 @@ def _outcome(serializer: JSONSerializer, value: Any, limit: int | None) -> Encod
 @example("\ud800", None)
 @example(True, 3)
 @example("abcd", 5)
+@example("x" * 5000, None)
+@example("x" * 5000 + '"', None)
+@example("x" * 5000 + "\x7f", None)
+@example("\ud800" + "x" * 5000, None)
+@example("x" * 5000, 5001)
+@example("x" * 5000, 5002)
 def test_fast_encoding_is_the_strict_walk_byte_for_byte(value: Any, limit: int | None) -> None:
     """Same bytes and digest, or the same ``SerializationError`` message."""
     assert _outcome(FAST, value, limit) == _outcome(WALK, value, limit)
+
+
+@FUZZ
+@given(
+    st.text(st.characters(max_codepoint=0x80), min_size=1, max_size=40),
+    st.integers(0, 8),
+)
+def test_a_long_string_is_escaped_as_json_escapes_it(piece: str, copies: int) -> None:
+    """The long-text path (nothing to escape: the bytes between quotes) is ``json.dumps``."""
+    value = "p" * _LONG_TEXT + piece * copies
+    assert _long_text(value) == json.dumps(value).encode()
+    assert _outcome(FAST, value, None) == _outcome(WALK, value, None)
 
 
 def test_the_scalar_fast_path_is_what_small_outputs_take() -> None:
