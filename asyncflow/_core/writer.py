@@ -21,6 +21,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import anyio
@@ -197,10 +198,15 @@ class SharedWriter:
 
     def __init__(self, write_one: WriteOne, write_group: WriteGroup, name: str) -> None:
         self._args = (write_one, write_group, name)
+        self._forget_parent()
+        _writers.add(self)
+
+    def _forget_parent(self) -> None:
+        """A new start, also in a forked child: the parent's thread is not there, and its
+        lock may have been held by another thread at the fork."""
         self._lock = threading.Lock()
         self._thread: WriterThread | None = None
         self._users = 0
-        self._pid = os.getpid()
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[WriterSession]:
@@ -210,8 +216,6 @@ class SharedWriter:
         from the body wins (it already fails the run).
         """
         with self._lock:
-            if self._pid != os.getpid():  # a forked child inherits no thread
-                self._thread, self._users, self._pid = None, 0, os.getpid()
             if self._thread is None:
                 self._thread = WriterThread(*self._args)
             self._users += 1
@@ -242,3 +246,15 @@ class SharedWriter:
             thread, self._thread = (self._thread, None) if self._users == 0 else (None, None)
         if thread is not None:
             thread.stop()
+
+
+_writers: weakref.WeakSet[SharedWriter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(_writers):
+        writer._forget_parent()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

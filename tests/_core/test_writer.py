@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -251,3 +255,53 @@ async def test_the_writer_thread_is_not_a_daemon() -> None:
         (thread,) = writer_threads()
         assert not thread.daemon  # interpreter exit waits for acknowledged writes
         disk.gate.set()
+
+
+_FORK_WHILE_LOCKED = """
+import asyncio, os, sys, threading
+from asyncflow import AsyncFlow, Config, action
+from asyncflow.providers import StorageFile
+
+@action
+async def one(previous_context):
+    return 1
+
+async def run(storage, workflow_id):
+    flow = AsyncFlow(config=Config(storage=storage), workflow_id=workflow_id)
+    flow.task.add(one)
+    await flow.start()
+    return flow.status
+
+storage = StorageFile(sys.argv[1])
+assert asyncio.run(run(storage, "parent")) == "completed"
+held, release = threading.Event(), threading.Event()
+
+def hold():
+    with storage._writer._lock:
+        held.set()
+        release.wait()
+
+threading.Thread(target=hold).start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if asyncio.run(run(storage, "child")) == "completed" else 3)
+release.set()
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_another_thread_held_the_writer_lock_still_writes(
+    tmp_path: Path,
+) -> None:
+    """``os.fork`` copies a held lock locked; the child starts its writer afresh."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FORK_WHILE_LOCKED, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "child" / "tasks").is_dir()
