@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from asyncflow._core.checkpoint import FORMAT, SIG_PREFIX, CheckpointRecord, decode_record
+from asyncflow._core.checkpoint import FORMAT, SIG_PREFIX, CheckpointRecord
 from asyncflow._core.codec import loads
+from asyncflow._core.decoding import decode_record
 
 __all__ = ["RecordTimes", "record_meta", "record_times"]
 

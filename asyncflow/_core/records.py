@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from asyncflow._core.checkpoint import CheckpointRecord, decode_record
+from asyncflow._core.checkpoint import CheckpointRecord
 from asyncflow._core.concurrency import run_all
+from asyncflow._core.decoding import decode_record
 from asyncflow._core.layout import (
     is_own_key,
     manifest_key,

@@ -26,8 +26,9 @@ import time
 from dataclasses import replace
 
 from asyncflow._core.blobs import blob_prefix, collect_garbage
-from asyncflow._core.checkpoint import _SIG_PREFIX, _output_tail, sign, verify
+from asyncflow._core.checkpoint import _SIG_PREFIX, sign, verify
 from asyncflow._core.codec import dumps, loads
+from asyncflow._core.decoding import output_tail
 from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError
 from asyncflow._core.ids import validate_id
 from asyncflow._core.layout import is_own_key, manifest_key, task_prefix, task_storage_key
@@ -119,7 +120,7 @@ def _rewrite(data: bytes, where: str, source: str, target: str, signing_key: byt
         raise CheckpointCorrupt(f"{where} is not a checkpoint record of {source}", key=where)
     header = {name: value for name, value in raw.items() if name != "output"}
     header["workflow_id"] = target
-    tail = _output_tail(body)
+    tail = output_tail(body)
     if tail is None:
         copied = dumps({**header, "output": raw["output"]})
     else:

@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import pytest
 
-from asyncflow._core.checkpoint import decode_record
+from asyncflow._core.decoding import decode_record
 from asyncflow._core.storage import Storage
 from asyncflow.serializers import JSONSerializer
 from tests.servers import GCSServer, S3Server

@@ -35,7 +35,7 @@ import anyio
 import pytest
 
 from asyncflow import AsyncFlow, Config, Context, TaskStatus, action
-from asyncflow._core.checkpoint import decode_record
+from asyncflow._core.decoding import decode_record
 from asyncflow._core.errors import StorageError, StorageUnavailable
 from asyncflow._core.storage import Storage
 from asyncflow.serializers import JSONSerializer
