@@ -230,8 +230,7 @@ def test_huge_int_survives_a_lowered_int_max_str_digits() -> None:
 
 SET_SCRIPT = """
 import sys
-from asyncflow._core.checkpoint import dumps
-from asyncflow._core.checkpoint import loads as checkpoint_loads
+from asyncflow._core.codec import dumps
 from asyncflow._core.registry import Registered, field_names, kind_of
 from asyncflow.serializers import JSONSerializer
 value = [set("abcdefghijklmnop"), frozenset(["x", "yy", b"z", (1, "w")])]
