@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
@@ -18,60 +16,28 @@ from asyncflow import events
 from asyncflow._core.background import Detached
 from asyncflow._core.blobs import collect_garbage
 from asyncflow._core.bus import EventBus, EventStream
-from asyncflow._core.checkpoint import CheckpointRecord
-from asyncflow._core.concurrency import run_all, run_beside
+from asyncflow._core.concurrency import run_beside
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
-from asyncflow._core.errors import (
-    CheckpointMismatch,
-    ConfigurationError,
-    InputChangedError,
-    LeaseLost,
-    SerializationError,
-    TaskFailed,
-    TaskTimeout,
-)
-from asyncflow._core.graph import check_graph
+from asyncflow._core.errors import ConfigurationError, LeaseLost, TaskFailed, TaskTimeout
 from asyncflow._core.ids import validate_id
-from asyncflow._core.layout import manifest_key, task_prefix
 from asyncflow._core.lease import Lease
-from asyncflow._core.manifest import Manifest, fingerprint_of
+from asyncflow._core.manifest import Manifest
 from asyncflow._core.modes import MODES
-from asyncflow._core.records import clear_for_new_run, load_records
-from asyncflow._core.runner import CODE_CHANGE_POLICIES, Runner, call_callback
-from asyncflow._core.runs import RunRecorder, invalidate, report_unhandled
-from asyncflow._core.shape import close_matches
-from asyncflow._core.storage import Storage
+from asyncflow._core.prepare import prepare_run
+from asyncflow._core.run_options import RunOptions, check_options
+from asyncflow._core.runner import Runner, call_callback
+from asyncflow._core.runs import RunRecorder, report_unhandled
 from asyncflow._core.subflow import PARENT, Parent
 from asyncflow._core.summary import new_run_id
 from asyncflow._core.task import Task, TaskBuilder, TaskStatus
-from asyncflow._core.waits import NotParked, due_at
+from asyncflow._core.waits import due_at
 
 __all__ = ["AsyncFlow", "Mode"]
 
 logger = logging.getLogger("asyncflow")
 
 Mode = Literal["sequential", "sequential_group", "background", "parallel", "graph"]
-_POLICIES = ("reuse", "reset", "raise")
-_ON_WAIT = ("block", "park")
-
-
-@dataclass(frozen=True, slots=True)
-class _RunOptions:
-    mode: str
-    resume: bool
-    keep_going: bool
-    on_success: Callable[..., Any] | None
-    on_failure: Callable[..., Any] | None
-    on_input_change: str
-    fingerprint: str | None
-    max_concurrency: int | None
-    raise_on_failure: bool
-    wait_for_lease: bool | float
-    on_wait: str = "block"
-    only_if_waiting: bool = False  # a worker's resume: do nothing unless run.json says waiting
-    rerun_from: str | None = None
-    on_code_change: str = "reuse"
 
 
 async def _with_heartbeat(lease: Lease, body: Callable[[], Awaitable[None]]) -> None:
@@ -83,32 +49,6 @@ async def _with_heartbeat(lease: Lease, body: Callable[[], Awaitable[None]]) -> 
     with contextlib.suppress(LeaseLost):  # raised by ensure() below, once the heartbeat stopped
         await run_beside(body, lease.heartbeat)
     lease.ensure()
-
-
-async def _refuse_positional(storage: Storage, previous: Manifest, tasks: list[Task]) -> None:
-    """Never restore a record written under a positional key into another step.
-
-    asyncflow before name-derived keys named checkpoints ``0``, ``1``... by
-    position. Such a workflow resumed under the new keys would silently run
-    everything again next to stale records, or (with a hand-pinned ``key``)
-    mix them up: refuse, saying how to proceed.
-    """
-    old = previous.tasks
-    if previous.keys or not old or old != tuple(str(i) for i in range(len(old))):
-        return
-    if [task.key for task in tasks] == list(old):
-        return  # the keys were pinned to the old positions: the records match them
-    prefix = task_prefix(previous.workflow_id)
-    stale = {f"{prefix}{key}.json" for key in old}
-    if not [name async for name in storage.list(prefix) if name in stale]:
-        return  # nothing was checkpointed under the old keys
-    raise CheckpointMismatch(
-        f"workflow {previous.workflow_id} was checkpointed by an earlier asyncflow with"
-        f" positional keys '0'..'{len(old) - 1}'; this version keys each step by its name,"
-        " so those checkpoints cannot be matched to steps safely. Either start over"
-        f" (asyncflow clear {previous.workflow_id}, or start(resume=False)), or pin the"
-        " old keys with task.add(..., key='0'), key='1', ... in the old order"
-    )
 
 
 def _with_children(manifest: Manifest, tasks: list[Task]) -> Manifest:
@@ -180,32 +120,7 @@ class AsyncFlow:
         ``"rerun"`` or ``"raise"``. Each start is a run with a new
         ``flow.run_id`` and a summary in ``{workflow_id}/runs/``.
         """
-        if rerun_from is not None and not resume:
-            raise ConfigurationError(
-                "rerun_from needs resume=True (a fresh run re-runs everything)"
-            )
-        if on_code_change not in CODE_CHANGE_POLICIES:
-            raise ConfigurationError(
-                f"on_code_change must be one of {', '.join(CODE_CHANGE_POLICIES)},"
-                f" got {on_code_change!r}"
-            )
-        self._check_start(
-            mode,
-            resume,
-            on_success,
-            on_failure,
-            on_input_change,
-            fingerprint,
-            max_concurrency,
-            wait_for_lease,
-        )
-        if on_wait not in _ON_WAIT:
-            raise ConfigurationError(f"on_wait must be 'block' or 'park', got {on_wait!r}")
-        self._running = True
-        self._cancel_requested = False
-        for task in self.task.queue:
-            task.reset()
-        options = _RunOptions(
+        options = RunOptions(
             mode=mode,
             resume=resume,
             keep_going=keep_going,
@@ -220,7 +135,7 @@ class AsyncFlow:
             rerun_from=rerun_from,
             on_code_change=on_code_change,
         )
-        self.run_id = new_run_id()
+        self._begin(options)
         if mode == "background":
 
             async def job() -> None:
@@ -232,62 +147,22 @@ class AsyncFlow:
         await self._run(options)
         return self
 
-    def _check_start(
-        self,
-        mode: object,
-        resume: object,
-        on_success: object,
-        on_failure: object,
-        on_input_change: object,
-        fingerprint: object,
-        max_concurrency: object,
-        wait_for_lease: object,
-    ) -> None:
-        if self._running:
-            raise ConfigurationError(
-                f"workflow {self.workflow_id} is already running on this object;"
-                " await flow.wait() first"
-            )
-        if mode not in MODES:
-            raise ConfigurationError(
-                f"mode must be one of {', '.join(MODES)}, got {mode!r}"
-                f"{close_matches(str(mode), list(MODES))}"
-            )
-        check_graph(self.task.queue, mode)
-        if on_input_change not in _POLICIES:
-            raise ConfigurationError(
-                f"on_input_change must be one of {', '.join(_POLICIES)}, got {on_input_change!r}"
-            )
-        for name, value in (("on_success", on_success), ("on_failure", on_failure)):
-            if value is not None and not callable(value):
-                raise ConfigurationError(f"{name} must be callable, got {value!r}")
-        if fingerprint is not None and not isinstance(fingerprint, str):
-            raise ConfigurationError(f"fingerprint must be a str, got {fingerprint!r}")
-        if max_concurrency is not None and (
-            type(max_concurrency) is not int or max_concurrency < 1
-        ):
-            raise ConfigurationError(
-                f"max_concurrency must be an int >= 1 or None, got {max_concurrency!r}"
-            )
-        if (
-            wait_for_lease is not True
-            and wait_for_lease is not False
-            and (
-                isinstance(wait_for_lease, bool)
-                or not isinstance(wait_for_lease, (int, float))
-                or wait_for_lease < 0
-            )
-        ):
-            raise ConfigurationError(
-                f"wait_for_lease must be a bool or seconds >= 0, got {wait_for_lease!r}"
-            )
-        if resume and not self.fixed_id:
-            raise ConfigurationError(
-                "resume=True needs a fixed workflow id: AsyncFlow(workflow_id='...'),"
-                " so that a later run can find this run's checkpoints"
-            )
+    def _begin(self, options: RunOptions) -> None:
+        """Check ``options``, then claim this object for a new run (``flow.run_id``)."""
+        check_options(
+            options,
+            workflow_id=self.workflow_id,
+            fixed_id=self.fixed_id,
+            tasks=self.task.queue,
+            running=self._running,
+        )
+        self._running = True
+        self._cancel_requested = False
+        for task in self.task.queue:
+            task.reset()
+        self.run_id = new_run_id()
 
-    async def _run(self, options: _RunOptions) -> None:
+    async def _run(self, options: RunOptions) -> None:
         mode = options.mode
         tasks = self.task.queue
         clock = time.perf_counter()
@@ -335,7 +210,9 @@ class AsyncFlow:
 
                 async def body() -> None:
                     nonlocal manifest, runner
-                    manifest, records = await self._prepare(options, recorder)
+                    manifest, records = await prepare_run(
+                        self.config, self.workflow_id, tasks, options, recorder
+                    )
                     runner = Runner(
                         workflow_id=self.workflow_id,
                         config=self.config,
@@ -453,93 +330,6 @@ class AsyncFlow:
                 )
             )
 
-    async def _prepare(
-        self, options: _RunOptions, recorder: RunRecorder
-    ) -> tuple[Manifest, dict[str, CheckpointRecord]]:
-        """Read the manifest, apply the input-change policy, load what resume needs."""
-        resume, policy = options.resume, options.on_input_change
-        fingerprint, mode = options.fingerprint, options.mode
-        only_if_waiting = options.only_if_waiting
-        storage = self.config.storage
-        serializer = self.config.serializer
-        where = manifest_key(self.workflow_id)
-        # A fresh run uses nothing of the last run.json: not read (a round trip saved).
-        blob = await storage.read(where) if resume or only_if_waiting else None
-        previous = Manifest.decode(blob.data, where) if blob is not None else None
-        if only_if_waiting and (previous is None or previous.status != "waiting"):
-            raise NotParked(self.workflow_id, previous.status if previous else None)
-        payloads = [task.initial_context.storage for task in self.task.queue]
-        if fingerprint is None:
-            try:
-                fingerprint = fingerprint_of(payloads, serializer)
-            except SerializationError:
-                if resume:
-                    raise
-                fingerprint = None
-        records: dict[str, CheckpointRecord] = {}
-        if resume and previous is not None:
-            await _refuse_positional(storage, previous, self.task.queue)
-        if resume:
-            stored = previous.fingerprint if previous is not None else None
-            reset = False
-            if stored is not None and stored != fingerprint:
-                if policy == "raise":
-                    raise InputChangedError(
-                        f"workflow {self.workflow_id}: the initial contexts differ from the"
-                        " checkpointed run's; pass on_input_change='reset' to start over or"
-                        " 'reuse' to keep the checkpoints"
-                    )
-                if policy == "reset":
-                    logger.info("%s: inputs changed; clearing checkpoints", self.workflow_id)
-                    await clear_for_new_run(storage, self.workflow_id)
-                    reset = True
-                else:
-                    fingerprint = stored
-            if not reset:
-                records = await load_records(
-                    storage,
-                    self.workflow_id,
-                    [task.key for task in self.task.queue],
-                    serializers={serializer.name: serializer},
-                    signing_key=self.config.signing_key,
-                    concurrency=self.config.read_concurrency,
-                )
-            if options.rerun_from is not None:
-                await invalidate(
-                    storage, self.workflow_id, self.task.queue, options.rerun_from, mode, records
-                )
-        else:
-            await clear_for_new_run(storage, self.workflow_id)
-        now = time.time()
-        manifest = Manifest(
-            workflow_id=self.workflow_id,
-            status="running",
-            fingerprint=fingerprint,
-            mode=mode,
-            tasks=tuple(task.key for task in self.task.queue),
-            steps=tuple(task.name for task in self.task.queue),
-            depends_on={t.key: t.depends_on for t in self.task.queue if t.depends_on},
-            kinds={t.key: t.kind for t in self.task.queue if t.kind != "step"},
-            over={t.key: t.over for t in self.task.queue if t.over is not None},
-            keys="name",
-            created_at=previous.created_at if previous is not None and resume else now,
-            updated_at=now,
-            run_id=recorder.run_id,
-            groups=tuple(task.group_name for task in self.task.queue),
-            host=recorder.host,
-            pid=recorder.pid,
-            started_at=recorder.started_at,
-        )
-        data = manifest.encode()
-        with anyio.CancelScope(shield=True):
-            if storage.persistent:
-                # Two independent keys side by side: one round trip of latency.
-                await run_all([functools.partial(storage.write, where, data), recorder.begin])
-            else:
-                await storage.write(where, data)
-                await recorder.begin()
-        return manifest, records
-
     async def _resume_parked(self, mode: str) -> None:
         """A worker's resume: ``start(resume=True, on_wait="park")``, but only of a parked run.
 
@@ -547,27 +337,9 @@ class AsyncFlow:
         the run parked, the second finds it no longer waiting and raises
         ``NotParked`` before anything is run or written.
         """
-        self._check_start(mode, True, None, None, "reuse", None, None, False)
-        self._running = True
-        self._cancel_requested = False
-        for task in self.task.queue:
-            task.reset()
-        options = _RunOptions(
-            mode=mode,
-            resume=True,
-            keep_going=False,
-            on_success=None,
-            on_failure=None,
-            on_input_change="reuse",
-            fingerprint=None,
-            max_concurrency=None,
-            raise_on_failure=False,
-            wait_for_lease=False,
-            on_wait="park",
-            only_if_waiting=True,
-        )
+        options = RunOptions(mode=mode, resume=True, on_wait="park", only_if_waiting=True)
+        self._begin(options)
         self._background = None
-        self.run_id = new_run_id()
         await self._run(options)
 
     async def wait(self) -> None:
