@@ -14,7 +14,7 @@ from asyncflow.providers.memory import StorageDefault
 from asyncflow.serializers import JSONSerializer, Serializer
 
 if TYPE_CHECKING:
-    from asyncflow._core.schedule import Clock
+    from asyncflow._core.clock import Clock
 
 __all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "Config"]
 

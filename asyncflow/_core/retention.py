@@ -41,7 +41,7 @@ from asyncflow._core.status import read_lease
 from asyncflow._core.storage import Storage
 from asyncflow._core.summary import new_run_id, runs_prefix
 
-__all__ = ["FINISHED", "Pruned", "parse_duration", "prune"]
+__all__ = ["FINISHED", "Pruned", "parse_duration", "prune", "prune_schedule"]
 
 logger = logging.getLogger("asyncflow")
 
@@ -194,3 +194,22 @@ async def prune(
     if candidates:
         await run_all([worker] * min(concurrency, len(candidates)))
     return [found[wid] for wid in sorted(found)]
+
+
+async def prune_schedule(
+    storage: Storage, older_than: float, base: str, owns: Callable[[str], bool]
+) -> None:
+    """A schedule's retention after each run: its own old workflows; a failure is only logged.
+
+    The schedule must go on ticking whatever storage does here, and the
+    next run's retention tries again.
+    """
+    try:
+        await prune(
+            storage,
+            older_than,
+            prefix=base,
+            only=owns,
+        )  # wall time, not the clock's: run.json timestamps are wall time
+    except Exception:
+        logger.exception("%s: retention failed; it is tried again after the next run", base)

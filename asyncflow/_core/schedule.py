@@ -35,19 +35,20 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
-import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from asyncflow._core.clock import Clock, ManualClock, WallClock
+from asyncflow._core.cron import check_cron, cron_next, is_stamped, tick_stamp
 from asyncflow._core.errors import ConfigurationError, WorkflowLocked
 from asyncflow._core.ids import validate_id
 from asyncflow._core.layout import manifest_key
 from asyncflow._core.manifest import Manifest
 from asyncflow._core.modes import MODES
+from asyncflow._core.ticks import ScheduledRun, Tick
 
 if TYPE_CHECKING:
     from asyncflow._core.flow import AsyncFlow
@@ -70,143 +71,6 @@ _OVERLAPS = ("skip", "queue", "parallel")
 #: a run whose manifest says this did not complete: ``resume=True`` resumes it
 _UNFINISHED = ("failed", "cancelled", "running")
 _UTC = dt.timezone.utc
-#: the tick stamp of ``Scheduler.run_id``, to the minute or to the second
-_STAMP = re.compile(r"\d{8}T\d{4}(?:\d{2})?Z")
-
-
-@runtime_checkable
-class Clock(Protocol):
-    """Where the scheduler reads the time and waits for the next tick."""
-
-    def now(self) -> dt.datetime:
-        """The current time, timezone-aware."""
-        ...
-
-    async def sleep_until(self, when: dt.datetime) -> None:
-        """Return once ``now() >= when`` (at once if it already is)."""
-        ...
-
-
-class WallClock:
-    """The real time (``datetime.now(UTC)``), waited for with ``anyio.sleep``.
-
-    Sleeps at most ``recheck`` seconds at a time and re-reads the wall clock,
-    so a clock change or a suspended machine delays a tick by at most that.
-    """
-
-    def __init__(self, recheck: float = 30.0) -> None:
-        self.recheck = recheck
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(_UTC)
-
-    async def sleep_until(self, when: dt.datetime) -> None:
-        while True:
-            delay = (when - self.now()).total_seconds()
-            if delay <= 0:
-                return
-            await anyio.sleep(min(delay, self.recheck))
-
-
-class ManualClock:
-    """A clock that moves only when told: tests drive a schedule tick by tick.
-
-    ``await clock.advance(minutes=1)`` moves the time, wakes every sleeper
-    that is due and returns once each woken sleeper is asleep again on this
-    clock (so the scheduler has handled the tick), or after ``settle``
-    event-loop turns.
-    """
-
-    def __init__(self, start: dt.datetime, *, settle: int = 1000) -> None:
-        if start.tzinfo is None:
-            raise ConfigurationError("ManualClock needs a timezone-aware start time")
-        self._now = start
-        self._sleepers: list[tuple[dt.datetime, anyio.Event]] = []
-        self._settle = settle
-
-    def now(self) -> dt.datetime:
-        return self._now
-
-    async def sleep_until(self, when: dt.datetime) -> None:
-        while self._now < when:
-            wakeup = anyio.Event()
-            entry = (when, wakeup)
-            self._sleepers.append(entry)
-            try:
-                await wakeup.wait()
-            finally:
-                if entry in self._sleepers:
-                    self._sleepers.remove(entry)
-
-    @property
-    def sleepers(self) -> int:
-        """How many tasks are waiting on this clock."""
-        return len(self._sleepers)
-
-    async def set(self, when: dt.datetime) -> None:
-        """Move the time to ``when`` (never backwards) and let the woken sleepers run."""
-        if when < self._now:
-            raise ValueError(f"ManualClock cannot go back from {self._now} to {when}")
-        self._now = when
-        due = [entry for entry in self._sleepers if entry[0] <= when]
-        for entry in due:
-            self._sleepers.remove(entry)
-            entry[1].set()
-        if not due:
-            await anyio.lowlevel.checkpoint()
-            return
-        # done when every woken sleeper is asleep again (waiting past now)
-        target = len(self._sleepers) + len(due)
-        for _ in range(self._settle):
-            await anyio.lowlevel.checkpoint()
-            if sum(1 for entry in self._sleepers if entry[0] > self._now) >= target:
-                break
-        for _ in range(10):  # let the tasks the tick started reach their first await
-            await anyio.lowlevel.checkpoint()
-
-    async def advance(
-        self,
-        delta: dt.timedelta | None = None,
-        *,
-        seconds: float = 0,
-        minutes: float = 0,
-        hours: float = 0,
-    ) -> None:
-        step = delta if delta is not None else dt.timedelta()
-        step += dt.timedelta(seconds=seconds, minutes=minutes, hours=hours)
-        await self.set(self._now + step)
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """What the scheduler did at one cron tick.
-
-    ``action`` is ``"run"`` (a run started), ``"queue"`` (it waits for the
-    active run), ``"skip"`` (dropped; ``reason`` says why).
-    """
-
-    at: dt.datetime
-    action: Literal["run", "queue", "skip"]
-    workflow_id: str | None = None
-    reason: str = ""
-
-
-@dataclass(slots=True)
-class ScheduledRun:
-    """One run started by the scheduler.
-
-    ``status``: ``"pending"`` (reading the manifest), ``"running"``, then the
-    flow's ``"completed"``, ``"failed"`` or ``"cancelled"``; ``"locked"`` if
-    another process held the workflow's lease (the run did not start), or
-    ``"error"`` if the run raised (``error`` holds it).
-    """
-
-    tick: dt.datetime
-    workflow_id: str
-    resumed: bool = False
-    status: str = "pending"
-    flow: AsyncFlow | None = None
-    error: BaseException | None = field(default=None, repr=False)
 
 
 def clone_flow(flow: AsyncFlow, workflow_id: str) -> AsyncFlow:
@@ -216,13 +80,6 @@ def clone_flow(flow: AsyncFlow, workflow_id: str) -> AsyncFlow:
     new = AsyncFlow(config=flow.config, workflow_id=workflow_id)
     new.task.copy_from(flow.task)  # keys, dependencies, maps and child flows
     return new
-
-
-def _cron_next(cron: str, after: dt.datetime) -> dt.datetime:
-    from croniter import croniter
-
-    following: dt.datetime = croniter(cron, after).get_next(dt.datetime)
-    return following
 
 
 class Scheduler:
@@ -256,15 +113,7 @@ class Scheduler:
         on_tick: Callable[[Tick], object] | None = None,
         history: int = 100,
     ) -> None:
-        try:
-            from croniter import croniter
-        except ImportError as exc:  # pragma: no cover - the extra is installed in tests
-            raise ImportError(
-                "scheduling needs its extra (croniter is missing):"
-                " pip install 'asyncflow-durable[scheduler]'"
-            ) from exc
-        if not isinstance(cron, str) or not croniter.is_valid(cron):
-            raise ConfigurationError(f"not a valid cron expression: {cron!r}")
+        check_cron(cron)
         if overlap not in _OVERLAPS:
             raise ConfigurationError(
                 f"overlap must be one of {', '.join(_OVERLAPS)}, got {overlap!r}"
@@ -338,9 +187,7 @@ class Scheduler:
         base = self.flow.workflow_id
         if self.overlap != "parallel":
             return base
-        stamp = tick.astimezone(_UTC).strftime(
-            "%Y%m%dT%H%M%SZ" if self._seconds else "%Y%m%dT%H%MZ"
-        )
+        stamp = tick_stamp(tick, self._seconds)
         return validate_id(f"{base}.{stamp}", "scheduled workflow id")
 
     def owns(self, workflow_id: str) -> bool:
@@ -349,16 +196,12 @@ class Scheduler:
         Exact, so retention for ``nightly`` never touches ``nightly.v2`` nor
         ``nightly.20260101T0000Z.bak``.
         """
-        base = self.flow.workflow_id
-        if workflow_id == base:
-            return True
-        head, dot, stamp = workflow_id.rpartition(".")
-        return bool(dot) and head == base and _STAMP.fullmatch(stamp) is not None
+        return is_stamped(workflow_id, self.flow.workflow_id)
 
     def next_tick(self, after: dt.datetime | None = None) -> dt.datetime:
         """The first tick strictly after ``after`` (default: now)."""
         moment = after if after is not None else self.clock.now()
-        return _cron_next(self.cron, moment.astimezone(self.tz))
+        return cron_next(self.cron, moment.astimezone(self.tz))
 
     async def run(self) -> None:
         """Tick until cancelled (raises the cancellation) or ``stop()`` (returns)."""
@@ -514,18 +357,9 @@ class Scheduler:
         retention = self.flow.config.retention_seconds
         if retention is None:
             return
-        from asyncflow._core.retention import prune
+        from asyncflow._core.retention import prune_schedule
 
-        base = self.flow.workflow_id
-        try:
-            await prune(
-                self.flow.config.storage,
-                retention,
-                prefix=base,
-                only=self.owns,
-            )  # wall time, not the clock's: run.json timestamps are wall time
-        except Exception:
-            logger.exception("%s: retention failed; it is tried again after the next run", base)
+        await prune_schedule(self.flow.config.storage, retention, self.flow.workflow_id, self.owns)
 
     async def _should_resume(self, workflow_id: str) -> bool:
         if not self.resume:

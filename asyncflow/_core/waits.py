@@ -47,8 +47,8 @@ from asyncflow._core.signals import read_signal, waiter
 from asyncflow._core.storage import Storage
 
 if TYPE_CHECKING:
+    from asyncflow._core.clock import Clock
     from asyncflow._core.runner import Runner
-    from asyncflow._core.schedule import Clock
     from asyncflow._core.task import Task
 
 __all__ = [
@@ -269,7 +269,7 @@ async def clear_waits(storage: Storage, workflow_id: str) -> None:
 def _clock(runner: Runner) -> Clock:
     clock = runner.config.clock
     if clock is None:
-        from asyncflow._core.schedule import WallClock
+        from asyncflow._core.clock import WallClock
 
         return WallClock(recheck=30.0)
     return clock

@@ -45,8 +45,8 @@ from asyncflow._core.storage import Blob, Storage, list_children
 from asyncflow._core.waits import NotParked, WaitSpec
 
 if TYPE_CHECKING:
+    from asyncflow._core.clock import Clock
     from asyncflow._core.flow import AsyncFlow
-    from asyncflow._core.schedule import Clock
 
 __all__ = ["Parked", "Worker", "list_workflows"]
 
@@ -127,7 +127,7 @@ class Worker:
         if not isinstance(prefix, str):
             raise ConfigurationError(f"Worker prefix must be a str, got {prefix!r}")
         if clock is None:
-            from asyncflow._core.schedule import WallClock
+            from asyncflow._core.clock import WallClock
 
             clock = WallClock(recheck=poll_interval)
         self.storage = storage
