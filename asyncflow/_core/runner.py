@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import inspect
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 
 from asyncflow import events
-from asyncflow._core.action import Action
+from asyncflow._core.attempts import run_attempts
 from asyncflow._core.blobs import offload
 from asyncflow._core.bus import EventBus
 from asyncflow._core.checkpoint import CheckpointRecord, EncodedOutput, RecordEncoder, encode_output
@@ -42,37 +39,6 @@ async def call_callback(callback: Callable[..., Any], **kwargs: Any) -> None:
     result = callback(**kwargs)
     if inspect.isawaitable(result):
         await result
-
-
-async def _in_thread(func: Callable[[], Any], stragglers: list[threading.Event] | None) -> Any:
-    """Run a sync step in a worker thread.
-
-    Without a timeout (``stragglers`` is None) cancellation waits for the
-    thread. With one, a timed-out call is abandoned so the flow moves on; its
-    thread cannot be killed, so it is remembered in ``stragglers`` and the
-    next attempt of the same step waits for it: attempts never overlap.
-    """
-    if stragglers is None:
-        return await anyio.to_thread.run_sync(func)
-    done = threading.Event()
-
-    def tracked() -> Any:
-        try:
-            return func()
-        finally:
-            done.set()
-
-    stragglers.append(done)
-    return await anyio.to_thread.run_sync(tracked, abandon_on_cancel=True)
-
-
-async def _join(stragglers: list[threading.Event]) -> None:
-    """Wait for abandoned threads of earlier attempts to finish."""
-    while stragglers:
-        done = stragglers[-1]
-        if not done.is_set():
-            await anyio.to_thread.run_sync(done.wait, abandon_on_cancel=True)
-        stragglers.pop()
 
 
 #: A run gives the event loop a turn at least this often (seconds).
@@ -285,7 +251,15 @@ class Runner:
                 if isinstance(action, WaitAction):
                     ok, output = await self._wait(task, action)
                 else:
-                    ok, output = await self._attempts(task, action, kwargs)
+                    ok, output = await run_attempts(
+                        task,
+                        action,
+                        kwargs,
+                        bus=self.bus,
+                        workflow_id=self.workflow_id,
+                        executor=self.config.executor,
+                        fail=self._fail,
+                    )
                 if not ok:
                     return
             try:
@@ -374,119 +348,6 @@ class Runner:
                 deadline=spec.deadline,
                 parked=self.on_wait == "park",
             )
-
-    async def _attempts(
-        self, task: Task, action: Action, kwargs: dict[str, Context]
-    ) -> tuple[bool, Any]:
-        stragglers: list[threading.Event] = []
-        # The common case, awaited here: two fewer coroutine frames per step.
-        fast = action.is_async and action.timeout is None and self.config.executor is None
-        for attempt in range(1, action.attempts + 1):
-            if stragglers:
-                await _join(stragglers)
-            task.attempts = attempt
-            if self.bus.subscribers:
-                self.bus.task_event(events.TaskStarted, self.workflow_id, task, attempt=attempt)
-            try:
-                if fast:
-                    output = await action.func(**kwargs)
-                else:
-                    output = await self._attempt(task, action, kwargs, stragglers)
-            except Exception as exc:
-                task.errors.append(exc)
-                if attempt == action.attempts:
-                    self._fail(task, exc, None)
-                    return False, None
-                delay = action.delay(attempt)
-                task.status = TaskStatus.RETRY
-                logger.warning(
-                    "%s: step %s attempt %d/%d failed (%r); retrying in %.3gs",
-                    self.workflow_id,
-                    task.name,
-                    attempt,
-                    action.attempts,
-                    exc,
-                    delay,
-                )
-                self.bus.task_event(
-                    events.TaskRetrying,
-                    self.workflow_id,
-                    task,
-                    attempt=attempt,
-                    error=repr(exc),
-                    delay=delay,
-                )
-                if delay > 0:
-                    await anyio.sleep(delay)
-                task.status = TaskStatus.IN_PROGRESS
-            else:
-                if isinstance(output, Context):
-                    output = output.storage
-                return True, output
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _attempt(
-        self,
-        task: Task,
-        action: Action,
-        kwargs: dict[str, Context],
-        stragglers: list[threading.Event],
-    ) -> Any:
-        if action.timeout is None:
-            return await self._invoke(task, action, kwargs, None)
-        with anyio.CancelScope(deadline=anyio.current_time() + action.timeout):
-            return await self._invoke(task, action, kwargs, stragglers)
-        raise TaskTimeout(
-            f"step {action.name} (key {task.key}) timed out after {action.timeout:g}s",
-            key=task.key,
-            step=action.name,
-        )
-
-    async def _invoke(
-        self,
-        task: Task,
-        action: Action,
-        kwargs: dict[str, Context],
-        stragglers: list[threading.Event] | None,
-    ) -> Any:
-        executor = self.config.executor
-        if executor is not None and task.kind != "flow":  # a child flow runs here, its steps there
-            from asyncflow._core.executor import call_executor
-
-            return await call_executor(executor, task, action, kwargs, self.workflow_id)
-        if action.is_async:
-            return await action.func(**kwargs)
-        if action.is_class:
-            return await self._invoke_class(task, action, kwargs, stragglers)
-        return await _in_thread(functools.partial(action.func, **kwargs), stragglers)
-
-    async def _invoke_class(
-        self,
-        task: Task,
-        action: Action,
-        kwargs: dict[str, Context],
-        stragglers: list[threading.Event] | None,
-    ) -> list[Any]:
-        instance = await _in_thread(functools.partial(action.func, **kwargs), stragglers)
-        previous = task.previous_context
-        outputs: list[Any] = []
-        for method in action.methods():
-            method_kwargs: dict[str, Context] = {}
-            if "initial_context" in method.params:
-                method_kwargs["initial_context"] = task.initial_context
-            if "previous_context" in method.params:
-                method_kwargs["previous_context"] = previous
-            if method.is_async:
-                output = await method.func(instance, **method_kwargs)
-            else:
-                output = await _in_thread(
-                    functools.partial(method.func, instance, **method_kwargs), stragglers
-                )
-            if isinstance(output, Context):
-                output = output.storage
-            outputs.append(output)
-            previous = Context(storage=output, task_id=task.task_id, workflow_id=self.workflow_id)
-        return outputs
 
     def _fail(self, task: Task, exc: BaseException, clock: float | None) -> None:
         task.status = TaskStatus.FAILED
