@@ -584,3 +584,16 @@ async def test_a_tick_finding_its_run_crashed_in_a_wait_resumes_it_with_the_wait
     await tick_once(scheduler, clock)
     assert [(r.status, r.resumed) for r in scheduler.runs] == [("completed", True)]
     assert calls == ["before", "after"]
+
+
+async def test_a_tick_finding_its_run_reset_resumes_it() -> None:
+    calls = {"extract": 0, "load": 1}  # load succeeds from the start
+    storage = StorageDefault()
+    template = failing_once_flow(calls, storage)
+    await clone_flow(template, "etl").start()
+    assert await asyncflow.reset(storage, "etl", template.task.queue[1].key)
+    clock = ManualClock(T0)
+    scheduler = Scheduler(template, EVERY_MINUTE, clock=clock)
+    await tick_once(scheduler, clock)
+    assert [(r.status, r.resumed) for r in scheduler.runs] == [("completed", True)]
+    assert calls == {"extract": 1, "load": 3}  # only the reset task re-ran

@@ -15,9 +15,9 @@ object cannot inherit a previous run's state). Overlap policies:
 
 ``skip`` and ``queue`` run under the template's workflow id. With
 ``resume=True`` a tick first reads the workflow's ``run.json``: when the
-previous run did not complete (``failed``, ``cancelled``, ``waiting``, or
-``running`` left by a crash) the tick resumes it; otherwise the run starts
-over. A ``waiting`` (parked) run is resumed even with ``resume=False``: its
+previous run did not complete (``failed``, ``cancelled``, ``waiting``,
+``reset``, or ``running`` left by a crash) the tick resumes it; otherwise
+the run starts over. A ``waiting`` (parked) run is resumed even with ``resume=False``: its
 armed waits and signals are never wiped by a fresh start.
 
 Stopping: cancelling ``schedule()`` (or ``Scheduler.stop()``) stops the
@@ -70,7 +70,7 @@ logger = logging.getLogger("asyncflow")
 Overlap = Literal["skip", "queue", "parallel"]
 _OVERLAPS = ("skip", "queue", "parallel")
 #: a run whose manifest says this did not complete: ``resume=True`` resumes it
-_UNFINISHED = ("failed", "cancelled", "running", "waiting")
+_UNFINISHED = ("failed", "cancelled", "running", "waiting", "reset")
 _UTC = dt.timezone.utc
 #: the tick stamp of ``Scheduler.run_id``, to the minute or to the second
 _STAMP = re.compile(r"\d{8}T\d{4}(?:\d{2})?Z")

@@ -91,6 +91,11 @@ def _status_table(state: RunState, runs: list[RunSummary], out: rich.console.Con
             "no live runner: the run crashed or was killed; `asyncflow run --resume` resumes it",
             markup=False,
         )
+    if state.status == "reset":
+        out.print(
+            "reset: `asyncflow run --resume` re-runs the tasks shown as not run",
+            markup=False,
+        )
     if state.running and state.status == "running":
         out.print(f"running now: {', '.join(state.running)}", markup=False)
     if state.interrupted:
@@ -99,7 +104,7 @@ def _status_table(state: RunState, runs: list[RunSummary], out: rich.console.Con
     timing = {t.key: t for t in latest.tasks} if latest is not None else {}
     table = new_table("#", "step", "key", "status", "tries", "duration", whole=("status",))
     for task in state.tasks:
-        run = timing.get(task.key)
+        run = timing.get(task.key) if task.status != "not run" else None  # e.g. reset since
         duration = run.duration if run is not None and run.duration is not None else task.duration
         attempts = run.attempts if run is not None and run.attempts else task.attempts
         table.add_row(
