@@ -116,11 +116,13 @@ def _status_table(state: RunState, runs: list[RunSummary], out: rich.console.Con
             seconds(duration),
         )
     out.print(table)
+    told: set[str] = set()
     if latest is not None:
         _failures(latest, out, tracebacks=False)
-    else:
+        told = {task.key for task in latest.tasks if task.error is not None}
+    if latest is None or state.status in ("running", "crashed"):  # the summary has no errors yet
         for task in state.tasks:
-            if task.error:
+            if task.error and task.key not in told:
                 out.print(f"{task.step} (key {task.key}) failed: {task.error}", markup=False)
     for name in state.extra_records:
         out.print(f"record of no task in run.json: {name}", markup=False)
