@@ -17,8 +17,9 @@ object cannot inherit a previous run's state). Overlap policies:
 ``resume=True`` a tick first reads the workflow's ``run.json``: when the
 previous run did not complete (``failed``, ``cancelled``, ``waiting``,
 ``reset``, or ``running`` left by a crash) the tick resumes it; otherwise
-the run starts over. A ``waiting`` (parked) run is resumed even with ``resume=False``: its
-armed waits and signals are never wiped by a fresh start.
+the run starts over. A ``waiting`` (parked) run is resumed even with
+``resume=False``: its armed waits and signals are never wiped by a fresh
+start.
 
 Stopping: cancelling ``schedule()`` (or ``Scheduler.stop()``) stops the
 ticks at once and drops a queued tick. In-flight runs get ``grace`` seconds
