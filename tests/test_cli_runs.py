@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -133,14 +134,30 @@ def test_list_status_reset_fork(place: Place, flow_file: Path) -> None:
 
     done = cli(place, "run", str(flow_file), "--resume")
     assert done.returncode == 0, done.stderr
+    listed = cli(place, "list", "--status", "completed", "--format", "json")
+    assert sorted(w["workflow_id"] for w in json.loads(listed.stdout)) == ["etl", "etl2"]
     reset = cli(place, "reset", "etl", "--from", "transform")
     assert reset.returncode == 0, reset.stderr
     assert "reset 2 task(s): transform, load" in reset.stdout
+    listed = cli(place, "list")
+    assert re.search(r"etl\s.*\breset\b", listed.stdout), listed.stdout
+    reset_ids = json.loads(cli(place, "list", "--status", "reset", "--format", "json").stdout)
+    assert [w["workflow_id"] for w in reset_ids] == ["etl"]
+    completed = json.loads(cli(place, "list", "--status", "completed", "--format", "json").stdout)
+    assert [w["workflow_id"] for w in completed] == ["etl2"]  # etl is no longer "completed"
+    shown = cli(place, "status", "etl")
+    assert "workflow etl: reset" in shown.stdout
+    assert "`asyncflow run --resume` re-runs the tasks shown as not run" in shown.stdout
+    state = json.loads(cli(place, "status", "etl", "--format", "json").stdout)
+    assert state["status"] == "reset"
+    outcomes = {t["key"]: t["status"] for t in state["tasks"]}
+    assert outcomes == {"extract": "skipped", "transform": "not run", "load": "not run"}
     again = cli(place, "run", str(flow_file), "--resume")
     assert again.returncode == 0, again.stderr
     state = json.loads(cli(place, "status", "etl", "--format", "json").stdout)
     outcomes = {t["key"]: t["status"] for t in state["tasks"]}
     assert outcomes == {"extract": "skipped", "transform": "completed", "load": "completed"}
+    assert state["status"] == "completed"
     assert len(state["runs"]) == 3
 
 

@@ -242,3 +242,15 @@ async def test_prune_drops_old_runs_of_a_kept_workflow_but_never_the_latest(
     await prune(store, "1h", now=time.time() + 2 * 3600)
     assert await keys(store, "kept/runs/") == [f"kept/runs/{latest}.json"]
     assert await keys(store, "kept/tasks/")
+
+
+@pytest.mark.anyio
+async def test_prune_treats_a_reset_run_like_a_forked_one_and_keeps_a_waiting_one() -> None:
+    store = StorageDefault()
+    await make(store, "old-reset", days=10)
+    await age(store, "old-reset", 10, status="reset")  # prepared for a resume, never run since
+    await make(store, "old-waiting", days=10)
+    await age(store, "old-waiting", 10, status="waiting")  # parked: still in progress
+    done = await prune(store, "7d")
+    assert [(p.workflow_id, p.status) for p in done] == [("old-reset", "reset")]
+    assert await keys(store, "old-waiting/")

@@ -10,10 +10,12 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from asyncflow import AsyncFlow, Config, ConfigurationError, action
+import asyncflow
+from asyncflow import AsyncFlow, Config, ConfigurationError, action, wait
 from asyncflow._core.layout import manifest_key, task_storage_key
 from asyncflow._core.lease import Lease
 from asyncflow._core.manifest import Manifest
+from asyncflow._core.reading import read_manifest
 from asyncflow.providers import StorageDefault
 from asyncflow.schedule import ManualClock, Scheduler, WallClock, clone_flow
 
@@ -482,3 +484,116 @@ async def test_a_scheduled_graph_flow_keeps_its_dependencies_and_maps() -> None:
     blob = await storage.read(task_storage_key("g", "total"))
     assert blob is not None
     assert b'"output":12' in blob.data
+
+
+def approval_flow(calls: list[str], storage: StorageDefault, workflow_id: str = "wf") -> AsyncFlow:
+    """``before``, then a durable wait for the signal ``go``, then ``after``."""
+    flow = AsyncFlow(config=Config(storage=storage, signal_poll=0.01), workflow_id=workflow_id)
+
+    @action
+    async def before() -> str:
+        calls.append("before")
+        return "asked"
+
+    @action
+    async def after(previous_context: Any) -> str:
+        calls.append("after")
+        return f"approved by {previous_context.storage['by']}"
+
+    flow.task.add(step=before)
+    flow.task.add(step=wait.signal("go"), key="go")
+    flow.task.add(step=after)
+    return flow
+
+
+async def manifest_of(storage: StorageDefault, workflow_id: str) -> Manifest:
+    manifest = await read_manifest(storage, workflow_id)
+    assert manifest is not None
+    return manifest
+
+
+async def tick_once(scheduler: Scheduler, clock: ManualClock, minute: int = 1) -> None:
+    """Run the scheduler until the tick of ``minute`` has run to its end."""
+    with anyio.fail_after(5):  # a wiped wait would block on a signal deleted with it
+        async with anyio.create_task_group() as group:
+            group.start_soon(scheduler.run)
+            await until(lambda: clock.sleepers == 1)
+            await clock.set(at(minute))
+            while not scheduler.runs or scheduler.active:
+                await anyio.sleep(0.01)
+            group.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("resume", [True, False])
+@pytest.mark.parametrize("overlap", ["skip", "parallel"])
+async def test_a_tick_finding_its_run_waiting_resumes_it_and_never_wipes_it(
+    resume: bool, overlap: str
+) -> None:
+    storage = StorageDefault()
+    calls: list[str] = []
+    template = approval_flow(calls, storage)
+    clock = ManualClock(T0)
+    scheduler = Scheduler(template, EVERY_MINUTE, overlap=overlap, resume=resume, clock=clock)  # type: ignore[arg-type]
+    workflow_id = scheduler.run_id(at(1))  # the id the 12:01 tick runs under
+    parked = await clone_flow(template, workflow_id).start(on_wait="park")
+    assert parked.status == "waiting"
+    await asyncflow.signal(storage, workflow_id, "go", {"by": "alice"})
+    await tick_once(scheduler, clock)
+    run = scheduler.runs[0]
+    assert (run.workflow_id, run.status, run.resumed) == (workflow_id, "completed", True)
+    assert calls == ["before", "after"]  # before restored, the signal kept
+    assert run.flow is not None
+    assert run.flow.result_storage()[-1] == "approved by alice"
+
+
+async def test_a_tick_finding_its_run_waiting_keeps_the_armed_wait_until_the_signal() -> None:
+    storage = StorageDefault()
+    calls: list[str] = []
+    template = approval_flow(calls, storage)
+    clock = ManualClock(T0)
+    scheduler = Scheduler(template, EVERY_MINUTE, clock=clock)
+    await clone_flow(template, "wf").start(on_wait="park")
+    async with anyio.create_task_group() as group:
+        group.start_soon(scheduler.run)
+        await until(lambda: clock.sleepers == 1)
+        await clock.set(at(1))
+        await until(lambda: bool(scheduler.active))
+        assert (await manifest_of(storage, "wf")).status == "running"  # resumed, blocking
+        await clock.set(at(2))
+        assert actions(scheduler) == [(1, "run"), (2, "skip")]  # the waiting run is active
+        with anyio.fail_after(10):
+            await asyncflow.signal(storage, "wf", "go", {"by": "bob"})
+            while scheduler.active:
+                await anyio.sleep(0.01)
+        group.cancel_scope.cancel()
+    assert [(r.status, r.resumed) for r in scheduler.runs] == [("completed", True)]
+    assert calls == ["before", "after"]
+
+
+async def test_a_tick_finding_its_run_crashed_in_a_wait_resumes_it_with_the_wait_armed() -> None:
+    storage = StorageDefault()
+    calls: list[str] = []
+    template = approval_flow(calls, storage)
+    clock = ManualClock(T0)
+    scheduler = Scheduler(template, EVERY_MINUTE, clock=clock)
+    await clone_flow(template, "wf").start(on_wait="park")
+    # as a runner blocked in the wait and killed leaves it: "running", no live lease
+    crashed = (await manifest_of(storage, "wf")).replace(status="running", waiting={})
+    await storage.write(manifest_key("wf"), crashed.encode())
+    await asyncflow.signal(storage, "wf", "go", {"by": "carol"})
+    await tick_once(scheduler, clock)
+    assert [(r.status, r.resumed) for r in scheduler.runs] == [("completed", True)]
+    assert calls == ["before", "after"]
+
+
+async def test_a_tick_finding_its_run_reset_resumes_it() -> None:
+    calls = {"extract": 0, "load": 1}  # load succeeds from the start
+    storage = StorageDefault()
+    template = failing_once_flow(calls, storage)
+    await clone_flow(template, "etl").start()
+    assert await asyncflow.reset(storage, "etl", template.task.queue[1].key)
+    clock = ManualClock(T0)
+    scheduler = Scheduler(template, EVERY_MINUTE, clock=clock)
+    await tick_once(scheduler, clock)
+    assert [(r.status, r.resumed) for r in scheduler.runs] == [("completed", True)]
+    assert calls == {"extract": 1, "load": 3}  # only the reset task re-ran

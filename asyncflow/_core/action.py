@@ -6,6 +6,7 @@ import functools
 import hashlib
 import inspect
 import math
+import tokenize
 import types
 from collections.abc import Callable
 from typing import Any, overload
@@ -94,7 +95,8 @@ class Action:
             target = _unwrap(self.func)
             try:
                 text = inspect.getsource(target).encode()
-            except (OSError, TypeError):
+            except (OSError, TypeError, SyntaxError, tokenize.TokenError):
+                # no source, or a file that changed since it was imported (it may not parse)
                 code = getattr(target, "__code__", None)
                 text = code.co_code if code is not None else self.name.encode()
             self._code_hash = hashlib.sha256(text).hexdigest()[:16]

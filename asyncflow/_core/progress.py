@@ -28,11 +28,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from asyncflow._core.errors import CheckpointCorrupt
+from asyncflow._core.layout import manifest_key
 from asyncflow._core.status import task_outcome
 from asyncflow._core.summary import ErrorInfo, cut
 
 if TYPE_CHECKING:
     from asyncflow._core.checkpoint import CheckpointRecord
+    from asyncflow._core.manifest import Manifest
     from asyncflow._core.task import Task
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "Finished",
     "ProgressIndex",
     "RunProgress",
+    "progress_of",
 ]
 
 #: Finished tasks (map children included) one ``run.json`` indexes at most.
@@ -199,3 +203,18 @@ def _error(raw: Any) -> ErrorInfo | None:
         message=str(raw.get("message", "")),
         traceback=str(raw.get("traceback", "")),
     )
+
+
+def progress_of(manifest: Manifest) -> RunProgress | None:
+    """The progress index of a live run's ``run.json`` (``None`` when it has none).
+
+    ``CheckpointCorrupt`` naming ``run.json`` when the index is malformed.
+    """
+    if manifest.progress is None:
+        return None
+    try:
+        return RunProgress.from_json(manifest.progress)
+    except ValueError as exc:
+        where = manifest_key(manifest.workflow_id)
+        problem = f"{where} has a malformed progress index: {exc}"
+        raise CheckpointCorrupt(problem, key=where) from exc

@@ -11,7 +11,6 @@ from __future__ import annotations
 from asyncflow._core.blobs import parse_ref
 from asyncflow._core.checkpoint import FORMAT_BLOB, SIG_PREFIX, CheckpointRecord
 from asyncflow._core.codec import loads
-from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.history import (
     WorkflowInfo,
     list_workflows,
@@ -22,7 +21,7 @@ from asyncflow._core.history import (
 from asyncflow._core.layout import manifest_key, run_summary_key, task_prefix, task_storage_key
 from asyncflow._core.manifest import Manifest
 from asyncflow._core.metadata import RecordTimes, record_meta, record_times
-from asyncflow._core.progress import PROGRESS_CAP, Finished, RunProgress
+from asyncflow._core.progress import PROGRESS_CAP, Finished, RunProgress, progress_of
 from asyncflow._core.shape import RunShape
 from asyncflow._core.status import LeaseState, RunState, read_lease, read_run, seen_status
 from asyncflow._core.storage import Storage
@@ -71,21 +70,6 @@ async def read_manifest(storage: Storage, workflow_id: str) -> Manifest | None:
     where = manifest_key(workflow_id)
     blob = await storage.read(where)
     return None if blob is None else Manifest.decode(blob.data, where)
-
-
-def progress_of(manifest: Manifest) -> RunProgress | None:
-    """The progress index of a live run's ``run.json`` (``None`` when it has none).
-
-    ``CheckpointCorrupt`` naming ``run.json`` when the index is malformed.
-    """
-    if manifest.progress is None:
-        return None
-    try:
-        return RunProgress.from_json(manifest.progress)
-    except ValueError as exc:
-        where = manifest_key(manifest.workflow_id)
-        problem = f"{where} has a malformed progress index: {exc}"
-        raise CheckpointCorrupt(problem, key=where) from exc
 
 
 def shape_of(manifest: Manifest) -> RunShape:

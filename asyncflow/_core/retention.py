@@ -2,7 +2,7 @@
 
 ``await prune(storage, older_than="7d")`` deletes every workflow whose
 ``run.json`` says its latest run ended (``completed``, ``failed``,
-``cancelled``, or ``forked`` and never run since) and was last updated
+``cancelled``, or ``forked``/``reset`` and never run since) and was last updated
 before ``now - older_than``. It lists the storage once (``list(prefix)``,
 ``""`` = everything), then for each candidate takes the workflow's lease
 as a runner would (so no run can start meanwhile, and a workflow with a
@@ -45,7 +45,7 @@ __all__ = ["FINISHED", "Pruned", "parse_duration", "prune", "prune_schedule"]
 
 logger = logging.getLogger("asyncflow")
 
-FINISHED = ("completed", "failed", "cancelled", "forked")
+FINISHED = ("completed", "failed", "cancelled", "forked", "reset")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 

@@ -15,8 +15,11 @@ object cannot inherit a previous run's state). Overlap policies:
 
 ``skip`` and ``queue`` run under the template's workflow id. With
 ``resume=True`` a tick first reads the workflow's ``run.json``: when the
-previous run did not complete (``failed``, ``cancelled``, or ``running``
-left by a crash) the tick resumes it; otherwise the run starts over.
+previous run did not complete (``failed``, ``cancelled``, ``waiting``,
+``reset``, or ``running`` left by a crash) the tick resumes it; otherwise
+the run starts over. A ``waiting`` (parked) run is resumed even with
+``resume=False``: its armed waits and signals are never wiped by a fresh
+start.
 
 Stopping: cancelling ``schedule()`` (or ``Scheduler.stop()``) stops the
 ticks at once and drops a queued tick. In-flight runs get ``grace`` seconds
@@ -69,7 +72,7 @@ logger = logging.getLogger("asyncflow")
 Overlap = Literal["skip", "queue", "parallel"]
 _OVERLAPS = ("skip", "queue", "parallel")
 #: a run whose manifest says this did not complete: ``resume=True`` resumes it
-_UNFINISHED = ("failed", "cancelled", "running")
+_UNFINISHED = ("failed", "cancelled", "running", "waiting", "reset")
 _UTC = dt.timezone.utc
 
 
@@ -362,13 +365,13 @@ class Scheduler:
         await prune_schedule(self.flow.config.storage, retention, self.flow.workflow_id, self.owns)
 
     async def _should_resume(self, workflow_id: str) -> bool:
-        if not self.resume:
-            return False
         where = manifest_key(workflow_id)
         blob = await self.flow.config.storage.read(where)
         if blob is None:
             return False
-        return Manifest.decode(blob.data, where).status in _UNFINISHED
+        status = Manifest.decode(blob.data, where).status
+        # a parked run is still in progress: resumed even with resume=False, never wiped
+        return status == "waiting" or (self.resume and status in _UNFINISHED)
 
     async def _execute(self, run: ScheduledRun) -> None:
         try:

@@ -14,12 +14,20 @@ fall back to the records: a key with a record is ``completed``; in a
 Records are parsed for their metadata only: the output is never decoded
 (no serializer, so a pickled output is never unpickled) and a signature is
 not verified (no key is needed to look).
+
+A live run is read like the viewer reads it: its ``run.json`` carries a
+progress index of the tasks that ended (``asyncflow._core.progress``), so
+``read_run`` reads ``run.json`` and the lease and no task record at all.
+Records are listed and read only where the index cannot tell: a crashed run
+(its index may miss its last second), tasks beyond the index's cap, and a
+``run.json`` without an index (an older version, an ended run), and then
+only the records the index does not name.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,6 +41,7 @@ from asyncflow._core.storage import Storage
 from asyncflow._core.task import TaskStatus
 
 if TYPE_CHECKING:
+    from asyncflow._core.progress import Finished
     from asyncflow._core.task import Task
 
 __all__ = [
@@ -100,7 +109,8 @@ class TaskState:
     finished_at: float | None = None
     error: str | None = None
     checkpoint: bool = False
-    signed: bool = False
+    #: ``None`` when the record was not read (the live run's progress index told this task)
+    signed: bool | None = False
     depends_on: tuple[str, ...] = ()
     kind: str = "step"
     over: str | None = None
@@ -217,44 +227,35 @@ async def read_lease(storage: Storage, workflow_id: str) -> LeaseState | None:
 async def read_run(storage: Storage, workflow_id: str) -> RunState | None:
     """The state of ``workflow_id`` in ``storage``, or None if it has no manifest nor records.
 
-    A record that cannot be parsed raises ``CheckpointCorrupt`` naming it.
+    A record that cannot be parsed raises ``CheckpointCorrupt`` naming it, as
+    does a malformed progress index in ``run.json``.
     """
+    from asyncflow._core.progress import progress_of  # progress imports this module
+
     where = manifest_key(workflow_id)
     blob = await storage.read(where)
     manifest = Manifest.decode(blob.data, where) if blob is not None else None
-    names = [name async for name in storage.list(task_prefix(workflow_id))]
     lease = await read_lease(storage, workflow_id)
-    if manifest is None and not names:
-        return None
-    prefix = task_prefix(workflow_id)
-    found = {
-        name[len(prefix) : -len(".json")]: name
-        for name in names
-        if name.endswith(".json") and "/" not in name[len(prefix) :]
-    }
+    status = seen_status(manifest.status, lease) if manifest is not None else "unknown"
+    live = manifest is not None and manifest.status == "running"
+    progress = progress_of(manifest) if manifest is not None and live else None
+    indexed: Mapping[str, Finished] = progress.tasks if progress is not None else {}
     records: dict[str, tuple[CheckpointRecord, bool]] = {}
-    pending = iter(found.items())
-
-    async def worker() -> None:
-        for key, name in pending:
-            record_blob = await storage.read(name)
-            if record_blob is not None:
-                records[key] = record_meta(record_blob.data, name, workflow_id, key)
-
-    if found:
-        await run_all([worker] * min(16, len(found)))
+    if progress is None or not progress.complete or status != "running":
+        names = [name async for name in storage.list(task_prefix(workflow_id))]
+        if manifest is None and not names:
+            return None
+        records = await _read_records(storage, workflow_id, names, skip=indexed)
     keys = manifest.tasks if manifest is not None else tuple(sorted(records, key=_key_order))
-    status = manifest.status if manifest is not None else "unknown"
-    states = _states(manifest, keys, records)
+    states = _states(manifest, keys, records, indexed)
     maps = {key for key, kind in manifest.kinds.items() if kind == "map"} if manifest else set()
     extra = tuple(
         sorted(
             task_storage_key(workflow_id, k)
-            for k in records
+            for k in {*records, *indexed}
             if k not in keys and not _is_child(k, maps)
         )
     )
-    status = seen_status(status, lease)
     return RunState(
         workflow_id=workflow_id,
         status=status,
@@ -270,6 +271,31 @@ async def read_run(storage: Storage, workflow_id: str) -> RunState | None:
         running=manifest.running if manifest is not None else (),
         interrupted=manifest.interrupted if manifest is not None else (),
     )
+
+
+async def _read_records(
+    storage: Storage, workflow_id: str, names: list[str], *, skip: Mapping[str, object]
+) -> dict[str, tuple[CheckpointRecord, bool]]:
+    """The metadata of each listed task record whose key is not in ``skip``, 16 at once."""
+    prefix = task_prefix(workflow_id)
+    found = {
+        name[len(prefix) : -len(".json")]: name
+        for name in names
+        if name.endswith(".json") and "/" not in name[len(prefix) :]
+    }
+    records: dict[str, tuple[CheckpointRecord, bool]] = {}
+    pending = iter([(key, name) for key, name in found.items() if key not in skip])
+
+    async def worker() -> None:
+        for key, name in pending:
+            record_blob = await storage.read(name)
+            if record_blob is not None:
+                records[key] = record_meta(record_blob.data, name, workflow_id, key)
+
+    wanted = len(found) - sum(1 for key in found if key in skip)
+    if wanted:
+        await run_all([worker] * min(16, wanted))
+    return records
 
 
 def _is_child(key: str, maps: set[str]) -> bool:
@@ -293,6 +319,7 @@ def _states(
     manifest: Manifest | None,
     keys: Sequence[str],
     records: dict[str, tuple[CheckpointRecord, bool]],
+    indexed: Mapping[str, Finished] | None = None,
 ) -> tuple[TaskState, ...]:
     status = manifest.status if manifest is not None else "unknown"
     outcomes = manifest.outcomes if manifest is not None else {}
@@ -302,6 +329,10 @@ def _states(
     first_missing = status in ("failed", "cancelled")
     states: list[TaskState] = []
     for index, key in enumerate(keys):
+        entry = indexed.get(key) if indexed else None
+        if entry is not None:
+            states.append(_indexed_state(manifest, key, index, entry, steps))
+            continue
         found = records.get(key)
         record = found[0] if found is not None else None
         outcome = _as_outcome(outcomes.get(key))
@@ -332,3 +363,27 @@ def _states(
             )
         )
     return tuple(states)
+
+
+def _indexed_state(
+    manifest: Manifest | None, key: str, index: int, entry: Finished, steps: Sequence[str]
+) -> TaskState:
+    """A task the live run's progress index tells: its record is not read."""
+    outcome = _as_outcome(entry.outcome) or "completed"
+    error = entry.error
+    return TaskState(
+        key=key,
+        step=steps[index] if steps else entry.step or key,
+        status=outcome,
+        task_id=index,
+        attempts=entry.attempts,
+        started_at=entry.started_at,
+        finished_at=entry.finished_at,
+        error=f"{error.type}: {error.message}" if error is not None else None,
+        checkpoint=outcome in ("completed", "skipped"),
+        signed=None,
+        depends_on=manifest.depends_on.get(key, ()) if manifest is not None else (),
+        kind=manifest.kinds.get(key, "step") if manifest is not None else "step",
+        over=manifest.over.get(key) if manifest is not None else None,
+        children=manifest.children.get(key) if manifest is not None else None,
+    )

@@ -38,9 +38,11 @@ from asyncflow._core.shape import dependents, graph_edges
 from asyncflow._core.storage import Storage
 from asyncflow._core.summary import RunSummary, new_run_id, run_summary_key
 
-__all__ = ["fork", "reset"]
+__all__ = ["RESET", "fork", "reset"]
 
 _LEASE_TTL = 60.0
+#: ``run.json``'s status after ``reset``: prepared for a resume that re-runs tasks.
+RESET = "reset"
 
 
 async def _manifest(storage: Storage, workflow_id: str) -> Manifest:
@@ -75,7 +77,11 @@ async def reset(storage: Storage, workflow_id: str, from_key: str) -> list[str]:
     """Make the next resume re-run ``from_key`` and what depends on it; returns those keys.
 
     Holds the workflow's lease while it deletes (``WorkflowLocked`` if a
-    runner is live). ``run.json`` then shows those tasks as ``not run``.
+    runner is live). ``run.json`` then shows those tasks as ``not run`` and
+    the run as ``reset`` (its old ``completed``/``failed``/... no longer
+    says what a resume will do), except a ``waiting`` run: it stays
+    ``waiting``, parked on the same armed waits, so a worker still resumes it
+    when it is due (and then re-runs the reset tasks).
     """
     validate_id(workflow_id, "workflow_id")
     manifest = await _manifest(storage, workflow_id)
@@ -97,9 +103,16 @@ async def reset(storage: Storage, workflow_id: str, from_key: str) -> list[str]:
             if key in outcomes:
                 outcomes[key] = "not run"
             errors.pop(key, None)
-        await storage.write(
-            manifest_key(workflow_id), manifest.replace(outcomes=outcomes, errors=errors).encode()
+        status = "waiting" if manifest.status == "waiting" else RESET
+        reset_run = manifest.replace(
+            status=status,
+            outcomes=outcomes,
+            errors=errors,
+            running=(),
+            interrupted=manifest.interrupted if status == "waiting" else (),
+            progress=None,
         )
+        await storage.write(manifest_key(workflow_id), reset_run.encode())
     finally:
         await lease.release()
     return stale

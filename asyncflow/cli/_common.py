@@ -58,6 +58,7 @@ STYLES = {
     "waiting": "magenta",
     "crashed": "red",
     "forked": "blue",
+    "reset": "blue",
 }
 
 

@@ -30,7 +30,16 @@ from asyncflow.cli._common import storage_url as url_of
 
 __all__ = ["list_command"]
 
-STATUSES = ("running", "completed", "failed", "cancelled", "crashed", "waiting", "forked")
+STATUSES = (
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "crashed",
+    "waiting",
+    "forked",
+    "reset",
+)
 
 
 def _progress(info: WorkflowInfo) -> str:

@@ -91,6 +91,11 @@ def _status_table(state: RunState, runs: list[RunSummary], out: rich.console.Con
             "no live runner: the run crashed or was killed; `asyncflow run --resume` resumes it",
             markup=False,
         )
+    if state.status == "reset":
+        out.print(
+            "reset: `asyncflow run --resume` re-runs the tasks shown as not run",
+            markup=False,
+        )
     if state.running and state.status == "running":
         out.print(f"running now: {', '.join(state.running)}", markup=False)
     if state.interrupted:
@@ -99,7 +104,7 @@ def _status_table(state: RunState, runs: list[RunSummary], out: rich.console.Con
     timing = {t.key: t for t in latest.tasks} if latest is not None else {}
     table = new_table("#", "step", "key", "status", "tries", "duration", whole=("status",))
     for task in state.tasks:
-        run = timing.get(task.key)
+        run = timing.get(task.key) if task.status != "not run" else None  # e.g. reset since
         duration = run.duration if run is not None and run.duration is not None else task.duration
         attempts = run.attempts if run is not None and run.attempts else task.attempts
         table.add_row(
@@ -111,11 +116,13 @@ def _status_table(state: RunState, runs: list[RunSummary], out: rich.console.Con
             seconds(duration),
         )
     out.print(table)
+    told: set[str] = set()
     if latest is not None:
         _failures(latest, out, tracebacks=False)
-    else:
+        told = {task.key for task in latest.tasks if task.error is not None}
+    if latest is None or state.status in ("running", "crashed"):  # the summary has no errors yet
         for task in state.tasks:
-            if task.error:
+            if task.error and task.key not in told:
                 out.print(f"{task.step} (key {task.key}) failed: {task.error}", markup=False)
     for name in state.extra_records:
         out.print(f"record of no task in run.json: {name}", markup=False)

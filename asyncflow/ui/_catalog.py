@@ -36,7 +36,7 @@ __all__ = [
 #: Statuses after which a run.json changes only when a new run starts.
 FINISHED = frozenset({"completed", "failed", "cancelled"})
 logger = logging.getLogger("asyncflow.ui")
-STATUSES = ("running", "waiting", "completed", "failed", "cancelled", "crashed")
+STATUSES = ("running", "waiting", "completed", "failed", "cancelled", "crashed", "reset")
 
 
 @dataclass(frozen=True, slots=True)

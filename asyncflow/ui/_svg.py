@@ -28,6 +28,7 @@ COLORS = {
     "running": "#2196f3",
     "waiting": "#ff9800",
     "crashed": "#f44336",
+    "reset": "#3f51b5",
 }
 _DARK_TEXT = {"not run", "pending"}
 #: Map children beyond this many are drawn as one node with their counts.

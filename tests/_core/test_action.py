@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -351,3 +352,20 @@ def test_action_methods_bind_on_instances() -> None:
 def test_calling_a_class_action_instantiates_it() -> None:
     step = action(Child)
     assert isinstance(step(), Child)
+
+
+def test_code_hash_survives_a_source_file_that_no_longer_parses(tmp_path: Path) -> None:
+    import importlib.util
+    import linecache
+
+    source = tmp_path / "edited_step.py"
+    source.write_text("def step():\n    return 1\n")
+    spec = importlib.util.spec_from_file_location("edited_step", source)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    source.write_text("def step(:\n    return (1\n")  # edited on disk after the import
+    linecache.checkcache(str(source))
+    wrapped = action(module.step)
+    assert len(wrapped.code_hash) == 16  # the bytecode's hash instead of an error

@@ -216,3 +216,74 @@ async def test_reset_deletes_the_blobs_only_the_reset_records_used(storage: Stor
     await flow.start(resume=True)
     assert [t.restored for t in flow.result_task()] == [True, False]
     assert flow.result_storage() == ["x" * 5000, "y" * 5000]
+
+
+async def test_reset_marks_the_run_reset_until_the_next_resume(storage: Storage) -> None:
+    from asyncflow._core.reading import read_manifest
+    from asyncflow._core.status import read_run
+
+    await build(storage, "s").start(resume=True)
+    assert await reset(storage, "s", "c") == ["c"]  # the last of its group (g1)
+    manifest = await read_manifest(storage, "s")
+    assert manifest is not None
+    assert manifest.status == "reset"
+    assert manifest.progress is None
+    assert manifest.running == ()
+    assert manifest.interrupted == ()
+    state = await read_run(storage, "s")
+    assert state is not None
+    assert state.status == "reset"
+    assert [(t.key, t.status) for t in state.tasks] == [
+        ("a", "completed"),
+        ("b", "completed"),
+        ("c", "not run"),
+        ("d", "completed"),
+    ]
+    flow = await build(storage, "s").start(resume=True)
+    assert flow.status == "completed"
+    state = await read_run(storage, "s")
+    assert state is not None
+    assert state.status == "completed"
+
+
+async def test_reset_of_a_failed_or_cancelled_run_shows_reset_too(storage: Storage) -> None:
+    from asyncflow._core.reading import read_manifest
+
+    await build(storage, "f").start(resume=True)
+    for previous in ("failed", "cancelled", "running"):  # running: a crash, no live lease
+        manifest = await read_manifest(storage, "f")
+        assert manifest is not None
+        await storage.write(
+            "f/run.json", manifest.replace(status=previous, interrupted=("b",)).encode()
+        )
+        await reset(storage, "f", "b")
+        manifest = await read_manifest(storage, "f")
+        assert manifest is not None
+        assert (manifest.status, manifest.interrupted) == ("reset", ())
+
+
+async def test_reset_of_a_waiting_run_keeps_it_waiting_for_the_worker(storage: Storage) -> None:
+    import asyncflow
+    from asyncflow import Worker, wait
+    from asyncflow._core.reading import read_manifest
+
+    def parked(workflow_id: str) -> AsyncFlow:
+        flow = AsyncFlow(config=Config(storage=storage, signal_poll=0.01), workflow_id=workflow_id)
+        flow.task.add(step=make("a"), key="a")
+        flow.task.add(step=make("b"), key="b")
+        flow.task.add(step=wait.signal("go"), key="go")
+        flow.task.add(step=make("c"), key="c")
+        return flow
+
+    await parked("w").start(on_wait="park")
+    CALLS.clear()
+    assert await reset(storage, "w", "b") == ["b", "go", "c"]
+    manifest = await read_manifest(storage, "w")
+    assert manifest is not None
+    assert manifest.status == "waiting"  # still parked on the same armed wait
+    assert list(manifest.waiting) == ["go"]
+    worker = Worker(parked, storage=storage)
+    assert await worker.run_once() == []  # not due yet
+    await asyncflow.signal(storage, "w", "go", "yes")
+    assert await worker.run_once() == ["w"]
+    assert CALLS == ["b", "c"]  # the reset task re-ran, then the rest

@@ -437,6 +437,10 @@ async def test_unlocking_with_the_token_lets_this_browser_act(memory: Storage) -
         )
         assert acted.status_code == 303
         assert "reset+from+transform" in acted.headers["location"]
+        after = await http.get("/workflows/orders-sync")
+        listed = await http.get("/", params={"status": "reset"})
+    assert '<span class="badge s-reset">reset</span>' in after.text
+    assert 'href="/workflows/orders-sync"' in listed.text
     assert await memory.read(task_storage_key("orders-sync", "transform")) is None
     assert await memory.read(task_storage_key("orders-sync", "extract")) is not None
     blob = await memory.read(manifest_key("orders-sync"))
