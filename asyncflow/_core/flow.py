@@ -79,6 +79,8 @@ class AsyncFlow:
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested = False
         self._background: Detached | None = None
+        #: A child flow's input from its parent step (``asyncflow._core.subflow``).
+        self._input: tuple[Context, str | None] | None = None
         self.run_id: str | None = None
 
     async def start(
@@ -223,6 +225,8 @@ class AsyncFlow:
                         on_code_change=options.on_code_change,
                     )
                     runner.on_wait = options.on_wait
+                    if self._input is not None:
+                        runner.first_input, runner.first_digest = self._input
                     parent = PARENT.set(
                         Parent(
                             config=self.config,

@@ -169,7 +169,8 @@ class _Graph:
         deps = task.depends_on
         receives = task.step.receives_previous
         if not deps:
-            return self.empty, None
+            runner = self.runner
+            return runner.first_input, runner.first_digest if receives else None
         done = [self.by_key[dep] for dep in deps]
         done = [dep for dep in done if dep.status is TaskStatus.COMPLETED]
         if len(deps) == 1:

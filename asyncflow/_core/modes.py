@@ -22,8 +22,8 @@ async def run_chain(runner: Runner, tasks: list[Task]) -> None:
     A parked wait always stops it: what follows needs the wait's output.
     """
     empty = Context(workflow_id=runner.workflow_id)
-    previous = empty
-    digest: str | None = None
+    previous = runner.first_input
+    digest = runner.first_digest
     for task in tasks:
         # The input digest is compared only for a step that receives the input.
         received = digest if task.step.receives_previous else None
@@ -66,11 +66,12 @@ _SPAWN_BATCH = 64
 async def run_parallel(runner: Runner, tasks: list[Task], max_concurrency: int | None) -> None:
     """Every task on its own, each checkpointed on its own; at most ``max_concurrency`` at once."""
     pending = collections.deque(tasks)
-    empty = Context(workflow_id=runner.workflow_id)
+    first, digest = runner.first_input, runner.first_digest
 
     async def worker() -> None:
         while pending and not runner.halted:
-            await runner.step(pending.popleft(), empty, None)
+            task = pending.popleft()
+            await runner.step(task, first, digest if task.step.receives_previous else None)
 
     if max_concurrency is not None:
         await run_all([worker] * min(max_concurrency, len(tasks)))

@@ -81,6 +81,9 @@ class Runner:
         self.keep_going = keep_going
         self.halted = False
         self.on_wait = "block"  # or "park": see asyncflow._core.waits
+        #: What a task with nothing before it receives (a child flow: its parent's input).
+        self.first_input = Context(workflow_id=workflow_id)
+        self.first_digest: str | None = None
         self.parked: dict[str, WaitSpec] = {}
         self._yielded = time.monotonic()
         self._restored_at: dt.datetime | None = None

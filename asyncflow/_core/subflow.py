@@ -2,8 +2,10 @@
 
 The child runs as workflow ``{parent_id}.{key}`` on the parent's storage, with
 its own checkpoints, lease and ``run.json``; it is resumed when the parent is
-(``resume`` follows the parent's) and its output, the parent step's output,
-is the output of the child's last task. The parent's run reaches the step
+(``resume`` follows the parent's). Its input, the parent step's input, is
+what each of its first tasks receives (the first of a chain, a graph's tasks
+without dependencies); its output, the parent step's output, is the output
+of the child's last task. The parent's run reaches the step
 through a context variable, so that ``flow.config`` may change (the CLI's
 ``--storage``) between adding the child and starting the parent.
 """
@@ -14,12 +16,14 @@ import contextvars
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from asyncflow._core.checkpoint import encode_output
 from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.layout import manifest_key
 from asyncflow._core.manifest import Manifest
 
 if TYPE_CHECKING:
     from asyncflow._core.config import Config
+    from asyncflow._core.context import Context
     from asyncflow._core.flow import AsyncFlow
     from asyncflow._core.storage import Storage
 
@@ -50,7 +54,7 @@ class ChildFlow:
         #: The child's latest run (an ``AsyncFlow`` on the parent's storage).
         self.last: AsyncFlow | None = None
 
-    async def __call__(self) -> Any:
+    async def __call__(self, previous_context: Context) -> Any:
         from asyncflow._core.flow import AsyncFlow
 
         parent = PARENT.get()
@@ -58,6 +62,7 @@ class ChildFlow:
             raise ConfigurationError(f"child flow {self.key!r} runs only as a step of a flow")
         run = AsyncFlow(config=parent.config, workflow_id=f"{parent.workflow_id}.{self.key}")
         run.task.copy_from(self.flow.task)
+        run._input = (previous_context, _digest_of(previous_context, parent.config, self.key))
         self.last = run
         graph = any(task.depends_on for task in run.task.queue)
         await run.start(
@@ -68,6 +73,17 @@ class ChildFlow:
         )
         outputs = run.result_storage()
         return outputs[-1] if outputs else None
+
+
+def _digest_of(context: Context, config: Config, key: str) -> str | None:
+    """The input digest the child's first tasks are checkpointed with, as a chain's would be.
+
+    Recomputed from the value rather than passed down: the step call does not
+    carry the parent's digest, and the same value encodes to the same bytes.
+    """
+    if context.storage is None:
+        return None
+    return encode_output(config.serializer, context.storage, key).digest
 
 
 async def child_workflows(storage: Storage, workflow_id: str) -> list[str]:

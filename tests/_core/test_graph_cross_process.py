@@ -207,7 +207,7 @@ def test_child_flow_failure_then_resume_with_its_parent(tmp_path: Path, place: P
     assert records(place, "g-child.sub") == {"c1"}  # the child's own workflow
     second = run(place, log, "child")
     assert ran(log) == ["c2", "c3", "finish"]
-    expected = "{'child said': ['c3', ['c2', ['c1', None]]]}"
+    expected = "{'child said': ['c3', ['c2', ['c1', 7]]]}"  # c1 got the parent step's input
     assert line(second.stdout, "outputs").endswith(f", {expected}]")
     assert records(place, "g-child") == {"prepare", "sub", "finish"}
 

@@ -42,7 +42,11 @@ async def test_a_child_runs_as_its_own_workflow_and_gives_its_last_output(
     await parent.start(resume=True)
     assert parent.status == "completed"
     assert log == ["before", "c1", "c2", "after"]
-    assert parent.result_storage() == ["before(None)", "c2(c1(None))", "after(c2(c1(None)))"]
+    assert parent.result_storage() == [
+        "before(None)",
+        "c2(c1(before(None)))",  # the child's first task gets the parent step's input
+        "after(c2(c1(before(None))))",
+    ]
     assert [t.kind for t in parent.result_task()] == ["step", "flow", "step"]
     blob = await storage.read(manifest_key("parent.sub"))
     assert blob is not None
@@ -102,7 +106,7 @@ async def test_child_flows_nest_and_may_be_graphs(storage: Storage) -> None:
     parent = AsyncFlow(config=Config(storage=storage), workflow_id="top")
     parent.task.add(step=middle, key="mid")
     await parent.start(resume=True)
-    assert parent.result_storage() == ["deep(None)"]
+    assert parent.result_storage() == ["deep(m1(None))"]  # "inner" depends on m1
     assert [k async for k in storage.list("top.mid.inner/tasks/")] == [
         "top.mid.inner/tasks/deep.json"
     ]
@@ -114,3 +118,63 @@ def test_a_child_needs_a_name() -> None:
         parent.task.add(step=AsyncFlow())
     with pytest.raises(ConfigurationError, match="child workflow id"):
         AsyncFlow(workflow_id="p" * 120).task.add(step=AsyncFlow(), key="k" * 20)
+
+
+async def test_every_first_task_of_a_graph_child_gets_the_parent_step_input(
+    storage: Storage,
+) -> None:
+    log: list[str] = []
+    child = AsyncFlow()
+    child.task.add(step=logged(log, "left"), key="left")
+    child.task.add(step=logged(log, "right"), key="right")
+    child.task.add(step=logged(log, "join"), key="join", depends_on=["left", "right"])
+    parent = AsyncFlow(config=Config(storage=storage), workflow_id="gp")
+    parent.task.add(step=logged(log, "before"))
+    parent.task.add(step=child, key="sub")
+    await parent.start(resume=True)
+    assert parent.status == "completed"
+    assert parent.result_storage()[1] == (
+        "join({'left': 'left(before(None))', 'right': 'right(before(None))'})"
+    )
+
+
+async def test_a_child_task_whose_input_changed_runs_again(storage: Storage) -> None:
+    """Its record keeps the digest of the parent step's input, as a chain's step does."""
+    log: list[str] = []
+    value = {"now": "x"}
+    failing = {"c2"}
+
+    @action
+    async def before() -> str:
+        log.append("before")
+        return value["now"]
+
+    async def c2(previous_context: Context) -> str:
+        log.append("c2")
+        if failing:
+            raise RuntimeError("c2 is down")
+        return f"c2({previous_context.storage})"
+
+    def build() -> AsyncFlow:
+        child = AsyncFlow()
+        child.task.add(step=logged(log, "c1"))
+        child.task.add(step=c2)
+        parent = AsyncFlow(config=Config(storage=storage), workflow_id="changed")
+        parent.task.add(step=before)
+        parent.task.add(step=child, key="sub")
+        return parent
+
+    await build().start(resume=True)
+    assert log == ["before", "c1", "c2"]
+    failing.clear()
+    log.clear()
+    value["now"] = "y"
+    parent = build()
+    await parent.start(resume=True, rerun_from="before")
+    assert log == ["before", "c1", "c2"]  # c1's checkpoint was made from "x"
+    assert parent.result_storage() == ["y", "c2(c1(y))"]
+    log.clear()
+    again = build()
+    await again.start(resume=True, rerun_from="sub")
+    assert log == []  # the child's records match its input: all restored
+    assert again.result_storage() == ["y", "c2(c1(y))"]
