@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -297,11 +299,18 @@ def test_a_child_forked_while_another_thread_held_the_writer_lock_still_writes(
     tmp_path: Path,
 ) -> None:
     """``os.fork`` copies a held lock locked; the child starts its writer afresh."""
-    done = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-c", _FORK_WHILE_LOCKED, str(tmp_path)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
+        start_new_session=True,  # a hung child is killed with its parent below
     )
-    assert done.returncode == 0, done.stderr
+    try:
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == 0, stderr
     assert (tmp_path / "child" / "tasks").is_dir()
