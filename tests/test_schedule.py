@@ -12,7 +12,7 @@ import pytest
 
 import asyncflow
 from asyncflow import AsyncFlow, Config, ConfigurationError, action, wait
-from asyncflow._core.layout import manifest_key, task_storage_key
+from asyncflow._core.layout import manifest_key, task_prefix, task_storage_key
 from asyncflow._core.lease import Lease
 from asyncflow._core.manifest import Manifest
 from asyncflow._core.reading import read_manifest
@@ -597,3 +597,27 @@ async def test_a_tick_finding_its_run_reset_resumes_it() -> None:
     await tick_once(scheduler, clock)
     assert [(r.status, r.resumed) for r in scheduler.runs] == [("completed", True)]
     assert calls == {"extract": 1, "load": 3}  # only the reset task re-ran
+
+
+@pytest.mark.parametrize("resume", [True, False])
+async def test_a_parallel_tick_that_already_completed_is_not_run_again(resume: bool) -> None:
+    """Two schedulers (or one restarted in the same minute) meet the same tick's own id."""
+    calls = {"extract": 0, "load": 1}
+    storage = StorageDefault()
+    template = failing_once_flow(calls, storage)
+    runs = []
+    for _ in range(2):
+        clock = ManualClock(T0)
+        scheduler = Scheduler(
+            template, EVERY_MINUTE, overlap="parallel", resume=resume, clock=clock
+        )
+        await tick_once(scheduler, clock)
+        runs.extend(scheduler.runs)
+    workflow_id = runs[0].workflow_id
+    assert [(r.workflow_id, r.status) for r in runs] == [
+        (workflow_id, "completed"),
+        (workflow_id, "done"),
+    ]
+    assert calls == {"extract": 1, "load": 2}  # ran once, by the first
+    records = [k async for k in storage.list(task_prefix(workflow_id))]
+    assert len(records) == 2  # its checkpoints were kept, not cleared for a new run

@@ -364,18 +364,24 @@ class Scheduler:
 
         await prune_schedule(self.flow.config.storage, retention, self.flow.workflow_id, self.owns)
 
-    async def _should_resume(self, workflow_id: str) -> bool:
+    async def _latest_status(self, workflow_id: str) -> str | None:
         where = manifest_key(workflow_id)
         blob = await self.flow.config.storage.read(where)
-        if blob is None:
-            return False
-        status = Manifest.decode(blob.data, where).status
+        return None if blob is None else Manifest.decode(blob.data, where).status
+
+    def _should_resume(self, status: str | None) -> bool:
         # a parked run is still in progress: resumed even with resume=False, never wiped
         return status == "waiting" or (self.resume and status in _UNFINISHED)
 
     async def _execute(self, run: ScheduledRun) -> None:
         try:
-            run.resumed = await self._should_resume(run.workflow_id)
+            status = await self._latest_status(run.workflow_id)
+            if self.overlap == "parallel" and status == "completed":
+                # this tick's own id: another scheduler (or this one, restarted) ran it
+                run.status = "done"
+                logger.info("%s: tick %s already ran to completion", run.workflow_id, run.tick)
+                return
+            run.resumed = self._should_resume(status)
             flow = clone_flow(self.flow, run.workflow_id)
             run.flow = flow
             hook = self.around_run(flow) if self.around_run is not None else nullcontext()

@@ -37,7 +37,9 @@ class ScheduledRun:
 
     ``status``: ``"pending"`` (reading the manifest), ``"running"``, then the
     flow's ``"completed"``, ``"failed"`` or ``"cancelled"``; ``"locked"`` if
-    another process held the workflow's lease (the run did not start), or
+    another process held the workflow's lease (the run did not start);
+    ``"done"`` if, with ``overlap="parallel"``, this tick's own workflow had
+    already completed (another scheduler ran it; not run again); or
     ``"error"`` if the run raised (``error`` holds it).
     """
 
