@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,43 +17,17 @@ from asyncflow._core.lease import Lease
 from asyncflow._core.manifest import Manifest
 from asyncflow._core.metadata import record_meta
 from asyncflow.cli import cli
-from asyncflow.providers import Blob, Storage, StorageFile
+from asyncflow.providers import StorageFile
+from tests.counting import CountingStorage
 
 KEYS = ("extract", "transform", "load", "report")
 
 
-class Counting:
-    """A storage that records every read and listing (``asyncflow status`` opens this one)."""
+def status(root: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[str, CountingStorage]:
+    opened: list[CountingStorage] = []
 
-    def __init__(self, inner: Storage) -> None:
-        self.inner = inner
-        self.reads: list[str] = []
-        self.lists: list[str] = []
-
-    async def read(self, key: str) -> Blob | None:
-        self.reads.append(key)
-        return await self.inner.read(key)
-
-    async def write(self, key: str, data: bytes, **kwargs: Any) -> str:
-        return await self.inner.write(key, data, **kwargs)
-
-    async def delete(self, key: str) -> None:
-        await self.inner.delete(key)
-
-    async def list(self, prefix: str) -> AsyncIterator[str]:
-        self.lists.append(prefix)
-        async for key in self.inner.list(prefix):
-            yield key
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-def status(root: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[str, Counting]:
-    opened: list[Counting] = []
-
-    def counting(url: str | None) -> Counting:
-        opened.append(Counting(StorageFile(root)))
+    def counting(url: str | None) -> CountingStorage:
+        opened.append(CountingStorage(StorageFile(root)))
         return opened[-1]
 
     monkeypatch.setattr(asyncflow.cli.status, "open_storage", counting)

@@ -21,10 +21,11 @@ from asyncflow import (
     action,
     wait,
 )
-from asyncflow._core.storage import Blob, list_children
+from asyncflow._core.storage import list_children
 from asyncflow._core.worker import list_workflows
 from asyncflow.providers import Storage, StorageDefault
 from asyncflow.schedule import ManualClock
+from tests.counting import CountingStorage
 
 pytestmark = pytest.mark.anyio
 
@@ -118,39 +119,6 @@ async def test_two_workers_never_resume_one_run_twice(storage: Storage) -> None:
             group.start_soon(go, worker)
     assert Counter(calls.log) == Counter(ids)  # each due run's step ran exactly once
     assert sorted(results[0] + results[1]) == ids
-
-
-class CountingStorage:
-    """A storage that counts what a scan touches."""
-
-    def __init__(self, inner: StorageDefault) -> None:
-        self.inner = inner
-        self.reads: list[str] = []
-        self.lists: list[str] = []
-        self.persistent = inner.persistent
-
-    async def read(self, key: str) -> Blob | None:
-        self.reads.append(key)
-        return await self.inner.read(key)
-
-    async def write(self, key: str, data: bytes, **kwargs: Any) -> str:
-        return await self.inner.write(key, data, **kwargs)
-
-    async def delete(self, key: str) -> None:
-        await self.inner.delete(key)
-
-    async def list(self, prefix: str) -> AsyncIterator[str]:
-        self.lists.append(prefix)
-        async for key in self.inner.list(prefix):
-            yield key
-
-    async def list_children(self, prefix: str) -> AsyncIterator[str]:
-        self.lists.append(f"children:{prefix}")
-        async for segment in self.inner.list_children(prefix):
-            yield segment
-
-    async def aclose(self) -> None:
-        return None
 
 
 async def test_a_scan_reads_run_json_only() -> None:
