@@ -283,8 +283,9 @@ async def _read_records(
         for name in names
         if name.endswith(".json") and "/" not in name[len(prefix) :]
     }
+    wanted = [(key, name) for key, name in found.items() if key not in skip]
     records: dict[str, tuple[CheckpointRecord, bool]] = {}
-    pending = iter([(key, name) for key, name in found.items() if key not in skip])
+    pending = iter(wanted)
 
     async def worker() -> None:
         for key, name in pending:
@@ -292,9 +293,8 @@ async def _read_records(
             if record_blob is not None:
                 records[key] = record_meta(record_blob.data, name, workflow_id, key)
 
-    wanted = len(found) - sum(1 for key in found if key in skip)
     if wanted:
-        await run_all([worker] * min(16, wanted))
+        await run_all([worker] * min(16, len(wanted)))
     return records
 
 
