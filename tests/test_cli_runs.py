@@ -105,6 +105,9 @@ def test_list_status_reset_fork(place: Place, flow_file: Path) -> None:
     as_json = json.loads(cli(place, "list", "--status", "failed", "--format", "json").stdout)
     assert [w["workflow_id"] for w in as_json] == ["etl"]
     assert json.loads(cli(place, "list", "--status", "completed", "--format", "json").stdout) == []
+    none = cli(place, "list", "--status", "completed", "--since", "1d")
+    assert none.returncode == 0, none.stderr
+    assert "no workflows match --status completed --since 1d in " in none.stdout
 
     shown = cli(place, "status", "etl")
     assert shown.returncode == 0, shown.stderr

@@ -105,7 +105,10 @@ def list_command(
             return EXIT_OK
         out = console()
         if not found:
-            out.print(f"no workflows in {url_of(storage_url)}", markup=False)
+            filters = [f"--status {status}" for status in wanted]
+            filters += [f"--since {since}"] if since is not None else []
+            match = f" match {' '.join(filters)}" if filters else ""
+            out.print(f"no workflows{match} in {url_of(storage_url)}", markup=False)
             return EXIT_OK
         table = new_table("workflow", "status", "tasks", "updated", whole=("status", "updated"))
         for info in found:
