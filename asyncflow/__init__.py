@@ -31,8 +31,7 @@ from asyncflow._core.steer import fork, reset
 from asyncflow._core.storage import Storage
 from asyncflow._core.task import Task, TaskStatus, TypeStatus
 from asyncflow._core.worker import Worker
-
-__version__ = "0.1.0.dev0"
+from asyncflow._version import __version__
 
 __all__ = [
     "Action",

@@ -43,7 +43,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from asyncflow._core.status import RunState, task_outcome
+from asyncflow._core.status import RunState
 
 if TYPE_CHECKING:
     from asyncflow._core.flow import AsyncFlow
@@ -168,7 +168,7 @@ def flow_mermaid(flow: AsyncFlow) -> str:
     tasks = flow.task.queue
     if any(task.depends_on for task in tasks):
         return render_graph_mermaid(
-            [GraphNode(t.key, task_outcome(t), t.depends_on, t.children) for t in tasks],
+            [GraphNode(t.key, t.outcome, t.depends_on, t.children) for t in tasks],
             flow.status,
         )
-    return render_mermaid(((task.name, task_outcome(task)) for task in tasks), flow.status)
+    return render_mermaid(((task.name, task.outcome) for task in tasks), flow.status)

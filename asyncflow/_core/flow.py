@@ -13,9 +13,11 @@ from typing import Any, Literal
 import anyio
 
 from asyncflow import events
+from asyncflow._core.action import Action
 from asyncflow._core.background import Detached
 from asyncflow._core.blobs import collect_garbage
 from asyncflow._core.bus import EventBus, EventStream
+from asyncflow._core.checkpoint import encode_output
 from asyncflow._core.concurrency import run_beside
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
@@ -28,7 +30,7 @@ from asyncflow._core.prepare import prepare_run
 from asyncflow._core.run_options import RunOptions, check_options
 from asyncflow._core.runner import Runner, call_callback
 from asyncflow._core.runs import RunRecorder, report_unhandled
-from asyncflow._core.subflow import PARENT, Parent
+from asyncflow._core.subflow import PARENT, ChildFlow, Parent
 from asyncflow._core.summary import new_run_id
 from asyncflow._core.task import Task, TaskBuilder, TaskStatus
 from asyncflow._core.waits import due_at
@@ -57,6 +59,23 @@ def _with_children(manifest: Manifest, tasks: list[Task]) -> Manifest:
     return dataclasses.replace(manifest, children=children) if children else manifest
 
 
+def _as_child(step: object, key: str | None) -> tuple[Action, str] | None:
+    """The step running ``step`` as child flow ``key`` of the flow it is added to."""
+    if not isinstance(step, AsyncFlow):
+        return None
+    if key is None:
+        if not step.fixed_id:
+            raise ConfigurationError(
+                "a child flow needs task.add(child, key=...) or a fixed"
+                " AsyncFlow(workflow_id=...) to name its checkpoints"
+            )
+        key = step.workflow_id
+    validate_id(key, "task key")
+    action = Action(ChildFlow(step, key))
+    action.name = step.workflow_id if step.fixed_id else key
+    return action, key
+
+
 class AsyncFlow:
     """A workflow: add steps with ``flow.task.add``, run them with ``await flow.start()``.
 
@@ -72,15 +91,15 @@ class AsyncFlow:
         self.workflow_id = (
             validate_id(workflow_id, "workflow_id") if workflow_id is not None else uuid.uuid4().hex
         )
-        self.task = TaskBuilder(self.workflow_id)
+        self.task = TaskBuilder(self.workflow_id, child=_as_child)
         self.status = "new"
         self._bus = EventBus()
         self._running = False
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested = False
         self._background: Detached | None = None
-        #: A child flow's input from its parent step (``asyncflow._core.subflow``).
-        self._input: tuple[Context, str | None] | None = None
+        #: What the first tasks receive as ``previous_context`` (``copy(input=...)``).
+        self._input: Context | None = None
         self.run_id: str | None = None
 
     async def start(
@@ -226,7 +245,8 @@ class AsyncFlow:
                     )
                     runner.on_wait = options.on_wait
                     if self._input is not None:
-                        runner.first_input, runner.first_digest = self._input
+                        runner.first_input = self._input
+                        runner.first_digest = self._input_digest()
                     parent = PARENT.set(
                         Parent(
                             config=self.config,
@@ -306,6 +326,30 @@ class AsyncFlow:
                 key=first.key,
                 step=first.name,
             ) from first.error
+
+    def _input_digest(self) -> str | None:
+        """The input digest the first tasks are checkpointed with, as a chain's would be."""
+        value = self._input.storage if self._input is not None else None
+        if value is None:
+            return None
+        return encode_output(self.config.serializer, value, self.workflow_id).digest
+
+    def copy(
+        self, workflow_id: str, *, config: Config | None = None, input: Any = None
+    ) -> AsyncFlow:
+        """A new flow with these tasks (keys, dependencies, maps, child flows) as ``workflow_id``.
+
+        ``config`` defaults to this flow's. ``input`` is what the copy's first
+        tasks (the first of a chain, a graph's tasks without dependencies)
+        receive as ``previous_context``, as a child flow's receive its parent
+        step's input; a ``Context`` is passed as it is. A scheduler's tick, a
+        worker's resume and a child flow's run are such copies.
+        """
+        new = AsyncFlow(config=self.config if config is None else config, workflow_id=workflow_id)
+        new.task.copy_from(self.task)
+        if input is not None:
+            new._input = input if isinstance(input, Context) else Context(storage=input)
+        return new
 
     def _finish(self, status: str, clock: float) -> None:
         tasks = self.task.queue

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.layout import manifest_key
-from asyncflow._core.status import task_outcome
 from asyncflow._core.summary import ErrorInfo, cut
 
 if TYPE_CHECKING:
@@ -137,7 +136,7 @@ class ProgressIndex:
             )
         return Finished(
             key=task.key,
-            outcome=task_outcome(task),
+            outcome=task.outcome,
             attempts=task.attempts,
             started_at=started,
             finished_at=finished,

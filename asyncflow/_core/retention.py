@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from asyncflow._core.concurrency import run_all
-from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError, WorkflowLocked
+from asyncflow._core.durations import parse_duration
+from asyncflow._core.errors import CheckpointCorrupt, WorkflowLocked
 from asyncflow._core.layout import lease_key, manifest_key, own_keys, workflow_of_manifest
 from asyncflow._core.lease import Lease
 from asyncflow._core.manifest import Manifest
@@ -41,38 +41,11 @@ from asyncflow._core.status import read_lease
 from asyncflow._core.storage import Storage
 from asyncflow._core.summary import new_run_id, runs_prefix
 
-__all__ = ["FINISHED", "Pruned", "parse_duration", "prune", "prune_schedule"]
+__all__ = ["FINISHED", "Pruned", "prune", "prune_schedule"]
 
 logger = logging.getLogger("asyncflow")
 
 FINISHED = ("completed", "failed", "cancelled", "forked", "reset")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from ``7d``, ``12h``, ``1d12h``, ``30m``, ``45s``, ``2w``, a number, a timedelta."""
-    if isinstance(value, dt.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        parts = _DURATION.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            try:
-                seconds = float(text)
-            except ValueError:
-                raise ConfigurationError(
-                    f"not a duration: {value!r} (use e.g. 7d, 12h, 1d12h, 30m, 45s, 2w)"
-                ) from None
-        else:
-            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    else:
-        raise ConfigurationError(f"not a duration: {value!r}")
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigurationError(f"a retention must be a positive duration, got {value!r}")
-    return seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from asyncflow._core.checkpoint import CheckpointRecord
 from asyncflow._core.concurrency import run_all
@@ -37,12 +37,11 @@ from asyncflow._core.layout import manifest_key, task_prefix, task_storage_key
 from asyncflow._core.lease import LeaseRecord, lease_key
 from asyncflow._core.manifest import Manifest
 from asyncflow._core.metadata import record_meta
+from asyncflow._core.outcomes import OUTCOMES, Outcome
 from asyncflow._core.storage import Storage
-from asyncflow._core.task import TaskStatus
 
 if TYPE_CHECKING:
     from asyncflow._core.progress import Finished
-    from asyncflow._core.task import Task
 
 __all__ = [
     "OUTCOMES",
@@ -50,45 +49,9 @@ __all__ = [
     "Outcome",
     "RunState",
     "TaskState",
-    "error_text",
     "read_run",
     "seen_status",
-    "task_outcome",
 ]
-
-Outcome = Literal["completed", "skipped", "failed", "cancelled", "not run", "waiting"]
-OUTCOMES: tuple[Outcome, ...] = (
-    "completed",
-    "skipped",
-    "failed",
-    "cancelled",
-    "not run",
-    "waiting",
-)
-_ERROR_LIMIT = 1000
-
-
-def task_outcome(task: Task) -> Outcome:
-    """What happened to ``task`` in the run that just ended."""
-    if task.restored:
-        return "skipped"
-    if task.status is TaskStatus.COMPLETED:
-        return "completed"
-    if task.status is TaskStatus.FAILED:
-        return "failed"
-    if task.status is TaskStatus.WAITING:
-        return "waiting"
-    if task.status in (TaskStatus.CANCELLED, TaskStatus.IN_PROGRESS, TaskStatus.RETRY):
-        return "cancelled"
-    return "not run"
-
-
-def error_text(error: BaseException | None) -> str:
-    """``repr`` of a task's error, cut to a sane length for the manifest."""
-    text = repr(error)
-    if len(text) > _ERROR_LIMIT:
-        text = text[: _ERROR_LIMIT - 3] + "..."
-    return text
 
 
 def seen_status(status: str, lease: LeaseState | None) -> str:

@@ -26,7 +26,6 @@ from asyncflow._core.codec import dumps, loads, required_field, text_json
 from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.layout import run_summary_key
 from asyncflow._core.shape import RunShape
-from asyncflow._core.status import task_outcome
 
 if TYPE_CHECKING:
     from asyncflow._core.task import Task
@@ -132,7 +131,7 @@ class TaskRun:
         return cls(
             key=task.key,
             step=task.name,
-            outcome=task_outcome(task),
+            outcome=task.outcome,
             attempts=task.attempts,
             started_at=task.started,
             finished_at=task.finished,
@@ -257,7 +256,7 @@ def encode_run(summary: RunSummary, tasks: Sequence[Task]) -> bytes:
         finished = "null" if task.finished is None else repr(float(task.finished))
         entries.append(
             f'{{"key":{text_json(task.key)},"step":{text_json(task.name)},'
-            f'"outcome":"{task_outcome(task)}","attempts":{int(task.attempts)!r},'
+            f'"outcome":"{task.outcome}","attempts":{int(task.attempts)!r},'
             f'"started_at":{started},"finished_at":{finished},"error":null}}'
         )
     head = dumps(summary.to_json())

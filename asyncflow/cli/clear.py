@@ -6,11 +6,12 @@ import anyio
 import anyio.to_thread
 import click
 
+from asyncflow._core.durations import parse_duration
 from asyncflow._core.history import workflow_ids
 from asyncflow._core.layout import manifest_key, workflow_keys
 from asyncflow._core.lease import Lease, lease_key
 from asyncflow._core.records import clear_workflow
-from asyncflow._core.retention import Pruned, parse_duration, prune
+from asyncflow._core.retention import Pruned, prune
 from asyncflow._core.shape import close_matches
 from asyncflow._core.subflow import child_workflows
 from asyncflow.cli._app import cli

@@ -9,8 +9,8 @@ import anyio
 import click
 import rich.text
 
+from asyncflow._core.durations import parse_duration
 from asyncflow._core.history import WorkflowInfo, list_workflows
-from asyncflow._core.retention import parse_duration
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_OK,

@@ -18,7 +18,6 @@ import rich.text
 from asyncflow import events
 from asyncflow._core.flow import AsyncFlow, Mode
 from asyncflow._core.modes import MODES
-from asyncflow._core.status import task_outcome
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_FAILED,
@@ -150,7 +149,7 @@ def summary(flow: AsyncFlow, console: rich.console.Console, elapsed: float) -> N
     )
     interrupted = []
     for task in flow.task.queue:
-        outcome = task_outcome(task)
+        outcome = task.outcome
         if outcome == "cancelled":
             interrupted.append(task.key)
         table.add_row(

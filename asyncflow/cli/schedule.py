@@ -20,7 +20,6 @@ import click
 from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.flow import AsyncFlow
 from asyncflow._core.modes import MODES
-from asyncflow._core.status import task_outcome
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_OK,
@@ -62,7 +61,7 @@ async def _report(flow: AsyncFlow) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        outcomes = [task_outcome(task) for task in flow.task.queue]
+        outcomes = [task.outcome for task in flow.task.queue]
         counts = ", ".join(
             f"{outcomes.count(name)} {name}"
             for name in ("completed", "skipped", "failed")
