@@ -61,7 +61,7 @@ from asyncflow import events
 from asyncflow._version import __version__
 
 if TYPE_CHECKING:
-    from asyncflow._core.flow import AsyncFlow
+    from asyncflow import AsyncFlow
 
 __all__ = ["instrument", "trace_events"]
 

@@ -37,6 +37,7 @@ __all__ = [
     "cut",
     "encode_run",
     "new_run_id",
+    "public_type",
     "run_summary_key",
     "runs_prefix",
     "user_frames",
@@ -71,6 +72,17 @@ def user_frames(tb: TracebackType | None) -> TracebackType | None:
     while start is not None and start.tb_frame.f_code.co_filename.startswith(_INTERNAL):
         start = start.tb_next
     return start if start is not None else tb
+
+
+_OLD_ERRORS = "asyncflow._core.errors."
+
+
+def public_type(name: str) -> str:
+    """An error type as summaries name it: ``asyncflow.TaskTimeout`` also for the
+    ``asyncflow._core.errors.TaskTimeout`` that summaries written before 0.1 name."""
+    if name.startswith(_OLD_ERRORS):
+        return "asyncflow." + name[len(_OLD_ERRORS) :]
+    return name
 
 
 def cut(text: str, limit: int, *, keep_end: bool = False) -> str:
@@ -286,7 +298,7 @@ def _error_info(error: Any) -> ErrorInfo | None:
     if not isinstance(error, dict):
         raise ValueError("an error entry is not an object")
     return ErrorInfo(
-        type=str(error.get("type", "")),
+        type=public_type(str(error.get("type", ""))),
         message=str(error.get("message", "")),
         traceback=str(error.get("traceback", "")),
     )

@@ -1,0 +1,138 @@
+"""Every workflow of a storage, as a listing shows it: from each ``run.json`` alone.
+
+``list_workflows`` costs one delimiter listing of the storage root (the
+workflow ids) plus one read of each ``run.json`` (and of the lease, only for
+a run that says it is ``running``): never a task record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from asyncflow._core.concurrency import run_all
+from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError
+from asyncflow._core.ids import validate_id
+from asyncflow._core.layout import manifest_key
+from asyncflow._core.manifest import Manifest
+from asyncflow._core.storage import Storage, list_children
+from asyncflow.reading._leases import read_lease, seen_status
+
+__all__ = ["WorkflowInfo", "list_workflows", "workflow_ids"]
+
+_CHUNK = 512
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    """One line of ``asyncflow list``: a workflow's latest run, from its ``run.json``."""
+
+    workflow_id: str
+    status: str
+    mode: str | None
+    run_id: str | None
+    tasks: int
+    outcomes: dict[str, int]
+    created_at: float | None
+    updated_at: float | None
+    started_at: float | None
+    running: tuple[str, ...] = ()
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workflow_id": self.workflow_id,
+            "status": self.status,
+            "mode": self.mode,
+            "run_id": self.run_id,
+            "tasks": self.tasks,
+            "outcomes": self.outcomes,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "started_at": self.started_at,
+            "running": list(self.running),
+            "problem": self.problem,
+        }
+
+
+def _is_id(name: str) -> bool:
+    try:
+        validate_id(name, "workflow id")
+    except ConfigurationError:
+        return False
+    return True
+
+
+async def workflow_ids(storage: Storage) -> list[str]:
+    """The top-level folders of the storage whose names are valid workflow ids."""
+    return [
+        segment[:-1]
+        async for segment in list_children(storage, "")
+        if segment.endswith("/") and _is_id(segment[:-1])
+    ]
+
+
+async def _info(
+    storage: Storage, workflow_id: str, data: bytes | None = None
+) -> WorkflowInfo | None:
+    where = manifest_key(workflow_id)
+    if data is None:
+        blob = await storage.read(where)
+        if blob is None:
+            return None
+        data = blob.data
+    try:
+        manifest = Manifest.decode(data, where)
+    except CheckpointCorrupt as exc:
+        return WorkflowInfo(
+            workflow_id, "unreadable", None, None, 0, {}, None, None, None, problem=str(exc)
+        )
+    status = manifest.status
+    if status == "running":
+        status = seen_status(status, await read_lease(storage, workflow_id))
+    counts: dict[str, int] = {}
+    for outcome in manifest.outcomes.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return WorkflowInfo(
+        workflow_id=workflow_id,
+        status=status,
+        mode=manifest.mode,
+        run_id=manifest.run_id,
+        tasks=len(manifest.tasks),
+        outcomes=counts,
+        created_at=manifest.created_at,
+        updated_at=manifest.updated_at,
+        started_at=manifest.started_at,
+        running=manifest.running,
+    )
+
+
+async def list_workflows(
+    storage: Storage, *, ids: Sequence[str] | None = None, concurrency: int = 32
+) -> list[WorkflowInfo]:
+    """Every workflow with a ``run.json``, in id order (a folder without one is not listed)."""
+    names = list(ids) if ids is not None else await workflow_ids(storage)
+    found: dict[str, WorkflowInfo] = {}
+    read_many = getattr(storage, "read_many", None)
+    if read_many is not None:  # StorageFile: one thread hop per chunk of files
+        for start in range(0, len(names), _CHUNK):
+            chunk = names[start : start + _CHUNK]
+            blobs = await read_many([manifest_key(name) for name in chunk])
+            for name, blob in zip(chunk, blobs, strict=True):
+                if blob is not None:
+                    info = await _info(storage, name, blob.data)
+                    if info is not None:
+                        found[name] = info
+        return [found[name] for name in sorted(found)]
+    pending = iter(names)
+
+    async def worker() -> None:
+        for name in pending:
+            info = await _info(storage, name)
+            if info is not None:
+                found[name] = info
+
+    if names:
+        await run_all([worker] * min(concurrency, len(names)))
+    return [found[name] for name in sorted(found)]
