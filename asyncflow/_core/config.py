@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from asyncflow._core.durations import parse_duration
 from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.executor import Executor
 from asyncflow._core.storage import Storage
@@ -75,8 +76,6 @@ class Config:
 
     @property
     def retention_seconds(self) -> float | None:
-        from asyncflow._core.retention import parse_duration
-
         return None if self.retention is None else parse_duration(self.retention)
 
     @property
@@ -124,8 +123,6 @@ class Config:
                 f"Config executor {self.executor!r} has no run() (see asyncflow._core.executor)"
             )
         if self.retention is not None:
-            from asyncflow._core.retention import parse_duration
-
             parse_duration(self.retention)  # raises ConfigurationError if invalid
         if type(self.read_concurrency) is not int or self.read_concurrency < 1:
             raise ConfigurationError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from asyncflow._core.public import publish
 from asyncflow._core.storage import Blob, Storage
 from asyncflow.providers.file import StorageFile
 from asyncflow.providers.memory import StorageDefault
@@ -68,3 +69,6 @@ def storage_from_url(url: str) -> Storage:
     raise ConfigurationError(
         f"storage URL scheme {scheme!r} is not one of file://, memory://, s3://, gs://"
     )
+
+
+publish(__name__, globals())
