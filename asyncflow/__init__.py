@@ -31,7 +31,7 @@ from asyncflow._core.retention import Pruned, prune
 from asyncflow._core.signals import send_signal
 from asyncflow._core.steer import fork, reset
 from asyncflow._core.storage import Storage
-from asyncflow._core.task import Task, TaskStatus, TypeStatus
+from asyncflow._core.task import Task, TaskBuilder, TaskStatus, TypeStatus
 from asyncflow._core.worker import Worker
 from asyncflow._version import __version__
 
@@ -55,6 +55,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "Task",
+    "TaskBuilder",
     "TaskError",
     "TaskFailed",
     "TaskStatus",

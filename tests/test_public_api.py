@@ -51,10 +51,9 @@ def test_the_core_names_are_asyncflow_s() -> None:
 
 
 def test_run_summaries_name_errors_by_their_public_name() -> None:
-    try:
+    with pytest.raises(asyncflow.TaskTimeout) as caught:
         raise asyncflow.TaskTimeout("slow")
-    except asyncflow.TaskTimeout as exc:
-        assert ErrorInfo.of(exc).type == "asyncflow.TaskTimeout"
+    assert ErrorInfo.of(caught.value).type == "asyncflow.TaskTimeout"
 
 
 def test_summaries_written_with_the_old_private_names_read_with_the_public_ones() -> None:
