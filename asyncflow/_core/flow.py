@@ -58,10 +58,18 @@ class AsyncFlow:
     the run cannot be resumed by another process.
     """
 
-    def __init__(self, config: Config | None = None, workflow_id: str | None = None) -> None:
+    def __init__(
+        self, config: Config | None = None, workflow_id: str | uuid.UUID | None = None
+    ) -> None:
         if config is not None and not isinstance(config, Config):
             raise ConfigurationError(f"config must be an asyncflow Config, got {config!r}")
         self.config = config if config is not None else Config()
+        if isinstance(workflow_id, uuid.UUID):  # Dotflow's examples pass uuid4()
+            workflow_id = str(workflow_id)
+        elif workflow_id is not None and not isinstance(workflow_id, str):
+            raise ConfigurationError(
+                f"workflow_id must be a str or a uuid.UUID, got {type(workflow_id).__name__}"
+            )
         self.fixed_id = workflow_id is not None
         self.workflow_id = (
             validate_id(workflow_id, "workflow_id") if workflow_id is not None else uuid.uuid4().hex
@@ -239,6 +247,8 @@ class AsyncFlow:
                 f" {first.error!r}",
                 key=first.key,
                 step=first.name,
+                attempt=first.attempts,
+                cause=first.error,
             ) from first.error
 
     def _input_digest(self) -> str | None:

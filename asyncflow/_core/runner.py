@@ -21,6 +21,7 @@ from asyncflow._core.commit import make_committer
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context, make_context
 from asyncflow._core.errors import CheckpointMismatch, SerializationError, TaskTimeout
+from asyncflow._core.failures import carry_fields
 from asyncflow._core.layout import task_prefix, task_storage_key
 from asyncflow._core.lease import Lease
 from asyncflow._core.task import Task, TaskStatus
@@ -356,6 +357,7 @@ class Runner:
             )
 
     def _fail(self, task: Task, exc: BaseException, clock: float | None) -> None:
+        carry_fields(exc, task.attempts or None)
         task.status = TaskStatus.FAILED
         task.error = exc
         task.finished = time.time()

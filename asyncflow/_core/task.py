@@ -54,6 +54,13 @@ class TaskStatus(str, Enum):
     CANCELLED = "Cancelled"
     WAITING = "Waiting"
 
+    # Dotflow's statuses are plain strings: f"{task.status}" prints "Completed".
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
 
 TypeStatus = TaskStatus
 """Dotflow's name for :class:`TaskStatus`, so ported code keeps working."""
@@ -153,6 +160,11 @@ class Task:
     @property
     def name(self) -> str:
         return self.step.name
+
+    @property
+    def retry_count(self) -> int:
+        """Dotflow's name: ``attempts - 1`` (for a restored task, of the run that completed it)."""
+        return max(0, self.attempts - 1)
 
     @property
     def outcome(self) -> Outcome:
