@@ -34,9 +34,9 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from asyncflow._core.capabilities import list_children
 from asyncflow._core.history import list_workflows
 from asyncflow._core.manifest import Manifest
-from asyncflow._core.storage import list_children
 from asyncflow.providers import Storage, StorageFile
 from tests.servers import start_seaweedfs
 

@@ -27,6 +27,7 @@ from asyncflow.cli._common import (
     when,
 )
 from asyncflow.cli._common import storage_url as url_of
+from asyncflow.providers import Capabilities
 
 __all__ = ["clear"]
 
@@ -89,7 +90,7 @@ def clear(
             deleted = await clear_workflow(storage, each)
             # Ours, or (--force) a runner's, which then fails its next renewal.
             await storage.delete(lease_key(each))
-            tidy = getattr(storage, "tidy", None)  # StorageFile: lock files, empty folders
+            tidy = Capabilities.of(storage).tidy  # StorageFile: lock files, empty folders
             if tidy is not None:
                 await tidy(f"{each}/")
             return deleted

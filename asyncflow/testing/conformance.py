@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 import anyio
 import anyio.lowlevel
 
+from asyncflow._core.capabilities import delete_many, list_children
 from asyncflow._core.errors import ConfigurationError, PreconditionFailed
 from asyncflow._core.storage import Blob, Storage
 
@@ -125,14 +126,7 @@ def _namespace() -> str:
 
 async def _cleanup(storage: Storage, keys: Iterable[str], concurrency: int = 32) -> None:
     """Delete ``keys``, in batches when the backend offers ``delete_many``."""
-    keys = list(keys)
-    delete_many: Callable[[Sequence[str]], Awaitable[None]] | None = getattr(
-        storage, "delete_many", None
-    )
-    if delete_many is not None:
-        await delete_many(keys)
-        return
-    await _bounded(concurrency, [functools.partial(storage.delete, k) for k in keys])
+    await delete_many(storage, list(keys), concurrency=concurrency)
 
 
 async def _bounded(concurrency: int, calls: Sequence[Callable[[], Awaitable[Any]]]) -> None:
@@ -405,8 +399,6 @@ async def check_list_children(storage: Storage, options: ConformanceOptions) -> 
     yields each next path segment once, sorted: ``name/`` for a folder,
     ``name`` for a key right under the prefix; this is how ``asyncflow list``
     finds workflow ids without reading every record."""
-    from asyncflow._core.storage import list_children
-
     ns = _namespace()
     keys = [
         f"{ns}/wf/run.json",
