@@ -266,7 +266,8 @@ class StorageFile(ClosingStorage):
         never through a symlink; a symlink among the names is not a directory
         of ours and is given as a leaf (a key), never as ``name/``.
         """
-        check_children_prefix(prefix)
+        if check_children_prefix(prefix):
+            validate_storage_key(prefix + "_")  # "/" names no folder: refused, as by S3
         segments = await anyio.to_thread.run_sync(self._children_sync, prefix)
         for segment in segments:
             yield segment

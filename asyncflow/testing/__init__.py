@@ -10,15 +10,19 @@ from __future__ import annotations
 from asyncflow.testing.conformance import (
     CHECKS,
     HOSTILE_KEYS,
+    REQUIRES,
     ConformanceOptions,
     StorageConformance,
+    applicable,
     run_conformance,
 )
 
 __all__ = [
     "CHECKS",
     "HOSTILE_KEYS",
+    "REQUIRES",
     "ConformanceOptions",
     "StorageConformance",
+    "applicable",
     "run_conformance",
 ]
