@@ -170,8 +170,8 @@ class Capabilities:
     def of(cls, storage: object) -> Capabilities:
         """Probe ``storage``; a capability set to something not callable is refused.
 
-        ``ConfigurationError`` names the storage and the attribute: a method
-        misspelt as a property must not pass for "not declared".
+        ``ConfigurationError`` names the storage and the attribute: a capability
+        that is anything else (a flag, a string) must not pass for "not declared".
         """
         found: dict[str, Any] = {}
         for name in _PUBLIC:
