@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from asyncflow._core.capabilities import require_storage
+from asyncflow._core.durations import parse_duration
 from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.executor import Executor
 from asyncflow._core.storage import Storage
@@ -76,8 +77,6 @@ class Config:
 
     @property
     def retention_seconds(self) -> float | None:
-        from asyncflow._core.retention import parse_duration
-
         return None if self.retention is None else parse_duration(self.retention)
 
     @property
@@ -120,8 +119,6 @@ class Config:
                 f"Config executor {self.executor!r} has no run() (see asyncflow._core.executor)"
             )
         if self.retention is not None:
-            from asyncflow._core.retention import parse_duration
-
             parse_duration(self.retention)  # raises ConfigurationError if invalid
         if type(self.read_concurrency) is not int or self.read_concurrency < 1:
             raise ConfigurationError(

@@ -69,6 +69,9 @@ class Runner:
         keep_going: bool,
         lease: Lease | None = None,
         on_code_change: str = "reuse",
+        on_wait: str = "block",
+        first_input: Context | None = None,
+        first_digest: str | None = None,
     ) -> None:
         self.lease = lease
         self.on_code_change = on_code_change
@@ -80,10 +83,10 @@ class Runner:
         self.records = records
         self.keep_going = keep_going
         self.halted = False
-        self.on_wait = "block"  # or "park": see asyncflow._core.waits
+        self.on_wait = on_wait  # or "park": see asyncflow._core.waits
         #: What a task with nothing before it receives (a child flow: its parent's input).
-        self.first_input = Context(workflow_id=workflow_id)
-        self.first_digest: str | None = None
+        self.first_input = first_input or Context(workflow_id=workflow_id)
+        self.first_digest = first_digest
         self.parked: dict[str, WaitSpec] = {}
         self._yielded = time.monotonic()
         self._restored_at: dt.datetime | None = None

@@ -35,17 +35,18 @@ from asyncflow._core.loud import log_loudly
 from asyncflow._core.manifest import Manifest
 from asyncflow._core.progress import ProgressIndex
 from asyncflow._core.shape import RunShape, dependents, graph_edges
-from asyncflow._core.status import task_outcome
 from asyncflow._core.storage import Storage
 from asyncflow._core.summary import (
     ErrorInfo,
     RunSummary,
     TaskRun,
+    cut,
     encode_run,
     run_summary_key,
     user_frames,
 )
 from asyncflow._core.task import TaskStatus
+from asyncflow._version import __version__
 
 if TYPE_CHECKING:
     from asyncflow._core.lease import Lease
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
     from asyncflow._core.task import Task
 
 __all__ = ["LIVE_EVERY", "RunRecorder", "invalidate", "report_unhandled"]
+
+#: ``run.json`` keeps a failed task's error ``repr`` up to this length.
+_ERROR_LIMIT = 1000
 
 logger = logging.getLogger("asyncflow")
 
@@ -98,8 +102,6 @@ class RunRecorder:
         error: BaseException | None = None,
     ) -> RunSummary:
         """The summary without its task entries: ``end`` adds them with ``encode_run``."""
-        from asyncflow import __version__
-
         return RunSummary(
             workflow_id=self.workflow_id,
             run_id=self.run_id,
@@ -136,7 +138,7 @@ class RunRecorder:
         summary = self._with_shape(self._summary(status, tasks, time.time(), error), manifest)
         ended = manifest.replace(
             status=status,
-            outcomes={t.key: task_outcome(t) for t in tasks},
+            outcomes={t.key: t.outcome for t in tasks},
             errors={t.key: _error_line(t.error) for t in failed},
             running=(),
             interrupted=summary.interrupted,
@@ -247,9 +249,8 @@ class RunRecorder:
 
 
 def _error_line(error: BaseException | None) -> str:
-    from asyncflow._core.status import error_text
-
-    return error_text(error)
+    """``repr`` of a task's error, cut to a sane length for ``run.json``."""
+    return cut(repr(error), _ERROR_LIMIT)
 
 
 def report_unhandled(workflow_id: str, run_id: str, tasks: Sequence[Task]) -> None:

@@ -39,6 +39,7 @@ from asyncflow._core.errors import (
     StorageError,
     WorkflowLocked,
 )
+from asyncflow._core.flow import AsyncFlow
 from asyncflow._core.layout import manifest_key
 from asyncflow._core.manifest import Manifest
 from asyncflow._core.signals import signal_names
@@ -47,7 +48,6 @@ from asyncflow._core.waits import NotParked, WaitSpec
 
 if TYPE_CHECKING:
     from asyncflow._core.clock import Clock
-    from asyncflow._core.flow import AsyncFlow
 
 __all__ = ["Parked", "Worker", "list_workflows"]
 
@@ -101,8 +101,6 @@ class Worker:
         clock: Clock | None = None,
         scan_concurrency: int = 32,
     ) -> None:
-        from asyncflow._core.flow import AsyncFlow
-
         if isinstance(flow, AsyncFlow):
             self._template: AsyncFlow | None = flow
             self._factory: FlowSource | None = None
@@ -203,11 +201,8 @@ class Worker:
     # -- resuming -----------------------------------------------------------
 
     async def _build(self, parked: Parked) -> AsyncFlow | None:
-        from asyncflow._core.flow import AsyncFlow
-        from asyncflow._core.schedule import clone_flow
-
         if self._template is not None:
-            flow = clone_flow(self._template, parked.workflow_id)
+            flow = self._template.copy(parked.workflow_id)
         else:
             assert self._factory is not None
             made = self._factory(parked.workflow_id)

@@ -27,6 +27,7 @@ from asyncflow._core.capabilities import (
     list_children,
     read_many,
 )
+from asyncflow._core.public import publish
 from asyncflow._core.storage import Blob, Storage
 from asyncflow.providers.file import StorageFile
 from asyncflow.providers.memory import StorageDefault
@@ -94,3 +95,6 @@ def storage_from_url(url: str) -> Storage:
     raise ConfigurationError(
         f"storage URL scheme {scheme!r} is not one of file://, memory://, s3://, gs://"
     )
+
+
+publish(__name__, globals())

@@ -7,6 +7,7 @@ a pytest mix-in that only needs pytest when your test suite collects it.
 
 from __future__ import annotations
 
+from asyncflow._core.public import publish
 from asyncflow.testing.conformance import (
     CHECKS,
     HOSTILE_KEYS,
@@ -26,3 +27,5 @@ __all__ = [
     "applicable",
     "run_conformance",
 ]
+
+publish(__name__, globals())

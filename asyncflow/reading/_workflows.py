@@ -1,9 +1,8 @@
-"""Reading what runs left behind: every workflow in a storage, one workflow's run history.
+"""Every workflow of a storage, as a listing shows it: from each ``run.json`` alone.
 
 ``list_workflows`` costs one delimiter listing of the storage root (the
 workflow ids) plus one read of each ``run.json`` (and of the lease, only for
-a run that says it is ``running``): never a task record. ``run_history``
-lists one workflow's ``runs/`` and reads each summary.
+a run that says it is ``running``): never a task record.
 """
 
 from __future__ import annotations
@@ -18,11 +17,10 @@ from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError
 from asyncflow._core.ids import validate_id
 from asyncflow._core.layout import manifest_key
 from asyncflow._core.manifest import Manifest
-from asyncflow._core.status import read_lease, seen_status
 from asyncflow._core.storage import Storage
-from asyncflow._core.summary import RunSummary, run_summary_key, runs_prefix
+from asyncflow.reading._leases import read_lease, seen_status
 
-__all__ = ["WorkflowInfo", "list_workflows", "read_summary", "run_history", "workflow_ids"]
+__all__ = ["WorkflowInfo", "list_workflows", "workflow_ids"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,59 +119,3 @@ async def list_workflows(
     if names:
         await run_all([worker] * min(concurrency, len(names)))
     return [found[name] for name in sorted(found)]
-
-
-async def run_history(
-    storage: Storage, workflow_id: str, *, concurrency: int = 16
-) -> list[RunSummary]:
-    """Every run summary of ``workflow_id``, oldest first (run ids sort by start time).
-
-    A summary still ``running`` that is not the live run of ``run.json``
-    belongs to a runner that vanished: it is reported ``crashed``.
-    """
-    head = runs_prefix(workflow_id)
-    names = [
-        n async for n in storage.list(head) if n.endswith(".json") and "/" not in n[len(head) :]
-    ]
-    blobs = await read_many(storage, names, concurrency=concurrency)
-    found = {
-        name: RunSummary.decode(blob.data, name)
-        for name, blob in zip(names, blobs, strict=True)
-        if blob is not None
-    }
-    runs = [found[name] for name in sorted(found)]
-    if any(run.status == "running" for run in runs):
-        live = await _live_run(storage, workflow_id)
-        runs = [
-            _crashed(run) if run.status == "running" and run.run_id != live else run for run in runs
-        ]
-    return runs
-
-
-async def _live_run(storage: Storage, workflow_id: str) -> str | None:
-    blob = await storage.read(manifest_key(workflow_id))
-    if blob is None:
-        return None
-    manifest = Manifest.decode(blob.data, manifest_key(workflow_id))
-    if seen_status(manifest.status, await read_lease(storage, workflow_id)) != "running":
-        return None
-    return manifest.run_id
-
-
-def _crashed(run: RunSummary) -> RunSummary:
-    from dataclasses import replace
-
-    return replace(run, status="crashed")
-
-
-async def read_summary(storage: Storage, workflow_id: str, run_id: str) -> RunSummary | None:
-    """One run's summary, or ``None`` if there is none by that id."""
-    validate_id(run_id, "run id")
-    where = run_summary_key(workflow_id, run_id)
-    blob = await storage.read(where)
-    if blob is None:
-        return None
-    summary = RunSummary.decode(blob.data, where)
-    if summary.status == "running" and await _live_run(storage, workflow_id) != run_id:
-        summary = _crashed(summary)
-    return summary

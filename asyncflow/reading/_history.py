@@ -1,11 +1,11 @@
-"""Runs as their summaries tell them: the history page, a past run, a finished latest run.
+"""Runs as their summaries tell them: a workflow's history, a past run, an ended latest run.
 
 Every ``start()`` leaves ``{wf}/runs/{run_id}.json`` with each task's
-outcome, attempts, times and error (type, message, traceback), and since
-the progress index the run's graph and its maps' children. A run that has
-ended is drawn from that one summary and ``run.json`` (its order and step
-names, when it is the latest run), with no task record read at all; a live
-run comes from ``run.json`` and its progress index (``_runs.load_run``).
+outcome, attempts, times and error (type, message, traceback), and the
+run's graph and its maps' children. A run that has ended is read from that
+one summary and ``run.json`` (its order and step names, when it is the
+latest run), with no task record read at all; a live run comes from
+``run.json`` and its progress index (``read_run``).
 """
 
 from __future__ import annotations
@@ -16,31 +16,23 @@ from dataclasses import dataclass, replace
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.ids import validate_id
-from asyncflow._core.reading import (
-    LeaseState,
-    Manifest,
-    RunSummary,
-    manifest_key,
-    read_lease,
-    read_manifest,
-    run_summary_key,
-    runs_prefix,
-    seen_status,
-    shape_of,
-)
+from asyncflow._core.layout import manifest_key, run_summary_key
 from asyncflow._core.storage import Storage
-from asyncflow.ui._build import task_views
-from asyncflow.ui._records import RecordCache
-from asyncflow.ui._runs import load_run
-from asyncflow.ui._shape import with_shape
-from asyncflow.ui._views import RunView, TaskView, waits_of
+from asyncflow._core.summary import RunSummary, runs_prefix
+from asyncflow.reading._leases import live_run_id, read_lease, seen_status
+from asyncflow.reading._records import RecordCache
+from asyncflow.reading._runs import RunState, read_manifest, read_run, run_from_summary
+from asyncflow.reading._tasks import TaskState
 
 __all__ = [
+    "ENDED",
     "HistoryPage",
     "RunRow",
-    "load_history",
-    "load_latest",
-    "load_past_run",
+    "read_history",
+    "read_latest",
+    "read_past_run",
+    "read_summary",
+    "run_history",
     "with_summary_error",
 ]
 
@@ -73,47 +65,67 @@ class HistoryPage:
     pages: int
 
 
+def _seen(summary: RunSummary, live: str | None) -> RunSummary:
+    """A summary left ``running`` by a runner that is gone reads as ``crashed``."""
+    status = seen_status(summary.status, None, live=summary.run_id == live)
+    return summary if status == summary.status else replace(summary, status=status)
+
+
 async def _summary(storage: Storage, workflow_id: str, run_id: str) -> RunSummary | None:
     where = run_summary_key(workflow_id, run_id)
     blob = await storage.read(where)
     return None if blob is None else RunSummary.decode(blob.data, where)
 
 
-def summary_view(
-    workflow_id: str,
-    manifest: Manifest | None,
-    lease: LeaseState | None,
-    summary: RunSummary,
-    *,
-    status: str,
-    latest: bool,
-) -> RunView:
-    """A run drawn from its summary; ``manifest`` (if it is this run's) adds order and steps."""
-    own = manifest if manifest is not None and latest else None
-    ended = {task.key: task for task in summary.tasks}
-    order = list(own.tasks) if own is not None else []
-    order += [key for key in ended if key not in set(order)]
-    tasks = task_views(order, ended, manifest=own, run_status=summary.status)
-    view = RunView(
-        workflow_id=workflow_id,
-        run_id=summary.run_id,
-        status=status,
-        mode=summary.mode,
-        created_at=summary.started_at,
-        updated_at=summary.finished_at,
-        tasks=tuple(tasks),
-        lease=lease,
-        waits=waits_of(own) if own is not None else (),
-        latest=latest,
-    )
-    shape = summary.shape or (shape_of(own) if own is not None else None)
-    children = {task.key: task for task in summary.children}
-    return with_shape(view, shape, children, own.outcomes if own is not None else None)
+async def _run_ids(storage: Storage, workflow_id: str) -> list[str]:
+    head = runs_prefix(workflow_id)
+    return [
+        name[len(head) : -len(".json")]
+        async for name in storage.list(head)
+        if name.endswith(".json") and "/" not in name[len(head) :]
+    ]
 
 
-async def load_latest(
+async def run_history(
+    storage: Storage, workflow_id: str, *, concurrency: int = 16
+) -> list[RunSummary]:
+    """Every run summary of ``workflow_id``, oldest first (run ids sort by start time).
+
+    A summary still ``running`` that is not the live run of ``run.json``
+    belongs to a runner that vanished: it is reported ``crashed``.
+    ``CheckpointCorrupt`` names a summary that cannot be decoded.
+    """
+    names = await _run_ids(storage, workflow_id)
+    found: dict[str, RunSummary] = {}
+    pending = iter(names)
+
+    async def worker() -> None:
+        for run_id in pending:
+            summary = await _summary(storage, workflow_id, run_id)
+            if summary is not None:
+                found[run_id] = summary
+
+    if names:
+        await run_all([worker] * min(concurrency, len(names)))
+    runs = [found[name] for name in sorted(found)]
+    if any(run.status == "running" for run in runs):
+        live = await live_run_id(storage, workflow_id)
+        runs = [_seen(run, live) for run in runs]
+    return runs
+
+
+async def read_summary(storage: Storage, workflow_id: str, run_id: str) -> RunSummary | None:
+    """One run's summary, or ``None`` if there is none by that id."""
+    validate_id(run_id, "run id")
+    summary = await _summary(storage, workflow_id, run_id)
+    if summary is not None and summary.status == "running":
+        summary = _seen(summary, await live_run_id(storage, workflow_id))
+    return summary
+
+
+async def read_latest(
     storage: Storage, workflow_id: str, cache: RecordCache | None = None
-) -> RunView | None:
+) -> RunState | None:
     """The latest run: from its summary once it ended, else from ``run.json``'s index."""
     manifest = await read_manifest(storage, workflow_id)
     if manifest is not None and manifest.run_id and manifest.status in ENDED:
@@ -128,7 +140,7 @@ async def load_latest(
             and (summary.shape is not None or not manifest.children)
         ):
             lease = await read_lease(storage, workflow_id)
-            return summary_view(
+            return run_from_summary(
                 workflow_id,
                 manifest,
                 lease,
@@ -136,25 +148,10 @@ async def load_latest(
                 status=seen_status(manifest.status, lease),
                 latest=True,
             )
-    return await load_run(storage, workflow_id, cache, manifest=manifest)
+    return await read_run(storage, workflow_id, cache, manifest=manifest)
 
 
-async def _live_run_id(storage: Storage, workflow_id: str) -> str | None:
-    manifest = await read_manifest(storage, workflow_id)
-    if manifest is None:
-        return None
-    lease = await read_lease(storage, workflow_id) if manifest.status == "running" else None
-    return manifest.run_id if seen_status(manifest.status, lease) == "running" else None
-
-
-def _seen(summary: RunSummary, live: str | None) -> str:
-    """A summary left ``running`` by a runner that is gone reads as ``crashed``."""
-    if summary.status == "running" and summary.run_id != live:
-        return "crashed"
-    return summary.status
-
-
-async def load_past_run(storage: Storage, workflow_id: str, run_id: str) -> RunView | None:
+async def read_past_run(storage: Storage, workflow_id: str, run_id: str) -> RunState | None:
     """One run of the history, from its summary alone."""
     validate_id(run_id, "run id")
     summary = await _summary(storage, workflow_id, run_id)
@@ -162,34 +159,29 @@ async def load_past_run(storage: Storage, workflow_id: str, run_id: str) -> RunV
         return None
     manifest = await read_manifest(storage, workflow_id)
     latest = manifest is not None and manifest.run_id == run_id
-    live = await _live_run_id(storage, workflow_id)
-    return summary_view(
-        workflow_id,
-        manifest,
-        None,
-        summary,
-        status=_seen(summary, live),
-        latest=latest,
+    if summary.status == "running":
+        summary = _seen(summary, await live_run_id(storage, workflow_id))
+    return run_from_summary(
+        workflow_id, manifest, None, summary, status=summary.status, latest=latest
     )
 
 
-async def load_history(
+async def read_history(
     storage: Storage, workflow_id: str, *, page: int = 1, per_page: int = 50
 ) -> HistoryPage | None:
-    """A page of ``workflow_id``'s runs, newest first: one listing, the page's summaries."""
+    """A page of ``workflow_id``'s runs, newest first: one listing, the page's summaries.
+
+    A summary that cannot be decoded is a row with status ``corrupt`` and
+    its problem, not an error: the other runs are still shown.
+    """
     if await storage.read(manifest_key(workflow_id)) is None:
         return None
-    head = runs_prefix(workflow_id)
-    names = [
-        name[len(head) : -len(".json")]
-        async for name in storage.list(head)
-        if name.endswith(".json") and "/" not in name[len(head) :]
-    ]
+    names = await _run_ids(storage, workflow_id)
     names.sort(reverse=True)
     pages = max(1, math.ceil(len(names) / per_page))
     page = min(max(1, page), pages)
     chosen = names[(page - 1) * per_page : page * per_page]
-    live = await _live_run_id(storage, workflow_id)
+    live = await live_run_id(storage, workflow_id)
     manifest = await read_manifest(storage, workflow_id)
     latest = manifest.run_id if manifest is not None else None
     rows: dict[str, RunRow] = {}
@@ -207,7 +199,7 @@ async def load_history(
             failed = sum(1 for task in summary.tasks if task.outcome == "failed")
             rows[run_id] = RunRow(
                 run_id=run_id,
-                status=_seen(summary, live),
+                status=_seen(summary, live).status,
                 started_at=summary.started_at,
                 finished_at=summary.finished_at,
                 tasks=len(summary.tasks),
@@ -228,7 +220,7 @@ async def load_history(
     )
 
 
-async def with_summary_error(storage: Storage, run: RunView, task: TaskView) -> TaskView:
+async def with_summary_error(storage: Storage, run: RunState, task: TaskState) -> TaskState:
     """``task`` with the error its run's summary recorded (type, message, traceback)."""
     if run.run_id is None or task.status != "failed" or task.traceback:
         return task
