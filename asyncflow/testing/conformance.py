@@ -40,6 +40,7 @@ from typing import ClassVar
 
 from asyncflow._core.capabilities import Capabilities
 from asyncflow._core.errors import ConfigurationError
+from asyncflow._core.public import publish
 from asyncflow._core.storage import Storage
 from asyncflow.testing._capabilities import (
     check_background_writer,
@@ -251,3 +252,6 @@ class StorageConformance:
 
     async def test_background_writer(self, storage: Storage) -> None:
         await self._check("background_writer", storage)
+
+
+publish(__name__, globals())
