@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from asyncflow._core.capabilities import Capabilities
 from asyncflow._core.layout import lease_key, manifest_key, workflow_keys
 from asyncflow._core.lease import Lease
 from asyncflow._core.records import clear_workflow
@@ -69,7 +70,7 @@ async def delete_workflow(
     finally:
         if deleted is None and lease is not None:
             await lease.release_after(failure)
-    tidy = getattr(storage, "tidy", None)  # StorageFile: lock files, empty folders
+    tidy = Capabilities.of(storage).tidy  # StorageFile: lock files, empty folders
     if tidy is not None:
         await tidy(f"{workflow_id}/")
     return deleted

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from asyncflow._core.capabilities import require_storage
 from asyncflow._core.durations import parse_duration
 from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.executor import Executor
@@ -83,12 +84,7 @@ class Config:
         return self.lease_renew if self.lease_renew is not None else self.lease_ttl / 3
 
     def __post_init__(self) -> None:
-        for method in ("read", "write", "delete", "list", "aclose"):
-            if not callable(getattr(self.storage, method, None)):
-                raise ConfigurationError(
-                    f"Config storage {self.storage!r} does not implement {method}()"
-                    " of the asyncflow Storage protocol"
-                )
+        require_storage(self.storage, "Config storage")
         if not isinstance(self.serializer, Serializer):
             raise ConfigurationError(
                 f"Config serializer {self.serializer!r} needs name, encode() and decode()"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from asyncflow._core.concurrency import run_all
+from asyncflow._core.capabilities import read_many
 from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.ids import validate_id
 from asyncflow._core.layout import manifest_key, run_summary_key
@@ -96,17 +96,13 @@ async def run_history(
     ``CheckpointCorrupt`` names a summary that cannot be decoded.
     """
     names = await _run_ids(storage, workflow_id)
-    found: dict[str, RunSummary] = {}
-    pending = iter(names)
-
-    async def worker() -> None:
-        for run_id in pending:
-            summary = await _summary(storage, workflow_id, run_id)
-            if summary is not None:
-                found[run_id] = summary
-
-    if names:
-        await run_all([worker] * min(concurrency, len(names)))
+    keys = [run_summary_key(workflow_id, run_id) for run_id in names]
+    blobs = await read_many(storage, keys, concurrency=concurrency)
+    found = {
+        run_id: RunSummary.decode(blob.data, key)
+        for run_id, key, blob in zip(names, keys, blobs, strict=True)
+        if blob is not None
+    }
     runs = [found[name] for name in sorted(found)]
     if any(run.status == "running" for run in runs):
         live = await live_run_id(storage, workflow_id)
@@ -185,32 +181,28 @@ async def read_history(
     manifest = await read_manifest(storage, workflow_id)
     latest = manifest.run_id if manifest is not None else None
     rows: dict[str, RunRow] = {}
-    pending = iter(chosen)
-
-    async def worker() -> None:
-        for run_id in pending:
-            try:
-                summary = await _summary(storage, workflow_id, run_id)
-            except CheckpointCorrupt as exc:
-                rows[run_id] = RunRow(run_id, "corrupt", None, None, 0, 0, "", 0, False, str(exc))
-                continue
-            if summary is None:
-                continue
-            failed = sum(1 for task in summary.tasks if task.outcome == "failed")
-            rows[run_id] = RunRow(
-                run_id=run_id,
-                status=_seen(summary, live).status,
-                started_at=summary.started_at,
-                finished_at=summary.finished_at,
-                tasks=len(summary.tasks),
-                failed=failed,
-                host=summary.host,
-                pid=summary.pid,
-                latest=run_id == latest,
-            )
-
-    if chosen:
-        await run_all([worker] * min(16, len(chosen)))
+    keys = [run_summary_key(workflow_id, run_id) for run_id in chosen]
+    blobs = await read_many(storage, keys, concurrency=16)
+    for run_id, key, blob in zip(chosen, keys, blobs, strict=True):
+        if blob is None:
+            continue
+        try:
+            summary = RunSummary.decode(blob.data, key)
+        except CheckpointCorrupt as exc:
+            rows[run_id] = RunRow(run_id, "corrupt", None, None, 0, 0, "", 0, False, str(exc))
+            continue
+        failed = sum(1 for task in summary.tasks if task.outcome == "failed")
+        rows[run_id] = RunRow(
+            run_id=run_id,
+            status=_seen(summary, live).status,
+            started_at=summary.started_at,
+            finished_at=summary.finished_at,
+            tasks=len(summary.tasks),
+            failed=failed,
+            host=summary.host,
+            pid=summary.pid,
+            latest=run_id == latest,
+        )
     return HistoryPage(
         workflow_id,
         tuple(rows[run_id] for run_id in chosen if run_id in rows),

@@ -15,9 +15,9 @@ from collections import OrderedDict
 from collections.abc import Container
 from typing import Any, NamedTuple
 
+from asyncflow._core.capabilities import read_many
 from asyncflow._core.checkpoint import FORMAT, SIG_PREFIX, CheckpointRecord
 from asyncflow._core.codec import loads
-from asyncflow._core.concurrency import run_all
 from asyncflow._core.decoding import decode_record
 from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.layout import task_prefix
@@ -180,21 +180,15 @@ async def read_ended(
     problems: dict[str, str] = {}
     signed: dict[str, bool] = {}
     wanted = [(key, name) for key, name in found.items() if key not in records and key not in skip]
-    pending = iter(wanted)
-
-    async def worker() -> None:
-        for key, name in pending:
-            blob = await storage.read(name)
-            if blob is None:
-                continue
-            try:
-                times = record_times(blob.data, name, workflow_id, key)
-            except CheckpointCorrupt as exc:
-                problems[key] = str(exc)
-                continue
-            records[key] = ended_from_record(key, times)
-            signed[key] = blob.data.startswith(SIG_PREFIX)
-
-    if wanted:
-        await run_all([worker] * min(CONCURRENCY, len(wanted)))
+    blobs = await read_many(storage, [name for _, name in wanted], concurrency=CONCURRENCY)
+    for (key, name), blob in zip(wanted, blobs, strict=True):
+        if blob is None:
+            continue
+        try:
+            times = record_times(blob.data, name, workflow_id, key)
+        except CheckpointCorrupt as exc:
+            problems[key] = str(exc)
+            continue
+        records[key] = ended_from_record(key, times)
+        signed[key] = blob.data.startswith(SIG_PREFIX)
     return records, problems, signed

@@ -11,17 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from asyncflow._core.capabilities import list_children, read_many
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError
 from asyncflow._core.ids import validate_id
 from asyncflow._core.layout import manifest_key
 from asyncflow._core.manifest import Manifest
-from asyncflow._core.storage import Storage, list_children
+from asyncflow._core.storage import Storage
 from asyncflow.reading._leases import read_lease, seen_status
 
 __all__ = ["WorkflowInfo", "list_workflows", "workflow_ids"]
-
-_CHUNK = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +72,8 @@ async def workflow_ids(storage: Storage) -> list[str]:
     ]
 
 
-async def _info(
-    storage: Storage, workflow_id: str, data: bytes | None = None
-) -> WorkflowInfo | None:
+async def _info(storage: Storage, workflow_id: str, data: bytes) -> WorkflowInfo:
     where = manifest_key(workflow_id)
-    if data is None:
-        blob = await storage.read(where)
-        if blob is None:
-            return None
-        data = blob.data
     try:
         manifest = Manifest.decode(data, where)
     except CheckpointCorrupt as exc:
@@ -113,25 +105,16 @@ async def list_workflows(
 ) -> list[WorkflowInfo]:
     """Every workflow with a ``run.json``, in id order (a folder without one is not listed)."""
     names = list(ids) if ids is not None else await workflow_ids(storage)
+    blobs = await read_many(
+        storage, [manifest_key(name) for name in names], concurrency=concurrency
+    )
     found: dict[str, WorkflowInfo] = {}
-    read_many = getattr(storage, "read_many", None)
-    if read_many is not None:  # StorageFile: one thread hop per chunk of files
-        for start in range(0, len(names), _CHUNK):
-            chunk = names[start : start + _CHUNK]
-            blobs = await read_many([manifest_key(name) for name in chunk])
-            for name, blob in zip(chunk, blobs, strict=True):
-                if blob is not None:
-                    info = await _info(storage, name, blob.data)
-                    if info is not None:
-                        found[name] = info
-        return [found[name] for name in sorted(found)]
-    pending = iter(names)
+    pending = iter(zip(names, blobs, strict=True))
 
     async def worker() -> None:
-        for name in pending:
-            info = await _info(storage, name)
-            if info is not None:
-                found[name] = info
+        for name, blob in pending:
+            if blob is not None:
+                found[name] = await _info(storage, name, blob.data)
 
     if names:
         await run_all([worker] * min(concurrency, len(names)))

@@ -11,16 +11,20 @@ from asyncflow._core.public import publish
 from asyncflow.testing.conformance import (
     CHECKS,
     HOSTILE_KEYS,
+    REQUIRES,
     ConformanceOptions,
     StorageConformance,
+    applicable,
     run_conformance,
 )
 
 __all__ = [
     "CHECKS",
     "HOSTILE_KEYS",
+    "REQUIRES",
     "ConformanceOptions",
     "StorageConformance",
+    "applicable",
     "run_conformance",
 ]
 
