@@ -30,7 +30,8 @@ import anyio
 from asyncflow._core.checkpoint import CheckpointRecord
 from asyncflow._core.concurrency import run_beside
 from asyncflow._core.errors import LeaseLost
-from asyncflow._core.layout import manifest_key, task_prefix, task_storage_key
+from asyncflow._core.index import write_manifest
+from asyncflow._core.layout import task_prefix, task_storage_key
 from asyncflow._core.loud import log_loudly
 from asyncflow._core.manifest import Manifest
 from asyncflow._core.progress import ProgressIndex
@@ -148,7 +149,7 @@ class RunRecorder:
             await self.storage.write(
                 run_summary_key(self.workflow_id, self.run_id), encode_run(summary, tasks)
             )
-            await self.storage.write(manifest_key(self.workflow_id), ended.encode())
+            await write_manifest(self.storage, ended, previous=manifest)
 
     def _with_shape(self, summary: RunSummary, manifest: Manifest) -> RunSummary:
         """The summary with the run's graph and the maps' children the index saw."""
@@ -233,7 +234,7 @@ class RunRecorder:
             clock = anyio.current_time()
             try:
                 live = manifest.replace(running=running, progress=progress.to_json())
-                await self.storage.write(manifest_key(self.workflow_id), live.encode())
+                await write_manifest(self.storage, live, previous=manifest)
             except Exception as exc:  # progress is advisory; the run goes on
                 logger.warning(
                     "%s: could not update run.json with the running tasks: %r",

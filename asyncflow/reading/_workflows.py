@@ -38,6 +38,10 @@ class WorkflowInfo:
     started_at: float | None
     running: tuple[str, ...] = ()
     problem: str | None = None
+    #: The flow's name (``AsyncFlow(name=...)``), what workers match queued runs by.
+    flow: str | None = None
+    #: A parked run: when its earliest wait is due by the clock (``None``: only a signal).
+    due_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +56,8 @@ class WorkflowInfo:
             "started_at": self.started_at,
             "running": list(self.running),
             "problem": self.problem,
+            "flow": self.flow,
+            "due_at": self.due_at,
         }
 
 
@@ -97,6 +103,8 @@ async def _info(storage: Storage, workflow_id: str, data: bytes) -> WorkflowInfo
         updated_at=manifest.updated_at,
         started_at=manifest.started_at,
         running=manifest.running,
+        flow=manifest.flow,
+        due_at=manifest.due_at,
     )
 
 
