@@ -11,7 +11,7 @@ import types
 from collections.abc import Callable
 from typing import Any, overload
 
-from asyncflow._core.errors import ConfigurationError
+from asyncflow._kernel.errors import ConfigurationError
 
 __all__ = ["Action", "action", "as_action", "step_name"]
 

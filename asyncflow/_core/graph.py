@@ -19,18 +19,18 @@ from typing import Any
 import anyio
 
 from asyncflow import events
-from asyncflow._core.concurrency import run_all
 from asyncflow._core.context import Context
-from asyncflow._core.errors import (
+from asyncflow._core.records import load_records
+from asyncflow._core.runner import Runner, call_callback
+from asyncflow._core.task import Task, TaskStatus
+from asyncflow._kernel.concurrency import run_all
+from asyncflow._kernel.errors import (
     CheckpointMismatch,
     ConfigurationError,
     SerializationError,
     TaskFailed,
 )
-from asyncflow._core.layout import task_storage_key
-from asyncflow._core.records import load_records
-from asyncflow._core.runner import Runner, call_callback
-from asyncflow._core.task import Task, TaskStatus
+from asyncflow._kernel.layout import task_storage_key
 
 __all__ = ["check_graph", "child_key", "run_graph"]
 
