@@ -48,6 +48,7 @@ from asyncflow._kernel.summary import (
     user_frames,
 )
 from asyncflow._version import __version__
+from asyncflow.reading import map_child
 
 if TYPE_CHECKING:
     from asyncflow._core.runner import Runner
@@ -305,8 +306,7 @@ async def invalidate(
             prefix = task_prefix(workflow_id)
             for where in [n async for n in storage.list(prefix)]:
                 child = where[len(prefix) : -len(".json")]
-                base, dot, index = child.rpartition(".")
-                if dot and index.isdigit() and base in maps:
+                if map_child(child, maps) is not None:
                     records.pop(child, None)
                     await storage.delete(where)
     return stale
