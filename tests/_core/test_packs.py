@@ -68,7 +68,8 @@ async def test_an_ended_run_packs_each_record_with_its_listing_token(storage: St
         where = task_storage_key(WF, key)
         assert tokens[where] == token
         blob = await storage.read(where)  # the records stay where they are
-        assert blob is not None and blob.data == data
+        assert blob is not None
+        assert blob.data == data
 
 
 async def test_a_resume_reads_the_pack_not_each_record(storage: Storage) -> None:
@@ -91,7 +92,9 @@ async def test_a_resume_of_a_run_still_current_rewrites_no_pack(storage: Storage
     before = await storage.read(pack_key(WF))
     await chain(storage, steps).start(resume=True)
     after = await storage.read(pack_key(WF))
-    assert before is not None and after is not None and after.data == before.data
+    assert before is not None
+    assert after is not None
+    assert after.data == before.data
 
 
 async def test_a_record_rewritten_after_its_pack_is_read_from_its_key(storage: Storage) -> None:
@@ -162,15 +165,16 @@ async def test_a_signed_pack_refuses_another_key_and_an_unsigned_one(storage: St
     steps = Steps()
     await chain(storage, steps, signing_key=KEY).start()
     blob = await storage.read(pack_key(WF))
-    assert blob is not None and blob.data.startswith(b"asyncflow-hmac-sha256:")
+    assert blob is not None
+    assert blob.data.startswith(b"asyncflow-hmac-sha256:")
     steps.ran.clear()
     await chain(storage, steps, signing_key=KEY).start(resume=True)
     assert steps.ran == []
-    with pytest.raises(CheckpointCorrupt, match="pack/tasks.pack has a bad signature"):
+    with pytest.raises(CheckpointCorrupt, match=r"pack/tasks\.pack has a bad signature"):
         await chain(storage, steps, signing_key=b"another-key-0123456789").start(resume=True)
     unsigned = blob.data.partition(b"\n")[2]  # a valid digest, but the signature stripped
     await storage.write(pack_key(WF), unsigned)
-    with pytest.raises(CheckpointCorrupt, match="pack/tasks.pack is not signed"):
+    with pytest.raises(CheckpointCorrupt, match=r"pack/tasks\.pack is not signed"):
         await chain(storage, steps, signing_key=KEY).start(resume=True)
     assert steps.ran == []
 
@@ -188,13 +192,15 @@ async def test_offloaded_outputs_stay_in_blobs_and_are_referenced(storage: Stora
     flow.task.add(step=large)
     await flow.start()
     blob = await storage.read(pack_key(WF))
-    assert blob is not None and len(blob.data) < 5_000
+    assert blob is not None
+    assert len(blob.data) < 5_000
     again = AsyncFlow(
         config=Config(storage=storage, pack_min_records=1, offload_over=1000), workflow_id=WF
     )
     again.task.add(step=large)
     await again.start(resume=True)
-    assert again.task.queue[0].restored and again.task.queue[0].current_context.storage == big
+    assert again.task.queue[0].restored
+    assert again.task.queue[0].current_context.storage == big
 
 
 async def test_clear_and_a_fresh_run_delete_the_pack(storage: Storage) -> None:
@@ -276,9 +282,7 @@ async def test_a_map_restores_its_children_from_the_pack(storage: Storage) -> No
         return 2 * initial_context.storage
 
     def build(target: Storage) -> AsyncFlow:
-        flow = AsyncFlow(
-            config=Config(storage=target, pack_min_records=2), workflow_id="map-wf"
-        )
+        flow = AsyncFlow(config=Config(storage=target, pack_min_records=2), workflow_id="map-wf")
         flow.task.add(step=items, key="items")
         flow.task.map(double, over="items", key="double")
         return flow
