@@ -56,6 +56,6 @@ def test_a_pack_of_a_newer_format_is_left_unused() -> None:
 
 @pytest.mark.parametrize("data", [b"", b"garbage", b"asyncflow-pack 1 sha256=00\n{}"])
 def test_anything_else_is_corrupt_naming_the_pack(data: bytes) -> None:
-    with pytest.raises(CheckpointCorrupt, match="pack wf/pack/tasks.pack") as caught:
+    with pytest.raises(CheckpointCorrupt, match=r"pack wf/pack/tasks\.pack") as caught:
         decode_pack(data, "wf/pack/tasks.pack", "wf", None)
     assert caught.value.key == "wf/pack/tasks.pack"
