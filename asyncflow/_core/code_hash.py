@@ -34,9 +34,7 @@ __all__ = ["SOURCE_SCHEME", "code_hash", "comparable"]
 SOURCE_SCHEME = "s2"
 _BYTECODE_SCHEME = f"b2-{sys.version_info[0]}.{sys.version_info[1]}"
 _NAME_SCHEME = "n2"
-_HEADER = re.compile(r"[ \t\f]*(?:async[ \t\f]+)?(def|class)[ \t\f]+(\w+)")
-_MAX_DECORATOR_LINES = 200
-_BODIES: dict[str, re.Pattern[str]] = {}
+_PATTERNS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {}
 
 
 def code_hash(target: Any, name: str) -> str:
@@ -140,50 +138,38 @@ def _block(source: _Source, first: int, name: str, keyword: str) -> str | None:
     if not 0 <= start < len(lines):
         return None
     line = lines[start]
-    indent = line[: len(line) - len(line.lstrip())]
-    head = start
-    if name != "<lambda>":
-        found = _header(lines, start, indent)
-        match = None if found is None else _HEADER.match(lines[found])
-        if found is None or match is None or match.groups() != (keyword, name):
+    definition, logical_line = _patterns(line[: len(line) - len(line.lstrip())])
+    if name == "<lambda>":
+        match = logical_line.match(source.text, source.starts[start])
+    else:
+        match = definition.match(source.text, source.starts[start])
+        if match is None or match.groups() != (keyword, name):
             return None  # the file no longer has this definition here: edited since
-        head = found
-    body = _body(indent).match(source.text, source.starts[head + 1])
-    end = body.end() if body is not None else source.starts[head + 1]
-    text = source.text[source.starts[start] : end]
-    if _may_fool_the_scan(text):
+    text = match.group() if match is not None else ""
+    if not text or _may_fool_the_scan(text):
         return _tokenized_block(lines, start)
     return text if text.endswith("\n") else text + "\n"
 
 
-def _header(lines: list[str], start: int, indent: str) -> int | None:
-    """The ``def``/``class`` line at or after ``start``, past decorators only."""
-    for head in range(start, min(len(lines), start + _MAX_DECORATOR_LINES)):
-        line = lines[head]
-        if _HEADER.match(line):
-            return head
-        stripped = line.lstrip()
-        decorator = line.startswith(indent) and stripped.startswith("@")
-        inside = stripped[:1] in ("", "#", ")", "]", "}") or len(line) - len(stripped) > len(indent)
-        if not (decorator or (head > start and inside)):
-            return None
-    return None
+def _patterns(indent: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """For a block at ``indent``: its definition (decorators, header, body), and a logical line.
 
-
-def _body(indent: str) -> re.Pattern[str]:
-    """Lines after a header: blank or comment lines followed by lines deeper than ``indent``.
-
-    A line at ``indent`` that starts with a closing bracket continues the
-    header (``) -> int:``). Trailing blank and comment lines are left out.
+    A body is its blank and comment lines followed by lines deeper than
+    ``indent``; a line at ``indent`` that starts with a closing bracket
+    continues a header (``) -> int:``). Trailing blank and comment lines are
+    left out.
     """
-    pattern = _BODIES.get(indent)
-    if pattern is None:
+    patterns = _PATTERNS.get(indent)
+    if patterns is None:
         base = re.escape(indent)
-        pattern = re.compile(
-            rf"(?:(?:[ \t\f]*(?:#[^\n]*)?\n)*{base}(?:[ \t\f]+\S|[)\]}}])[^\n]*(?:\n|\Z))*"
+        blank = r"(?:[ \t\f]*(?:#[^\n]*)?\n)*"
+        deeper = rf"(?:{blank}{base}(?:[ \t\f]+\S|[)\]}}])[^\n]*(?:\n|\Z))*"
+        definition = re.compile(
+            rf"(?:{blank}{base}@[^\n]*(?:\n|\Z){deeper})*"
+            rf"{blank}{base}(?:async[ \t\f]+)?(def|class)[ \t\f]+(\w+)[^\n]*(?:\n|\Z){deeper}"
         )
-        _BODIES[indent] = pattern
-    return pattern
+        patterns = _PATTERNS[indent] = (definition, re.compile(rf"[^\n]*(?:\n|\Z){deeper}"))
+    return patterns
 
 
 def _may_fool_the_scan(text: str) -> bool:
