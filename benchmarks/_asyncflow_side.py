@@ -9,6 +9,7 @@ to come (record packs), measured by the same workload.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -167,14 +168,20 @@ async def io_chain(n: int, root: str, durability: str = "sync") -> dict[str, Any
     return await common.io_ratio(n, flow.start)
 
 
-def first_run(root: str) -> dict[str, Any]:
-    """In a fresh process: ``import asyncflow``, then a 2-step durable run, each timed."""
+def first_run(root: str, preload_backend: bool = False) -> dict[str, Any]:
+    """In a fresh process: ``import asyncflow``, then a 2-step durable run, each timed.
+
+    ``preload_backend``: anyio's asyncio backend imported with asyncflow
+    instead of by the first run's first anyio call (a proposal, measured).
+    """
     clock = time.perf_counter()
     import anyio
 
     from asyncflow import AsyncFlow, Config, action
     from asyncflow.providers import StorageFile
 
+    if preload_backend:
+        importlib.import_module("anyio._backends._asyncio")
     imported = time.perf_counter()
     calls: list[int] = []
 
