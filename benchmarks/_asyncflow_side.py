@@ -209,13 +209,4 @@ def first_run(root: str, preload_backend: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    common.main(
-        {
-            "chain": chain,
-            "prepare_resume": prepare_resume,
-            "resume": resume,
-            "fanout": fanout,
-            "io_chain": io_chain,
-            "first_run": first_run,
-        }
-    )
+    common.main(globals())

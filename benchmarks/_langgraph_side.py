@@ -242,13 +242,4 @@ def first_run(root: str) -> dict[str, Any]:
 
 if __name__ == "__main__":
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
-    common.main(
-        {
-            "chain": chain,
-            "prepare_resume": prepare_resume,
-            "resume": resume,
-            "fanout": fanout,
-            "io_chain": io_chain,
-            "first_run": first_run,
-        }
-    )
+    common.main(globals())

@@ -73,9 +73,16 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def main(ops: dict[str, Callable[..., Any]]) -> None:
+OPS = ("chain", "prepare_resume", "resume", "fanout", "io_chain", "first_run")
+
+
+def main(side: dict[str, Any]) -> None:
+    """Run the op named in ``argv[1]``, one of ``OPS`` defined by the side script ``side``."""
     args = json.loads(sys.argv[1])
-    op = ops[args.pop("op")]
+    name = args.pop("op")
+    if name not in OPS:
+        raise SystemExit(f"unknown op {name!r}: one of {', '.join(OPS)}")
+    op: Callable[..., Any] = side[name]
     if "root" in args:
         Path(args["root"]).mkdir(parents=True, exist_ok=True)
     result = op(**args)

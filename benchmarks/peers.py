@@ -70,6 +70,7 @@ SIDES = {
     "DBOS": "_dbos_side.py",
 }
 CRASH_EXIT = 3
+WORKLOADS = ("chain", "memory", "resume", "fanout", "io", "first")
 RECORD = b"x" * 400  # about one step's record or row
 # How asyncflow's resume is measured: each entry is a name and the ``Config``
 # keyword arguments of the run and its resume. Record packs (issue 27) add an
@@ -141,23 +142,9 @@ def side(python: str, system: str, op: str, **kwargs: Any) -> dict[str, Any]:
 
 def file_floor(root: Path, n: int) -> float:
     """µs per file written, fsynced, renamed, directory fsynced (asyncflow's commit)."""
-    root.mkdir(parents=True, exist_ok=True)
-    clock = time.perf_counter()
-    for i in range(n):
-        tmp, target = root / f".{i}.tmp", root / f"{i}.json"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, RECORD)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        dfd = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    return (time.perf_counter() - clock) / n * 1e6
+    from run import raw_durable_loop
+
+    return raw_durable_loop(root, n, RECORD)
 
 
 def sqlite_floor(path: Path, n: int, journal: str) -> float:
@@ -217,7 +204,7 @@ def measure(args: argparse.Namespace, pythons: dict[str, str], tmp: Path) -> Res
     results = Results()
     systems = list(pythons)
     prepared: dict[str, Path] = {}
-    for system in systems:
+    for system in systems if "resume" in args.workload else []:
         for variant, config in resume_variants(system):
             base = tmp / f"prepared-{system}-{len(prepared)}"
             extra = {"config": config} if config else {}
@@ -249,11 +236,12 @@ def one_round(
     prepared: dict[str, Path],
 ) -> None:
     run: Callable[..., dict[str, Any]] = lambda op, **kw: side(python, system, op, **kw)  # noqa: E731
-    results.add("chain", system, run("chain", n=args.n, root=str(root / "chain"))["us"])
-    if system != "DBOS":  # DBOS has no in-memory mode
+    if "chain" in args.workload:
+        results.add("chain", system, run("chain", n=args.n, root=str(root / "chain"))["us"])
+    if "memory" in args.workload and system != "DBOS":  # DBOS has no in-memory mode
         memory = run("chain", n=args.n, root=str(root / "memory"), storage="memory")
         results.add("chain in memory", system, memory["us"])
-    for variant, config in resume_variants(system):
+    for variant, config in resume_variants(system) if "resume" in args.workload else []:
         copy = root / f"resume-{abs(hash(variant))}"
         shutil.copytree(prepared[variant], copy)
         extra = {"config": config} if config else {}
@@ -261,12 +249,23 @@ def one_round(
         results.add("resume", variant, got["ms"])
         if "launch_ms" in got:
             results.add("resume: DBOS.launch() part", variant, got["launch_ms"])
-    results.add("fanout", system, run("fanout", n=args.fanout, root=str(root / "fan"))["ms"])
-    io = run("io_chain", n=args.io, root=str(root / "io"))
-    results.add("io", system, io["ratio"])
-    if system == "asyncflow":
+    if "fanout" in args.workload:
+        fan = run("fanout", n=args.fanout, root=str(root / "fan"))
+        results.add("fanout", system, fan["ms"])
+    if "io" in args.workload:
+        io = run("io_chain", n=args.io, root=str(root / "io"))
+        results.add("io", system, io["ratio"])
+    if "io" in args.workload and system == "asyncflow":
         got = run("io_chain", n=args.io, root=str(root / "io-async"), durability="async")
         results.add("io", "asyncflow (durability='async')", got["ratio"])
+    if "first" in args.workload:
+        first_runs(results, run, system, root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def first_runs(
+    results: Results, run: Callable[..., dict[str, Any]], system: str, root: Path
+) -> None:
     first = run("first_run", root=str(root / "first"))
     results.add("first run", system, first["ms"])
     results.add("import", system, first["import_ms"])
@@ -274,7 +273,6 @@ def one_round(
         first = run("first_run", root=str(root / "first-preloaded"), preload_backend=True)
         results.add("first run", "asyncflow (anyio backend loaded at import)", first["ms"])
         results.add("import", "asyncflow (anyio backend loaded at import)", first["import_ms"])
-    shutil.rmtree(root, ignore_errors=True)
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -356,6 +354,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-install", action="store_true", help="never create a virtualenv")
     parser.add_argument("--peers-dir", type=Path, default=DEFAULT_PEERS_DIR)
     parser.add_argument("--only", action="append", choices=list(SIDES), help="system (repeatable)")
+    parser.add_argument(
+        "--workload", action="append", choices=WORKLOADS, help="workload (repeatable; default all)"
+    )
     parser.add_argument("--n", type=int, default=1000, help="chain and resume length")
     parser.add_argument("--fanout", type=int, default=200, help="items of the fan-out")
     parser.add_argument("--io", type=int, default=100, help="steps of 1 ms I/O")
@@ -363,6 +364,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--floor-n", type=int, default=200, help="commits per floor figure")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
     args = parser.parse_args(argv)
+    args.workload = args.workload or list(WORKLOADS)
     if args.smoke:
         args.n, args.fanout, args.io, args.reps, args.floor_n = 20, 10, 10, 1, 20
     return args

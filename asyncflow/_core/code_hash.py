@@ -34,7 +34,6 @@ __all__ = ["SOURCE_SCHEME", "code_hash", "comparable"]
 SOURCE_SCHEME = "s2"
 _BYTECODE_SCHEME = f"b2-{sys.version_info[0]}.{sys.version_info[1]}"
 _NAME_SCHEME = "n2"
-_PATTERNS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {}
 
 
 def code_hash(target: Any, name: str) -> str:
@@ -138,11 +137,11 @@ def _block(source: _Source, first: int, name: str, keyword: str) -> str | None:
     if not 0 <= start < len(lines):
         return None
     line = lines[start]
-    definition, logical_line = _patterns(line[: len(line) - len(line.lstrip())])
+    indent = line[: len(line) - len(line.lstrip())]
     if name == "<lambda>":
-        match = logical_line.match(source.text, source.starts[start])
+        match = _pattern(_LOGICAL_LINES, indent, "").match(source.text, source.starts[start])
     else:
-        match = definition.match(source.text, source.starts[start])
+        match = _pattern(_DEFINITIONS, indent, _DEFINITION).match(source.text, source.starts[start])
         if match is None or match.groups() != (keyword, name):
             return None  # the file no longer has this definition here: edited since
     text = match.group() if match is not None else ""
@@ -151,25 +150,28 @@ def _block(source: _Source, first: int, name: str, keyword: str) -> str | None:
     return text if text.endswith("\n") else text + "\n"
 
 
-def _patterns(indent: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """For a block at ``indent``: its definition (decorators, header, body), and a logical line.
+# A block at an indentation: decorators (each with its continuation lines),
+# the ``def``/``class`` line, then its body: blank and comment lines followed
+# by lines deeper than the indentation, or at it starting with a closing
+# bracket (``) -> int:``). Trailing blank and comment lines are left out.
+_BLANK = r"(?:[ \t\f]*(?:#[^\n]*)?\n)*"
+_DEEPER = _BLANK + r"{base}(?:[ \t\f]+\S|[)\]}])[^\n]*(?:\n|\Z)"
+_DEFINITION = (
+    rf"(?:{_BLANK}{{base}}@[^\n]*(?:\n|\Z)(?:{_DEEPER})*)*"
+    rf"{_BLANK}{{base}}(?:async[ \t\f]+)?(def|class)[ \t\f]+(\w+)[^\n]*(?:\n|\Z)"
+)
+_DEFINITIONS: dict[str, re.Pattern[str]] = {}
+_LOGICAL_LINES: dict[str, re.Pattern[str]] = {}
 
-    A body is its blank and comment lines followed by lines deeper than
-    ``indent``; a line at ``indent`` that starts with a closing bracket
-    continues a header (``) -> int:``). Trailing blank and comment lines are
-    left out.
-    """
-    patterns = _PATTERNS.get(indent)
-    if patterns is None:
+
+def _pattern(cache: dict[str, re.Pattern[str]], indent: str, head: str) -> re.Pattern[str]:
+    """``head`` (or the rest of a line), then the lines that continue it, compiled once."""
+    pattern = cache.get(indent)
+    if pattern is None:
         base = re.escape(indent)
-        blank = r"(?:[ \t\f]*(?:#[^\n]*)?\n)*"
-        deeper = rf"(?:{blank}{base}(?:[ \t\f]+\S|[)\]}}])[^\n]*(?:\n|\Z))*"
-        definition = re.compile(
-            rf"(?:{blank}{base}@[^\n]*(?:\n|\Z){deeper})*"
-            rf"{blank}{base}(?:async[ \t\f]+)?(def|class)[ \t\f]+(\w+)[^\n]*(?:\n|\Z){deeper}"
-        )
-        patterns = _PATTERNS[indent] = (definition, re.compile(rf"[^\n]*(?:\n|\Z){deeper}"))
-    return patterns
+        text = (head or r"[^\n]*(?:\n|\Z)") + f"(?:{_DEEPER})*"
+        pattern = cache[indent] = re.compile(text.replace("{base}", base))
+    return pattern
 
 
 def _may_fool_the_scan(text: str) -> bool:
