@@ -300,18 +300,21 @@ def report(args: argparse.Namespace, results: Results, where: dict[str, str]) ->
     ]
 
     def row(label: str, workload: str, digits: int = 0, faster: bool = True) -> None:
+        if workload not in results.figures:
+            return
         cells = [_cell(results.median(workload, s), digits) for s in systems]
         ratios = [_faster(results, workload, p) if faster else "" for p in ("LangGraph", "DBOS")]
         lines.append(f"| {label} | {' | '.join(cells)} | {' | '.join(ratios)} |")
 
     row(f"chain, N = {args.n}, µs/step", "chain")
     own = []
-    for system in systems:
+    for system in systems if "chain" in results.figures else []:
         chain, floor = results.median("chain", system), results.median("floor", FLOOR_OF[system])
         own.append("—" if chain is None or not floor else f"{chain / floor:.2f}x")
-    lines.append(f"| x its own storage's floor | {' | '.join(own)} |  |  |")
+    if own:
+        lines.append(f"| x its own storage's floor | {' | '.join(own)} |  |  |")
     row("chain in memory (LangGraph InMemorySaver), µs/step", "chain in memory", 1)
-    for variant, _ in resume_variants("asyncflow"):
+    for variant, _ in resume_variants("asyncflow") if "resume" in results.figures else []:
         theirs = results.median("resume", "LangGraph")
         mine = results.median("resume", variant)
         dbos = results.median("resume", "DBOS")
