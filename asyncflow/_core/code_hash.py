@@ -40,7 +40,7 @@ def code_hash(target: Any, name: str) -> str:
     """``target``'s hash (a function, method or class): its source, else its bytecode."""
     text = _source_block(target)
     if text is not None:
-        return f"{SOURCE_SCHEME}:{_digest(text.encode())}"
+        return f"{SOURCE_SCHEME}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
     code = getattr(_unwrapped(target), "__code__", None)
     if isinstance(code, types.CodeType):
         return f"{_BYTECODE_SCHEME}:{_digest(_code_bytes(code))}"
@@ -145,20 +145,32 @@ def _block(source: _Source, first: int, name: str, keyword: str) -> str | None:
         if match is None or match.groups() != (keyword, name):
             return None  # the file no longer has this definition here: edited since
     text = match.group() if match is not None else ""
-    if not text or _may_fool_the_scan(text):
+    # A line of the block may continue a string or a bracket at any
+    # indentation, where the scan would end it: then the tokenizer decides.
+    if (
+        not text
+        or text.count('"""') % 2
+        or text.count("'''") % 2
+        or "\\\n" in text
+        or text.count("(") != text.count(")")
+        or text.count("[") != text.count("]")
+        or text.count("{") != text.count("}")
+    ):
         return _tokenized_block(lines, start)
     return text if text.endswith("\n") else text + "\n"
 
 
 # A block at an indentation: decorators (each with its continuation lines),
-# the ``def``/``class`` line, then its body: blank and comment lines followed
-# by lines deeper than the indentation, or at it starting with a closing
-# bracket (``) -> int:``). Trailing blank and comment lines are left out.
-_BLANK = r"(?:[ \t\f]*(?:#[^\n]*)?\n)*"
-_DEEPER = _BLANK + r"{base}(?:[ \t\f]+\S|[)\]}])[^\n]*(?:\n|\Z)"
+# the ``def``/``class`` line, then its body: lines deeper than the
+# indentation, or at it starting with a closing bracket (``) -> int:``), with
+# the blank and comment lines between them; not the trailing ones. A deeper
+# line is tried first: most lines of a body are one.
+_BLANK = r"[ \t\f]*(?:#[^\n]*)?\n"
+_DEEPER = r"{base}(?:[ \t\f]+\S|[)\]}])[^\n]*\n?"
+_BODY = rf"(?:{_DEEPER}|(?:{_BLANK})+{_DEEPER})*"
 _DEFINITION = (
-    rf"(?:{_BLANK}{{base}}@[^\n]*(?:\n|\Z)(?:{_DEEPER})*)*"
-    rf"{_BLANK}{{base}}(?:async[ \t\f]+)?(def|class)[ \t\f]+(\w+)[^\n]*(?:\n|\Z)"
+    rf"(?:(?:{_BLANK})*{{base}}@[^\n]*\n?{_BODY})*"
+    rf"(?:{_BLANK})*{{base}}(?:async[ \t\f]+)?(def|class)[ \t\f]+(\w+)[^\n]*\n?"
 )
 _DEFINITIONS: dict[str, re.Pattern[str]] = {}
 _LOGICAL_LINES: dict[str, re.Pattern[str]] = {}
@@ -168,22 +180,9 @@ def _pattern(cache: dict[str, re.Pattern[str]], indent: str, head: str) -> re.Pa
     """``head`` (or the rest of a line), then the lines that continue it, compiled once."""
     pattern = cache.get(indent)
     if pattern is None:
-        base = re.escape(indent)
-        text = (head or r"[^\n]*(?:\n|\Z)") + f"(?:{_DEEPER})*"
-        pattern = cache[indent] = re.compile(text.replace("{base}", base))
+        text = (head or r"[^\n]*\n?") + _BODY
+        pattern = cache[indent] = re.compile(text.replace("{base}", re.escape(indent)))
     return pattern
-
-
-def _may_fool_the_scan(text: str) -> bool:
-    """True when a line of the block may continue a string or bracket at any indentation."""
-    return bool(
-        text.count('"""') % 2
-        or text.count("'''") % 2
-        or "\\\n" in text
-        or text.count("(") != text.count(")")
-        or text.count("[") != text.count("]")
-        or text.count("{") != text.count("}")
-    )
 
 
 def _tokenized_block(lines: list[str], start: int) -> str | None:
