@@ -59,7 +59,7 @@ def _digest(data: bytes) -> str:
 class _Source:
     """One module's source as linecache gives it, joined once, with each line's offset."""
 
-    __slots__ = ("classes", "lines", "spec", "starts", "text")
+    __slots__ = ("classes", "lines", "spec", "starts", "text", "top")
 
     def __init__(self, lines: list[str], spec: object) -> None:
         self.lines = lines
@@ -67,6 +67,18 @@ class _Source:
         self.text = "".join(lines)
         self.starts = [0, *accumulate(map(len, lines))]
         self.classes: dict[str, int] | None = None
+        self.top: dict[int, tuple[tuple[str | Any, ...], str]] | None = None
+
+    def top_level(self) -> dict[int, tuple[tuple[str | Any, ...], str]]:
+        """Every top-level definition, by the offset of its first line: (keyword, name), text.
+
+        One pass of the same pattern over the whole module: a module's steps
+        are usually its top-level functions, and one scan costs less than a
+        match per step.
+        """
+        if self.top is None:
+            self.top = {m.start(): (m.groups(), m.group()) for m in _TOP_LEVEL.finditer(self.text)}
+        return self.top
 
     def class_line(self, qualname: str) -> int | None:
         """The first line (decorators included) of the class ``qualname``, by one parse."""
@@ -140,11 +152,16 @@ def _block(source: _Source, first: int, name: str, keyword: str) -> str | None:
     indent = line[: len(line) - len(line.lstrip())]
     if name == "<lambda>":
         match = _pattern(_LOGICAL_LINES, indent, "").match(source.text, source.starts[start])
+        text = match.group() if match is not None else ""
+    elif not indent:
+        groups, text = source.top_level().get(source.starts[start], ((), ""))
+        if groups != (keyword, name):
+            return None  # the file no longer has this definition here: edited since
     else:
         match = _pattern(_DEFINITIONS, indent, _DEFINITION).match(source.text, source.starts[start])
         if match is None or match.groups() != (keyword, name):
-            return None  # the file no longer has this definition here: edited since
-    text = match.group() if match is not None else ""
+            return None
+        text = match.group()
     # A line of the block may continue a string or a bracket at any
     # indentation, where the scan would end it: then the tokenizer decides.
     if (
@@ -166,21 +183,22 @@ def _block(source: _Source, first: int, name: str, keyword: str) -> str | None:
 # the blank and comment lines between them; not the trailing ones. A deeper
 # line is tried first: most lines of a body are one.
 _BLANK = r"[ \t\f]*(?:#[^\n]*)?\n"
-_DEEPER = r"{base}(?:[ \t\f]+\S|[)\]}])[^\n]*\n?"
+_DEEPER = r"{base}(?:[ \t\f]+[^\s#]|[)\]}])[^\n]*(?:\n|\Z)"
 _BODY = rf"(?:{_DEEPER}|(?:{_BLANK})+{_DEEPER})*"
 _DEFINITION = (
-    rf"(?:(?:{_BLANK})*{{base}}@[^\n]*\n?{_BODY})*"
-    rf"(?:{_BLANK})*{{base}}(?:async[ \t\f]+)?(def|class)[ \t\f]+(\w+)[^\n]*\n?"
+    rf"(?:{{base}}@[^\n]*(?:\n|\Z){_BODY}(?:{_BLANK})*)*"
+    rf"{{base}}(?:async[ \t\f]+)?(def|class)[ \t\f]+(\w+)[^\n]*(?:\n|\Z)"
 )
 _DEFINITIONS: dict[str, re.Pattern[str]] = {}
 _LOGICAL_LINES: dict[str, re.Pattern[str]] = {}
+_TOP_LEVEL = re.compile("^" + (_DEFINITION + _BODY).replace("{base}", ""), re.MULTILINE)
 
 
 def _pattern(cache: dict[str, re.Pattern[str]], indent: str, head: str) -> re.Pattern[str]:
     """``head`` (or the rest of a line), then the lines that continue it, compiled once."""
     pattern = cache.get(indent)
     if pattern is None:
-        text = (head or r"[^\n]*\n?") + _BODY
+        text = (head or r"[^\n]*(?:\n|\Z)") + _BODY
         pattern = cache[indent] = re.compile(text.replace("{base}", re.escape(indent)))
     return pattern
 

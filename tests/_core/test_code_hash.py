@@ -296,6 +296,15 @@ def test_a_module_is_read_once_per_import_not_per_step(modules: Path) -> None:
     assert code_hash(sample.after, "after") == source_hash("def after():\n    return 6\n")
 
 
+def test_a_decorator_line_in_a_string_does_not_make_the_scan_backtrack(modules: Path) -> None:
+    """Lines that look like a decorator and its body, with no ``def``: no exponential retries."""
+    body = "    # a comment line\n    a line of code(1, 2)\n" * 30
+    looks_like = "@decorator\n" + body + "not_a_definition = 1\n"
+    source = f'TEXT = """\n{looks_like}"""\n\n\ndef step():\n    return TEXT\n'
+    sample = write_module(modules, "sample_lookalike", source)
+    assert code_hash(sample.step, "step") == source_hash("def step():\n    return TEXT\n")
+
+
 def test_a_builtin_step_hashes_its_name() -> None:
     assert code_hash(len, "len") == code_hash(len, "len")
     assert code_hash(len, "len").startswith("n2:")
