@@ -5,6 +5,7 @@ from typing import Any
 
 from asyncflow import wait
 from asyncflow._core.action import Action, action
+from asyncflow._core.clearing import Cleared, clear
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
 from asyncflow._core.errors import (
@@ -24,15 +25,15 @@ from asyncflow._core.errors import (
     TaskTimeout,
     WorkflowLocked,
 )
-from asyncflow._core.flow import AsyncFlow
-from asyncflow._core.retention import prune
+from asyncflow._core.flow import AsyncFlow, Mode
+from asyncflow._core.public import publish
+from asyncflow._core.retention import Pruned, prune
 from asyncflow._core.signals import send_signal
 from asyncflow._core.steer import fork, reset
 from asyncflow._core.storage import Storage
-from asyncflow._core.task import Task, TaskStatus, TypeStatus
+from asyncflow._core.task import Task, TaskBuilder, TaskStatus, TypeStatus
 from asyncflow._core.worker import Worker
-
-__version__ = "0.1.0.dev0"
+from asyncflow._version import __version__
 
 __all__ = [
     "Action",
@@ -41,16 +42,20 @@ __all__ = [
     "CheckpointCorrupt",
     "CheckpointError",
     "CheckpointMismatch",
+    "Cleared",
     "Config",
     "ConfigurationError",
     "Context",
     "InputChangedError",
     "LeaseLost",
+    "Mode",
     "PreconditionFailed",
+    "Pruned",
     "SerializationError",
     "StorageError",
     "StorageUnavailable",
     "Task",
+    "TaskBuilder",
     "TaskError",
     "TaskFailed",
     "TaskStatus",
@@ -60,6 +65,7 @@ __all__ = [
     "WorkflowLocked",
     "__version__",
     "action",
+    "clear",
     "fork",
     "prune",
     "reset",
@@ -82,3 +88,5 @@ async def signal(storage: Storage, workflow_id: str, name: str, payload: Any = N
 
 
 logging.getLogger("asyncflow").addHandler(logging.NullHandler())
+
+publish(__name__, globals())

@@ -43,10 +43,10 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from asyncflow._core.status import RunState, task_outcome
+from asyncflow.reading import RunState
 
 if TYPE_CHECKING:
-    from asyncflow._core.flow import AsyncFlow
+    from asyncflow import AsyncFlow
 
 __all__ = [
     "COLORS",
@@ -156,11 +156,12 @@ def render_graph_mermaid(nodes: Sequence[GraphNode], status: str) -> str:
 
 def run_mermaid(run: RunState) -> str:
     """The diagram of a stored run, as ``asyncflow status --format mermaid`` prints it."""
-    if run.mode in ("graph", "parallel") or any(task.depends_on for task in run.tasks):
+    tasks = run.flow_tasks
+    if run.mode in ("graph", "parallel") or any(task.depends_on for task in tasks):
         return render_graph_mermaid(
-            [GraphNode(t.key, t.status, t.depends_on, t.children) for t in run.tasks], run.status
+            [GraphNode(t.key, t.status, t.depends_on, t.children) for t in tasks], run.status
         )
-    return render_mermaid(((task.step, task.status) for task in run.tasks), run.status)
+    return render_mermaid(((task.step, task.status) for task in tasks), run.status)
 
 
 def flow_mermaid(flow: AsyncFlow) -> str:
@@ -168,7 +169,7 @@ def flow_mermaid(flow: AsyncFlow) -> str:
     tasks = flow.task.queue
     if any(task.depends_on for task in tasks):
         return render_graph_mermaid(
-            [GraphNode(t.key, task_outcome(t), t.depends_on, t.children) for t in tasks],
+            [GraphNode(t.key, t.outcome, t.depends_on, t.children) for t in tasks],
             flow.status,
         )
-    return render_mermaid(((task.name, task_outcome(task)) for task in tasks), flow.status)
+    return render_mermaid(((task.name, task.outcome) for task in tasks), flow.status)

@@ -58,9 +58,10 @@ except ImportError as exc:  # pragma: no cover - the extra is installed in tests
     ) from exc
 
 from asyncflow import events
+from asyncflow._version import __version__
 
 if TYPE_CHECKING:
-    from asyncflow._core.flow import AsyncFlow
+    from asyncflow import AsyncFlow
 
 __all__ = ["instrument", "trace_events"]
 
@@ -75,8 +76,6 @@ def _ns(seconds: float) -> int:
 
 class _Instruments:
     def __init__(self, meter_provider: metrics.MeterProvider | None) -> None:
-        from asyncflow import __version__
-
         meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meter_provider)
         self.completed = meter.create_counter(
             "asyncflow.steps.completed", unit="{step}", description="Steps run to completion"
@@ -112,8 +111,6 @@ class _Tracer:
         storage_backend: str | None,
         parent: otel_context.Context | None,
     ) -> None:
-        from asyncflow import __version__
-
         self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
         self.instruments = _Instruments(meter_provider)
         self.backend = storage_backend

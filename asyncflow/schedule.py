@@ -3,6 +3,7 @@
 Needs the ``scheduler`` extra (croniter). See docs/scheduling.md.
 """
 
+from asyncflow._core.public import publish
 from asyncflow._core.schedule import (
     Clock,
     ManualClock,
@@ -24,3 +25,5 @@ __all__ = [
     "WallClock",
     "clone_flow",
 ]
+
+publish(__name__, globals())

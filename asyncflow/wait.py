@@ -6,6 +6,9 @@ a run reaches it and survives any crash or restart; see docs/waits.md and
 ``asyncflow._core.waits``.
 """
 
+from asyncflow._core.public import publish
 from asyncflow._core.waits import WaitAction, WaitSpec, signal, sleep, until
 
 __all__ = ["WaitAction", "WaitSpec", "signal", "sleep", "until"]
+
+publish(__name__, globals())

@@ -34,10 +34,9 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asyncflow._core.history import list_workflows
 from asyncflow._core.manifest import Manifest
-from asyncflow._core.storage import list_children
-from asyncflow.providers import Storage, StorageFile
+from asyncflow.providers import Storage, StorageFile, list_children
+from asyncflow.reading import list_workflows
 from tests.servers import start_seaweedfs
 
 RECORD = b'{"asyncflow":1,"output":{"rows":1234},"meta":"' + b"x" * 200 + b'"}'

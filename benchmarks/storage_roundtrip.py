@@ -37,7 +37,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asyncflow.providers import Storage, StorageDefault, StorageFile
+from asyncflow.providers import Storage, StorageDefault, StorageFile, delete_many
 from tests.servers import start_fake_gcs, start_moto, start_seaweedfs
 
 RECORD = (
@@ -98,11 +98,7 @@ async def measure(storage: Storage, ops: int, keys: int) -> dict[str, str]:
     resume_s = time.perf_counter() - t
 
     everything = [f"{base}/seq/{i:05d}.json" for i in range(ops)] + names + [f"{base}/lease.json"]
-    delete_many = getattr(storage, "delete_many", None)
-    if delete_many is not None:
-        await delete_many(everything)
-    else:
-        await _bounded(32, [lambda k=k: storage.delete(k) for k in everything])
+    await delete_many(storage, everything, concurrency=32)
     return {
         "put ms (median / p95)": _ms(put),
         "get ms (median / p95)": _ms(get),

@@ -23,10 +23,10 @@ from asyncflow import AsyncFlow, Context, action
 from asyncflow._core.layout import manifest_key
 from asyncflow._core.lease import LeaseRecord, lease_key
 from asyncflow._core.manifest import Manifest
-from asyncflow._core.status import read_run
 from asyncflow.cli import cli
 from asyncflow.cli.run import watch as _watch
 from asyncflow.providers import StorageDefault, StorageFile
+from asyncflow.reading import read_run
 from tests.test_mermaid import SEED_FAILED, SEED_RESUMED
 
 ROOT = Path(__file__).parent.parent

@@ -15,9 +15,9 @@ from asyncflow import AsyncFlow, Config, action
 from asyncflow._core.layout import manifest_key, task_storage_key
 from asyncflow._core.lease import Lease
 from asyncflow._core.manifest import Manifest
-from asyncflow._core.metadata import record_meta
 from asyncflow.cli import cli
 from asyncflow.providers import StorageFile
+from asyncflow.reading import record_meta
 from tests.counting import CountingStorage
 
 KEYS = ("extract", "transform", "load", "report")
@@ -99,8 +99,8 @@ def test_status_of_a_live_run_reads_no_task_record_and_shows_what_the_records_wo
     assert outcomes == {
         "extract": "completed",
         "transform": "completed",
-        "load": "not run",
-        "report": "not run",
+        "load": "running",
+        "report": "pending",
     }
 
     async def drop_index() -> None:  # run.json as a version before the index wrote it

@@ -15,8 +15,8 @@ from asyncflow import AsyncFlow, Config, ConfigurationError, action, wait
 from asyncflow._core.layout import manifest_key, task_prefix, task_storage_key
 from asyncflow._core.lease import Lease
 from asyncflow._core.manifest import Manifest
-from asyncflow._core.reading import read_manifest
 from asyncflow.providers import StorageDefault
+from asyncflow.reading import read_manifest
 from asyncflow.schedule import ManualClock, Scheduler, WallClock, clone_flow
 
 pytestmark = pytest.mark.anyio

@@ -22,6 +22,7 @@ from asyncflow._core.action import Action
 from asyncflow._core.bus import EventBus
 from asyncflow._core.context import Context
 from asyncflow._core.errors import TaskTimeout
+from asyncflow._core.failures import carry_fields
 from asyncflow._core.task import Task, TaskStatus
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ async def run_attempts(
             if attempt == action.attempts:
                 fail(task, exc, None)
                 return False, None
+            carry_fields(exc, attempt)
             delay = action.delay(attempt)
             task.status = TaskStatus.RETRY
             logger.warning(

@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import AsyncIterator
+from typing import Literal
 
 import anyio
 import anyio.abc
@@ -47,12 +47,12 @@ import anyio.lowlevel
 
 from asyncflow import events
 from asyncflow._core.bus import EventBus
+from asyncflow._core.capabilities import Capabilities
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.lease import Lease
 from asyncflow._core.storage import Storage
 from asyncflow._core.task import Task
 from asyncflow._core.writer import Ticket, WriterSession
-from asyncflow.providers.memory import StorageDefault
 
 __all__ = ["DURABILITY", "Committer", "Durability", "make_committer"]
 
@@ -73,21 +73,21 @@ class Committer:
         self.lease = lease
         self.bus = bus
         self.workflow_id = workflow_id
-        # StorageDefault.write never suspends, so nothing can cancel it midway:
-        # the shield (a cancel scope per step) would cost without protecting.
-        self.needs_shield = type(storage) is not StorageDefault
-        self._memory = storage if type(storage) is StorageDefault else None
+        self.capabilities = Capabilities.of(storage)
+        # A write that never suspends (StorageDefault) cannot be cancelled
+        # midway: no await, and no shield (a cancel scope per step).
+        opener = self.capabilities.instant_writer
+        self._instant = opener() if opener is not None else None
         #: the storage's writer thread for this run (``StorageFile``), else None
         self.session: WriterSession | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Around the whole run: on exit every started write has finished."""
-        # Looked up on the class: a wrapper delegating through ``__getattr__``
-        # must see every write in its own ``write``, not hand them to the inner
-        # storage's thread.
-        opener = getattr(type(self.storage), "background_writer", None)
-        writer = opener(self.storage) if opener is not None else None
+        # Probed on the class (see capabilities): a wrapper delegating through
+        # ``__getattr__`` must see every write in its own ``write``.
+        opener = self.capabilities.background_writer
+        writer = opener() if opener is not None else None
         if writer is None:
             yield
             return
@@ -117,17 +117,15 @@ class Committer:
         clock = time.perf_counter()
         self._ensure()
         session = self.session
-        if self._memory is not None:
-            self._memory._put(where, data)
+        if self._instant is not None:
+            self._instant(where, data)
         elif session is not None:
             ticket = session.submit(((where, data),))
             with anyio.CancelScope(shield=True):
                 await session.wait(ticket)
-        elif self.needs_shield:
+        else:
             with anyio.CancelScope(shield=True):
                 await self.storage.write(where, data)
-        else:
-            await self.storage.write(where, data)
         if self.bus.subscribers:
             self._written(task, where, data, clock, time.perf_counter())
 
@@ -244,9 +242,7 @@ class BatchCommitter(Committer):
         super().__init__(storage, lease, bus, workflow_id)
         self._queue: list[tuple[Task, str, bytes, _Slot]] = []
         self._busy = False
-        self._write_many: Callable[[list[tuple[str, bytes]]], Awaitable[Any]] | None = getattr(
-            storage, "write_many", None
-        )
+        self._write_many = self.capabilities.write_many
 
     async def commit(self, task: Task, where: str, data: bytes) -> None:
         slot = _Slot()

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from asyncflow._core.capabilities import require_storage
+from asyncflow._core.durations import parse_duration
 from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.executor import Executor
 from asyncflow._core.storage import Storage
@@ -75,8 +77,6 @@ class Config:
 
     @property
     def retention_seconds(self) -> float | None:
-        from asyncflow._core.retention import parse_duration
-
         return None if self.retention is None else parse_duration(self.retention)
 
     @property
@@ -84,12 +84,7 @@ class Config:
         return self.lease_renew if self.lease_renew is not None else self.lease_ttl / 3
 
     def __post_init__(self) -> None:
-        for method in ("read", "write", "delete", "list", "aclose"):
-            if not callable(getattr(self.storage, method, None)):
-                raise ConfigurationError(
-                    f"Config storage {self.storage!r} does not implement {method}()"
-                    " of the asyncflow Storage protocol"
-                )
+        require_storage(self.storage, "Config storage")
         if not isinstance(self.serializer, Serializer):
             raise ConfigurationError(
                 f"Config serializer {self.serializer!r} needs name, encode() and decode()"
@@ -124,8 +119,6 @@ class Config:
                 f"Config executor {self.executor!r} has no run() (see asyncflow._core.executor)"
             )
         if self.retention is not None:
-            from asyncflow._core.retention import parse_duration
-
             parse_duration(self.retention)  # raises ConfigurationError if invalid
         if type(self.read_concurrency) is not int or self.read_concurrency < 1:
             raise ConfigurationError(

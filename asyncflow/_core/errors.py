@@ -53,12 +53,28 @@ class ConfigurationError(AsyncflowError, ValueError):
 
 
 class TaskError(AsyncflowError):
-    """A step did not complete; ``key`` and ``step`` say which."""
+    """A step did not complete; ``key`` and ``step`` say which.
 
-    def __init__(self, message: str, *, key: str = "", step: str = "") -> None:
+    ``attempt``, ``exception`` and ``message`` are the fields of Dotflow's
+    ``TaskError``: the attempt that failed, and the class name and message of
+    the step's own exception (``cause``) if there is one, else of this error.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str = "",
+        step: str = "",
+        attempt: int | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
         super().__init__(message)
         self.key = key
         self.step = step
+        self.attempt = attempt
+        self.exception = type(cause if cause is not None else self).__name__
+        self.message = str(cause) if cause is not None else message
 
 
 class TaskFailed(TaskError):

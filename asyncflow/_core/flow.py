@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Literal
 
 import anyio
 
 from asyncflow import events
+from asyncflow._core.action import Action
 from asyncflow._core.background import Detached
-from asyncflow._core.blobs import collect_garbage
 from asyncflow._core.bus import EventBus, EventStream
-from asyncflow._core.concurrency import run_beside
+from asyncflow._core.checkpoint import encode_output
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
-from asyncflow._core.errors import ConfigurationError, LeaseLost, TaskFailed, TaskTimeout
+from asyncflow._core.errors import ConfigurationError, TaskFailed, TaskTimeout
 from asyncflow._core.ids import validate_id
-from asyncflow._core.lease import Lease
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.modes import MODES
-from asyncflow._core.prepare import prepare_run
 from asyncflow._core.run_options import RunOptions, check_options
-from asyncflow._core.runner import Runner, call_callback
-from asyncflow._core.runs import RunRecorder, report_unhandled
-from asyncflow._core.subflow import PARENT, Parent
+from asyncflow._core.runner import call_callback
+from asyncflow._core.runs import report_unhandled
+from asyncflow._core.session import RunSession
+from asyncflow._core.subflow import ChildFlow
 from asyncflow._core.summary import new_run_id
 from asyncflow._core.task import Task, TaskBuilder, TaskStatus
-from asyncflow._core.waits import due_at
 
 __all__ = ["AsyncFlow", "Mode"]
 
@@ -40,21 +34,21 @@ logger = logging.getLogger("asyncflow")
 Mode = Literal["sequential", "sequential_group", "background", "parallel", "graph"]
 
 
-async def _with_heartbeat(lease: Lease, body: Callable[[], Awaitable[None]]) -> None:
-    """Run ``body`` while the lease is renewed; raise ``LeaseLost`` if it is lost.
-
-    Losing the lease cancels the body at once; the checkpoint about to be
-    committed is refused by ``Lease.ensure`` in any case.
-    """
-    with contextlib.suppress(LeaseLost):  # raised by ensure() below, once the heartbeat stopped
-        await run_beside(body, lease.heartbeat)
-    lease.ensure()
-
-
-def _with_children(manifest: Manifest, tasks: list[Task]) -> Manifest:
-    """The manifest with each map's recorded expansion (its number of children)."""
-    children = {t.key: t.children for t in tasks if t.children is not None}
-    return dataclasses.replace(manifest, children=children) if children else manifest
+def _as_child(step: object, key: str | None) -> tuple[Action, str] | None:
+    """The step running ``step`` as child flow ``key`` of the flow it is added to."""
+    if not isinstance(step, AsyncFlow):
+        return None
+    if key is None:
+        if not step.fixed_id:
+            raise ConfigurationError(
+                "a child flow needs task.add(child, key=...) or a fixed"
+                " AsyncFlow(workflow_id=...) to name its checkpoints"
+            )
+        key = step.workflow_id
+    validate_id(key, "task key")
+    action = Action(ChildFlow(step, key))
+    action.name = step.workflow_id if step.fixed_id else key
+    return action, key
 
 
 class AsyncFlow:
@@ -64,23 +58,31 @@ class AsyncFlow:
     the run cannot be resumed by another process.
     """
 
-    def __init__(self, config: Config | None = None, workflow_id: str | None = None) -> None:
+    def __init__(
+        self, config: Config | None = None, workflow_id: str | uuid.UUID | None = None
+    ) -> None:
         if config is not None and not isinstance(config, Config):
             raise ConfigurationError(f"config must be an asyncflow Config, got {config!r}")
         self.config = config if config is not None else Config()
+        if isinstance(workflow_id, uuid.UUID):  # Dotflow's examples pass uuid4()
+            workflow_id = str(workflow_id)
+        elif workflow_id is not None and not isinstance(workflow_id, str):
+            raise ConfigurationError(
+                f"workflow_id must be a str or a uuid.UUID, got {type(workflow_id).__name__}"
+            )
         self.fixed_id = workflow_id is not None
         self.workflow_id = (
             validate_id(workflow_id, "workflow_id") if workflow_id is not None else uuid.uuid4().hex
         )
-        self.task = TaskBuilder(self.workflow_id)
+        self.task = TaskBuilder(self.workflow_id, child=_as_child)
         self.status = "new"
         self._bus = EventBus()
         self._running = False
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested = False
         self._background: Detached | None = None
-        #: A child flow's input from its parent step (``asyncflow._core.subflow``).
-        self._input: tuple[Context, str | None] | None = None
+        #: What the first tasks receive as ``previous_context`` (``copy(input=...)``).
+        self._input: Context | None = None
         self.run_id: str | None = None
 
     async def start(
@@ -165,137 +167,77 @@ class AsyncFlow:
         self.run_id = new_run_id()
 
     async def _run(self, options: RunOptions) -> None:
-        mode = options.mode
-        tasks = self.task.queue
         clock = time.perf_counter()
         self.status = "running"
-        storage = self.config.storage
-        lease = Lease(
-            storage,
-            self.workflow_id,
-            ttl=self.config.lease_ttl,
-            renew_every=self.config.lease_renew_every,
+        session = RunSession(
+            workflow_id=self.workflow_id,
+            config=self.config,
+            bus=self._bus,
+            tasks=self.task.queue,
+            run_id=self.run_id or new_run_id(),
+            options=options,
+            first_input=self._input,
+            first_digest=self._input_digest(),
         )
-        recorder = RunRecorder(
-            storage,
-            self.workflow_id,
-            self.run_id or new_run_id(),
-            mode,
-            options.resume,
-            rerun_from=options.rerun_from,
-        )
-        manifest: Manifest | None = None
         raised: BaseException | None = None
-        runner: Runner | None = None
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
                 if self._cancel_requested:
                     scope.cancel()
-                logger.info(
-                    "%s: starting %d task(s), mode=%s resume=%s",
-                    self.workflow_id,
-                    len(tasks),
-                    mode,
-                    options.resume,
-                )
-                if self._bus.active:
-                    self._bus.publish(
-                        events.WorkflowStarted(
-                            workflow_id=self.workflow_id,
-                            mode=mode,
-                            resume=options.resume,
-                            tasks=len(tasks),
-                        )
-                    )
-                await lease.acquire(options.wait_for_lease)
-
-                async def body() -> None:
-                    nonlocal manifest, runner
-                    manifest, records = await prepare_run(
-                        self.config, self.workflow_id, tasks, options, recorder
-                    )
-                    runner = Runner(
-                        workflow_id=self.workflow_id,
-                        config=self.config,
-                        bus=self._bus,
-                        records=records,
-                        keep_going=options.keep_going,
-                        lease=lease,
-                        on_code_change=options.on_code_change,
-                    )
-                    runner.on_wait = options.on_wait
-                    if self._input is not None:
-                        runner.first_input, runner.first_digest = self._input
-                    parent = PARENT.set(
-                        Parent(
-                            config=self.config,
-                            workflow_id=self.workflow_id,
-                            resume=options.resume,
-                            max_concurrency=options.max_concurrency,
-                        )
-                    )
-
-                    async def steps() -> None:
-                        await MODES[mode](runner, tasks, options.max_concurrency)
-
-                    try:
-                        async with runner.committer.running():
-                            await recorder.alongside(steps, tasks, manifest, lease, runner)
-                    finally:
-                        PARENT.reset(parent)
-                    if runner.stale_blobs:  # outputs offloaded by records this run replaced
-                        await collect_garbage(
-                            storage, self.workflow_id, candidates=runner.stale_blobs
-                        )
-
-                await _with_heartbeat(lease, body)
-            failed = [t for t in tasks if t.status is TaskStatus.FAILED]
-            parked = runner.parked if runner is not None else {}
-            if scope.cancelled_caught:
-                status = "cancelled"
-            else:
-                status = "failed" if failed else "waiting" if parked else "completed"
-            if manifest is not None:
-                lease.ensure()
-                final = dataclasses.replace(
-                    _with_children(manifest, tasks),
-                    waiting={key: spec.to_json() for key, spec in parked.items()},
-                    due_at=due_at(parked.values()),
-                )
-                await recorder.end(status, tasks, final)
+                self._announce(options)
+                await session.run()
+            status = await session.end(cancelled=scope.cancelled_caught)
         except BaseException as exc:
             raised = exc
-            ending = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else "failed"
-            if isinstance(exc, KeyboardInterrupt):
-                ending = "cancelled"
-            if manifest is not None and not isinstance(exc, LeaseLost):
-                await recorder.end_after(ending, tasks, _with_children(manifest, tasks), exc)
-            self.status = ending
-            self._finish(ending, clock)
+            self.status = await session.end_after(exc)
+            self._finish(self.status, clock)
             raise
         finally:
             try:
-                await lease.release_after(raised)
+                await session.lease.release_after(raised)
             finally:
                 self._scope = None
                 self._running = False
-        on_success = options.on_success
-        on_failure = options.on_failure
         self.status = status
         watched = self._bus.active  # before WorkflowFinished ends the streams
         self._finish(status, clock)
-        if (
-            status == "failed"
-            and on_failure is None
-            and not options.raise_on_failure
-            and not watched
-        ):
-            report_unhandled(self.workflow_id, recorder.run_id, tasks)
-        if status == "completed" and on_success is not None:
-            await call_callback(on_success, tasks=tasks)
-        elif status == "failed" and on_failure is not None:
-            await call_callback(on_failure, tasks=tasks)
+        await self._after(status, options, session.recorder.run_id, watched)
+
+    def _announce(self, options: RunOptions) -> None:
+        tasks = self.task.queue
+        logger.info(
+            "%s: starting %d task(s), mode=%s resume=%s",
+            self.workflow_id,
+            len(tasks),
+            options.mode,
+            options.resume,
+        )
+        if self._bus.active:
+            self._bus.publish(
+                events.WorkflowStarted(
+                    workflow_id=self.workflow_id,
+                    mode=options.mode,
+                    resume=options.resume,
+                    tasks=len(tasks),
+                )
+            )
+
+    async def _after(self, status: str, options: RunOptions, run_id: str, watched: bool) -> None:
+        """What the caller asked for once the run ended: callbacks, or the failure raised.
+
+        A failure that nothing handles (no ``raise_on_failure``, no
+        ``on_failure``, no events subscriber) is reported on stderr.
+        """
+        tasks = self.task.queue
+        failed = [t for t in tasks if t.status is TaskStatus.FAILED]
+        unhandled = options.on_failure is None and not options.raise_on_failure and not watched
+        if status == "failed" and unhandled:
+            report_unhandled(self.workflow_id, run_id, tasks)
+        if status == "completed" and options.on_success is not None:
+            await call_callback(options.on_success, tasks=tasks)
+        elif status == "failed" and options.on_failure is not None:
+            await call_callback(options.on_failure, tasks=tasks)
         if options.raise_on_failure and failed:
             first = failed[0]
             if isinstance(first.error, TaskTimeout):
@@ -305,7 +247,33 @@ class AsyncFlow:
                 f" {first.error!r}",
                 key=first.key,
                 step=first.name,
+                attempt=first.attempts,
+                cause=first.error,
             ) from first.error
+
+    def _input_digest(self) -> str | None:
+        """The input digest the first tasks are checkpointed with, as a chain's would be."""
+        value = self._input.storage if self._input is not None else None
+        if value is None:
+            return None
+        return encode_output(self.config.serializer, value, self.workflow_id).digest
+
+    def copy(
+        self, workflow_id: str, *, config: Config | None = None, input: Any = None
+    ) -> AsyncFlow:
+        """A new flow with these tasks (keys, dependencies, maps, child flows) as ``workflow_id``.
+
+        ``config`` defaults to this flow's. ``input`` is what the copy's first
+        tasks (the first of a chain, a graph's tasks without dependencies)
+        receive as ``previous_context``, as a child flow's receive its parent
+        step's input; a ``Context`` is passed as it is. A scheduler's tick, a
+        worker's resume and a child flow's run are such copies.
+        """
+        new = AsyncFlow(config=self.config if config is None else config, workflow_id=workflow_id)
+        new.task.copy_from(self.task)
+        if input is not None:
+            new._input = input if isinstance(input, Context) else Context(storage=input)
+        return new
 
     def _finish(self, status: str, clock: float) -> None:
         tasks = self.task.queue

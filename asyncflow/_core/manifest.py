@@ -93,6 +93,8 @@ class Manifest:
     pid: int | None = None
     started_at: float | None = None
     progress: dict[str, Any] | None = None
+    #: The flow's name (``AsyncFlow(name=...)``): workers match queued runs by it.
+    flow: str | None = None
 
     def encode(self) -> bytes:
         shape: dict[str, Any] = {}
@@ -111,6 +113,8 @@ class Manifest:
             extra = {"waiting": self.waiting, "due_at": self.due_at}
         if self.progress is not None:
             extra["progress"] = self.progress
+        if self.flow is not None:
+            extra["flow"] = self.flow
         return dumps(
             {
                 "asyncflow": FORMAT,
@@ -170,6 +174,7 @@ class Manifest:
                 pid=optional_field(raw, "pid", int),
                 started_at=optional_field(raw, "started_at", (int, float)),
                 progress=optional_field(raw, "progress", dict),
+                flow=optional_field(raw, "flow", str),
             )
         except ValueError as exc:
             raise CheckpointCorrupt(f"{where} is malformed: {exc}", key=where) from exc

@@ -19,6 +19,7 @@ from asyncflow._core.checkpoint import CheckpointRecord
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.config import Config
 from asyncflow._core.errors import CheckpointMismatch, InputChangedError, SerializationError
+from asyncflow._core.index import write_manifest
 from asyncflow._core.layout import manifest_key, task_prefix
 from asyncflow._core.manifest import Manifest, fingerprint_of
 from asyncflow._core.records import clear_for_new_run, load_records
@@ -138,12 +139,12 @@ async def prepare_run(
         pid=recorder.pid,
         started_at=recorder.started_at,
     )
-    data = manifest.encode()
     with anyio.CancelScope(shield=True):
         if storage.persistent:
             # Two independent keys side by side: one round trip of latency.
-            await run_all([functools.partial(storage.write, where, data), recorder.begin])
+            write = functools.partial(write_manifest, storage, manifest, previous=previous)
+            await run_all([write, recorder.begin])
         else:
-            await storage.write(where, data)
+            await write_manifest(storage, manifest, previous=previous)
             await recorder.begin()
     return manifest, records

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from asyncflow._core.capabilities import Capabilities, delete_many, read_many
 from asyncflow._core.checkpoint import CheckpointRecord
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.decoding import decode_record
@@ -25,9 +26,6 @@ from asyncflow.serializers import Serializer
 __all__ = ["clear_for_new_run", "clear_workflow", "load_records"]
 
 
-_READ_MANY_CHUNK = 512
-
-
 async def load_records(
     storage: Storage,
     workflow_id: str,
@@ -39,41 +37,21 @@ async def load_records(
 ) -> dict[str, CheckpointRecord]:
     """All records of ``keys`` that exist: one listing, then bounded concurrent reads.
 
-    A storage with an optional ``read_many(keys)`` (``StorageFile``: one
-    thread hop for many files) is asked for every wanted key in chunks, no
-    listing: a missing file costs one failed open, and a directory or a FIFO
-    where a record should be is refused by the read instead of being left
-    out of a listing as if there were no checkpoint.
+    A storage that declares ``read_many`` (``StorageFile``: one thread hop
+    for many files) is asked for every wanted key, no listing: a missing
+    file costs one failed open, and a directory or a FIFO where a record
+    should be is refused by the read instead of being left out of a listing
+    as if there were no checkpoint.
     """
     wanted = {task_storage_key(workflow_id, key): key for key in keys}
+    if Capabilities.of(storage).read_many is not None:
+        names = list(wanted)
+    else:
+        names = [name async for name in storage.list(task_prefix(workflow_id)) if name in wanted]
+    blobs = await read_many(storage, names, concurrency=concurrency)
     records: dict[str, CheckpointRecord] = {}
-    read_many = getattr(storage, "read_many", None)
-    if read_many is not None:
-        found = list(wanted)
-        for start in range(0, len(found), _READ_MANY_CHUNK):
-            chunk = found[start : start + _READ_MANY_CHUNK]
-            for where, blob in zip(chunk, await read_many(chunk), strict=True):
-                if blob is not None:
-                    key = wanted[where]
-                    records[key] = decode_record(
-                        blob.data,
-                        where=where,
-                        workflow_id=workflow_id,
-                        key=key,
-                        serializers=serializers,
-                        signing_key=signing_key,
-                    )
-        return await _resolve_blobs(storage, workflow_id, records, serializers, concurrency)
-    found = [name async for name in storage.list(task_prefix(workflow_id)) if name in wanted]
-    if not found:
-        return records
-    pending = iter(found)
-
-    async def worker() -> None:
-        for where in pending:
-            blob = await storage.read(where)
-            if blob is None:
-                continue
+    for where, blob in zip(names, blobs, strict=True):
+        if blob is not None:
             key = wanted[where]
             records[key] = decode_record(
                 blob.data,
@@ -83,8 +61,6 @@ async def load_records(
                 serializers=serializers,
                 signing_key=signing_key,
             )
-
-    await run_all([worker] * max(1, min(concurrency, len(found))))
     return await _resolve_blobs(storage, workflow_id, records, serializers, concurrency)
 
 
@@ -127,8 +103,8 @@ async def clear_workflow(storage: Storage, workflow_id: str, *, tasks_only: bool
     if tasks_only:
         names += [name async for name in storage.list(blobs) if is_own_key(workflow_id, name)]
     manifest = manifest_key(workflow_id)
-    await _delete_all(storage, [n for n in names if n != manifest and not n.startswith(blobs)])
-    await _delete_all(storage, [n for n in names if n.startswith(blobs)])
+    await delete_many(storage, [n for n in names if n != manifest and not n.startswith(blobs)])
+    await delete_many(storage, [n for n in names if n.startswith(blobs)])
     if manifest in names:
         await storage.delete(manifest)
     return len(names)
@@ -149,22 +125,6 @@ async def clear_for_new_run(storage: Storage, workflow_id: str) -> int:
     prefix = f"{workflow_id}/"
     names = [name async for name in storage.list(prefix) if is_own_key(workflow_id, name)]
     blobs = f"{prefix}blobs/"
-    await _delete_all(storage, [n for n in names if n[len(prefix) :].startswith(_NEW_RUN_CLEARS)])
-    await _delete_all(storage, [n for n in names if n.startswith(blobs)])
+    await delete_many(storage, [n for n in names if n[len(prefix) :].startswith(_NEW_RUN_CLEARS)])
+    await delete_many(storage, [n for n in names if n.startswith(blobs)])
     return sum(1 for n in names if n[len(prefix) :].startswith((*_NEW_RUN_CLEARS, "blobs/")))
-
-
-async def _delete_all(storage: Storage, names: list[str]) -> None:
-    if not names:
-        return
-    batch = getattr(storage, "delete_many", None)
-    if batch is not None:
-        await batch(names)
-        return
-    pending = iter(names)
-
-    async def worker() -> None:
-        for name in pending:
-            await storage.delete(name)
-
-    await run_all([worker] * min(16, len(names)))

@@ -26,53 +26,25 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from asyncflow._core.clearing import delete_workflow
 from asyncflow._core.concurrency import run_all
-from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError, WorkflowLocked
-from asyncflow._core.layout import lease_key, manifest_key, own_keys, workflow_of_manifest
-from asyncflow._core.lease import Lease
+from asyncflow._core.durations import parse_duration
+from asyncflow._core.errors import CheckpointCorrupt, WorkflowLocked
+from asyncflow._core.layout import manifest_key, own_keys, workflow_of_manifest
 from asyncflow._core.manifest import Manifest
-from asyncflow._core.records import clear_workflow
-from asyncflow._core.status import read_lease
 from asyncflow._core.storage import Storage
 from asyncflow._core.summary import new_run_id, runs_prefix
+from asyncflow.reading import read_lease
 
-__all__ = ["FINISHED", "Pruned", "parse_duration", "prune", "prune_schedule"]
+__all__ = ["FINISHED", "Pruned", "prune", "prune_schedule"]
 
 logger = logging.getLogger("asyncflow")
 
 FINISHED = ("completed", "failed", "cancelled", "forked", "reset")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from ``7d``, ``12h``, ``1d12h``, ``30m``, ``45s``, ``2w``, a number, a timedelta."""
-    if isinstance(value, dt.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        parts = _DURATION.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            try:
-                seconds = float(text)
-            except ValueError:
-                raise ConfigurationError(
-                    f"not a duration: {value!r} (use e.g. 7d, 12h, 1d12h, 30m, 45s, 2w)"
-                ) from None
-        else:
-            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    else:
-        raise ConfigurationError(f"not a duration: {value!r}")
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigurationError(f"a retention must be a positive duration, got {value!r}")
-    return seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,36 +126,24 @@ async def prune(
                     workflow_id, manifest.status, manifest.updated_at, records
                 )
             return
-        lease = Lease(storage, workflow_id, ttl=60.0, renew_every=20.0)
+
+        async def still_eligible() -> bool:  # a run may have started or ended meanwhile
+            return eligible(await _manifest(storage, workflow_id))
+
         try:
-            await lease.acquire()
+            deleted = await delete_workflow(storage, workflow_id, still=still_eligible)
         except WorkflowLocked:
             logger.info("%s: kept by retention: a runner holds its lease", workflow_id)
             return
-        deleted = False
-        first: BaseException | None = None
-        try:
-            manifest = await _manifest(storage, workflow_id)  # a run may have ended meanwhile
-            if manifest is None or not eligible(manifest):
-                return
-            # run.json goes last (clear_workflow), then the lease: an interrupted
-            # prune is found again. Only the layout's keys are deleted.
-            await clear_workflow(storage, workflow_id)
-            await storage.delete(lease_key(workflow_id))
-            deleted = True
-            found[workflow_id] = Pruned(workflow_id, manifest.status, manifest.updated_at, records)
-            logger.info(
-                "%s: deleted by retention (%s, updated %s)",
-                workflow_id,
-                manifest.status,
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(manifest.updated_at)),
-            )
-        except BaseException as exc:
-            first = exc
-            raise
-        finally:
-            if not deleted:
-                await lease.release_after(first)
+        if deleted is None:
+            return  # a run started (or ended anew) meanwhile
+        found[workflow_id] = Pruned(workflow_id, manifest.status, manifest.updated_at, records)
+        logger.info(
+            "%s: deleted by retention (%s, updated %s)",
+            workflow_id,
+            manifest.status,
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(manifest.updated_at)),
+        )
 
     pending = iter(candidates)
 

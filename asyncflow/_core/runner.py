@@ -21,6 +21,7 @@ from asyncflow._core.commit import make_committer
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context, make_context
 from asyncflow._core.errors import CheckpointMismatch, SerializationError, TaskTimeout
+from asyncflow._core.failures import carry_fields
 from asyncflow._core.layout import task_prefix, task_storage_key
 from asyncflow._core.lease import Lease
 from asyncflow._core.task import Task, TaskStatus
@@ -69,6 +70,9 @@ class Runner:
         keep_going: bool,
         lease: Lease | None = None,
         on_code_change: str = "reuse",
+        on_wait: str = "block",
+        first_input: Context | None = None,
+        first_digest: str | None = None,
     ) -> None:
         self.lease = lease
         self.on_code_change = on_code_change
@@ -80,10 +84,10 @@ class Runner:
         self.records = records
         self.keep_going = keep_going
         self.halted = False
-        self.on_wait = "block"  # or "park": see asyncflow._core.waits
+        self.on_wait = on_wait  # or "park": see asyncflow._core.waits
         #: What a task with nothing before it receives (a child flow: its parent's input).
-        self.first_input = Context(workflow_id=workflow_id)
-        self.first_digest: str | None = None
+        self.first_input = first_input or Context(workflow_id=workflow_id)
+        self.first_digest = first_digest
         self.parked: dict[str, WaitSpec] = {}
         self._yielded = time.monotonic()
         self._restored_at: dt.datetime | None = None
@@ -353,6 +357,7 @@ class Runner:
             )
 
     def _fail(self, task: Task, exc: BaseException, clock: float | None) -> None:
+        carry_fields(exc, task.attempts or None)
         task.status = TaskStatus.FAILED
         task.error = exc
         task.finished = time.time()

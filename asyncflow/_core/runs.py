@@ -30,22 +30,24 @@ import anyio
 from asyncflow._core.checkpoint import CheckpointRecord
 from asyncflow._core.concurrency import run_beside
 from asyncflow._core.errors import LeaseLost
-from asyncflow._core.layout import manifest_key, task_prefix, task_storage_key
+from asyncflow._core.index import write_manifest
+from asyncflow._core.layout import task_prefix, task_storage_key
 from asyncflow._core.loud import log_loudly
 from asyncflow._core.manifest import Manifest
 from asyncflow._core.progress import ProgressIndex
 from asyncflow._core.shape import RunShape, dependents, graph_edges
-from asyncflow._core.status import task_outcome
 from asyncflow._core.storage import Storage
 from asyncflow._core.summary import (
     ErrorInfo,
     RunSummary,
     TaskRun,
+    cut,
     encode_run,
     run_summary_key,
     user_frames,
 )
 from asyncflow._core.task import TaskStatus
+from asyncflow._version import __version__
 
 if TYPE_CHECKING:
     from asyncflow._core.lease import Lease
@@ -53,6 +55,9 @@ if TYPE_CHECKING:
     from asyncflow._core.task import Task
 
 __all__ = ["LIVE_EVERY", "RunRecorder", "invalidate", "report_unhandled"]
+
+#: ``run.json`` keeps a failed task's error ``repr`` up to this length.
+_ERROR_LIMIT = 1000
 
 logger = logging.getLogger("asyncflow")
 
@@ -98,8 +103,6 @@ class RunRecorder:
         error: BaseException | None = None,
     ) -> RunSummary:
         """The summary without its task entries: ``end`` adds them with ``encode_run``."""
-        from asyncflow import __version__
-
         return RunSummary(
             workflow_id=self.workflow_id,
             run_id=self.run_id,
@@ -136,7 +139,7 @@ class RunRecorder:
         summary = self._with_shape(self._summary(status, tasks, time.time(), error), manifest)
         ended = manifest.replace(
             status=status,
-            outcomes={t.key: task_outcome(t) for t in tasks},
+            outcomes={t.key: t.outcome for t in tasks},
             errors={t.key: _error_line(t.error) for t in failed},
             running=(),
             interrupted=summary.interrupted,
@@ -146,7 +149,7 @@ class RunRecorder:
             await self.storage.write(
                 run_summary_key(self.workflow_id, self.run_id), encode_run(summary, tasks)
             )
-            await self.storage.write(manifest_key(self.workflow_id), ended.encode())
+            await write_manifest(self.storage, ended, previous=manifest)
 
     def _with_shape(self, summary: RunSummary, manifest: Manifest) -> RunSummary:
         """The summary with the run's graph and the maps' children the index saw."""
@@ -231,7 +234,7 @@ class RunRecorder:
             clock = anyio.current_time()
             try:
                 live = manifest.replace(running=running, progress=progress.to_json())
-                await self.storage.write(manifest_key(self.workflow_id), live.encode())
+                await write_manifest(self.storage, live, previous=manifest)
             except Exception as exc:  # progress is advisory; the run goes on
                 logger.warning(
                     "%s: could not update run.json with the running tasks: %r",
@@ -247,9 +250,8 @@ class RunRecorder:
 
 
 def _error_line(error: BaseException | None) -> str:
-    from asyncflow._core.status import error_text
-
-    return error_text(error)
+    """``repr`` of a task's error, cut to a sane length for ``run.json``."""
+    return cut(repr(error), _ERROR_LIMIT)
 
 
 def report_unhandled(workflow_id: str, run_id: str, tasks: Sequence[Task]) -> None:

@@ -77,12 +77,8 @@ _UTC = dt.timezone.utc
 
 
 def clone_flow(flow: AsyncFlow, workflow_id: str) -> AsyncFlow:
-    """A new ``AsyncFlow`` with ``flow``'s config and tasks, under ``workflow_id``."""
-    from asyncflow._core.flow import AsyncFlow
-
-    new = AsyncFlow(config=flow.config, workflow_id=workflow_id)
-    new.task.copy_from(flow.task)  # keys, dependencies, maps and child flows
-    return new
+    """``flow.copy(workflow_id)``: kept for code written before ``AsyncFlow.copy``."""
+    return flow.copy(workflow_id)
 
 
 class Scheduler:
@@ -382,7 +378,7 @@ class Scheduler:
                 logger.info("%s: tick %s already ran to completion", run.workflow_id, run.tick)
                 return
             run.resumed = self._should_resume(status)
-            flow = clone_flow(self.flow, run.workflow_id)
+            flow = self.flow.copy(run.workflow_id)
             run.flow = flow
             hook = self.around_run(flow) if self.around_run is not None else nullcontext()
             async with hook:

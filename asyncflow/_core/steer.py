@@ -31,6 +31,7 @@ from asyncflow._core.codec import dumps, loads
 from asyncflow._core.decoding import output_tail
 from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError
 from asyncflow._core.ids import validate_id
+from asyncflow._core.index import write_manifest
 from asyncflow._core.layout import is_own_key, manifest_key, task_prefix, task_storage_key
 from asyncflow._core.lease import Lease
 from asyncflow._core.manifest import Manifest
@@ -112,7 +113,7 @@ async def reset(storage: Storage, workflow_id: str, from_key: str) -> list[str]:
             interrupted=manifest.interrupted if status == "waiting" else (),
             progress=None,
         )
-        await storage.write(manifest_key(workflow_id), reset_run.encode())
+        await write_manifest(storage, reset_run, previous=manifest)
     finally:
         await lease.release()
     return stale
@@ -223,7 +224,7 @@ async def fork(
             created_at=now,
             updated_at=now,
         )
-        await storage.write(manifest_key(new_id), forked.encode())
+        await write_manifest(storage, forked)
     finally:
         await lease.release()
     return order

@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from asyncflow._core.errors import ConfigurationError
 
-__all__ = ["Blob", "ClosingStorage", "Storage", "list_children"]
+__all__ = ["Blob", "ClosingStorage", "Storage", "check_children_prefix"]
 
 _S = TypeVar("_S", bound="ClosingStorage")
 
@@ -48,13 +48,11 @@ class Storage(Protocol):
     * ``delete`` of a missing key is not an error.
     * ``list(prefix)`` yields every key starting with ``prefix``, in
       lexicographic order, across all pages.
-    * Optional: ``list_children(prefix)`` (``prefix`` is ``""`` or ends with
-      ``/``) yields, sorted and once each, the next path segment of every key
-      under ``prefix``: ``name/`` for a folder, ``name`` for a key right
-      there (an S3 listing with a delimiter); any other prefix raises
-      ``ConfigurationError`` (``check_children_prefix``). Without it,
-      ``list_children`` below derives the same from ``list``, which reads
-      every key.
+
+    Optional methods (``read_many``, ``write_many``, ``delete_many``,
+    ``list_children``, ``tidy``) are the capabilities of
+    ``asyncflow._core.capabilities``: declared there as small protocols,
+    probed there only, and checked by the conformance suite when present.
     """
 
     @property
@@ -101,30 +99,10 @@ class ClosingStorage:
 def check_children_prefix(prefix: str) -> str:
     """Refuse a ``list_children`` prefix that is neither ``""`` nor ends with ``/``.
 
-    Raises ``ConfigurationError`` naming the prefix: the wrapper below and
-    every bundled backend's ``list_children`` check the same way.
+    Raises ``ConfigurationError`` naming the prefix: the ``list_children``
+    helper (``asyncflow._core.capabilities``) and every bundled backend's
+    ``list_children`` check the same way.
     """
     if prefix and not prefix.endswith("/"):
         raise ConfigurationError(f"list_children prefix must be empty or end with '/': {prefix!r}")
     return prefix
-
-
-async def list_children(storage: Storage, prefix: str) -> AsyncIterator[str]:
-    """The next path segments under ``prefix``: the backend's own listing, else from ``list``.
-
-    ``asyncflow list`` finds workflow ids this way: one delimiter listing
-    instead of every record of every workflow.
-    """
-    check_children_prefix(prefix)
-    own = getattr(storage, "list_children", None)
-    if own is not None:
-        async for segment in own(prefix):
-            yield segment
-        return
-    last = None
-    async for key in storage.list(prefix):
-        head, sep, _ = key[len(prefix) :].partition("/")
-        segment = head + sep
-        if segment != last:
-            last = segment
-            yield segment

@@ -16,7 +16,6 @@ import contextvars
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from asyncflow._core.checkpoint import encode_output
 from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.layout import manifest_key
 from asyncflow._core.manifest import Manifest
@@ -55,14 +54,12 @@ class ChildFlow:
         self.last: AsyncFlow | None = None
 
     async def __call__(self, previous_context: Context) -> Any:
-        from asyncflow._core.flow import AsyncFlow
-
         parent = PARENT.get()
         if parent is None:
             raise ConfigurationError(f"child flow {self.key!r} runs only as a step of a flow")
-        run = AsyncFlow(config=parent.config, workflow_id=f"{parent.workflow_id}.{self.key}")
-        run.task.copy_from(self.flow.task)
-        run._input = (previous_context, _digest_of(previous_context, parent.config, self.key))
+        run = self.flow.copy(
+            f"{parent.workflow_id}.{self.key}", config=parent.config, input=previous_context
+        )
         self.last = run
         graph = any(task.depends_on for task in run.task.queue)
         await run.start(
@@ -73,17 +70,6 @@ class ChildFlow:
         )
         outputs = run.result_storage()
         return outputs[-1] if outputs else None
-
-
-def _digest_of(context: Context, config: Config, key: str) -> str | None:
-    """The input digest the child's first tasks are checkpointed with, as a chain's would be.
-
-    Recomputed from the value rather than passed down: the step call does not
-    carry the parent's digest, and the same value encodes to the same bytes.
-    """
-    if context.storage is None:
-        return None
-    return encode_output(config.serializer, context.storage, key).digest
 
 
 async def child_workflows(storage: Storage, workflow_id: str) -> list[str]:

@@ -26,7 +26,6 @@ from asyncflow._core.codec import dumps, loads, required_field, text_json
 from asyncflow._core.errors import CheckpointCorrupt
 from asyncflow._core.layout import run_summary_key
 from asyncflow._core.shape import RunShape
-from asyncflow._core.status import task_outcome
 
 if TYPE_CHECKING:
     from asyncflow._core.task import Task
@@ -38,6 +37,7 @@ __all__ = [
     "cut",
     "encode_run",
     "new_run_id",
+    "public_type",
     "run_summary_key",
     "runs_prefix",
     "user_frames",
@@ -72,6 +72,17 @@ def user_frames(tb: TracebackType | None) -> TracebackType | None:
     while start is not None and start.tb_frame.f_code.co_filename.startswith(_INTERNAL):
         start = start.tb_next
     return start if start is not None else tb
+
+
+_OLD_ERRORS = "asyncflow._core.errors."
+
+
+def public_type(name: str) -> str:
+    """An error type as summaries name it: ``asyncflow.TaskTimeout`` also for the
+    ``asyncflow._core.errors.TaskTimeout`` that summaries written before 0.1 name."""
+    if name.startswith(_OLD_ERRORS):
+        return "asyncflow." + name[len(_OLD_ERRORS) :]
+    return name
 
 
 def cut(text: str, limit: int, *, keep_end: bool = False) -> str:
@@ -132,7 +143,7 @@ class TaskRun:
         return cls(
             key=task.key,
             step=task.name,
-            outcome=task_outcome(task),
+            outcome=task.outcome,
             attempts=task.attempts,
             started_at=task.started,
             finished_at=task.finished,
@@ -257,7 +268,7 @@ def encode_run(summary: RunSummary, tasks: Sequence[Task]) -> bytes:
         finished = "null" if task.finished is None else repr(float(task.finished))
         entries.append(
             f'{{"key":{text_json(task.key)},"step":{text_json(task.name)},'
-            f'"outcome":"{task_outcome(task)}","attempts":{int(task.attempts)!r},'
+            f'"outcome":"{task.outcome}","attempts":{int(task.attempts)!r},'
             f'"started_at":{started},"finished_at":{finished},"error":null}}'
         )
     head = dumps(summary.to_json())
@@ -287,7 +298,7 @@ def _error_info(error: Any) -> ErrorInfo | None:
     if not isinstance(error, dict):
         raise ValueError("an error entry is not an object")
     return ErrorInfo(
-        type=str(error.get("type", "")),
+        type=public_type(str(error.get("type", ""))),
         message=str(error.get("message", "")),
         traceback=str(error.get("traceback", "")),
     )

@@ -13,8 +13,12 @@ from asyncflow._core.action import Action, as_action
 from asyncflow._core.context import Context
 from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.ids import MAX_ID_LENGTH, validate_id
+from asyncflow._core.outcomes import Outcome
 
-__all__ = ["Task", "TaskBuilder", "TaskStatus", "TypeStatus", "derive_key"]
+__all__ = ["ChildStep", "Task", "TaskBuilder", "TaskStatus", "TypeStatus", "derive_key"]
+
+ChildStep = Callable[[object, "str | None"], "tuple[Action, str] | None"]
+"""The step and key that run ``step`` as a child flow keyed ``key``; ``None`` if it is no flow."""
 
 _UTC = dt.timezone.utc
 _LOCALS = re.compile(r"^.*<locals>\.")
@@ -49,6 +53,13 @@ class TaskStatus(str, Enum):
     FAILED = "Failed"
     CANCELLED = "Cancelled"
     WAITING = "Waiting"
+
+    # Dotflow's statuses are plain strings: f"{task.status}" prints "Completed".
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 TypeStatus = TaskStatus
@@ -150,6 +161,28 @@ class Task:
     def name(self) -> str:
         return self.step.name
 
+    @property
+    def retry_count(self) -> int:
+        """Dotflow's name: ``attempts - 1`` (for a restored task, of the run that completed it)."""
+        return max(0, self.attempts - 1)
+
+    @property
+    def outcome(self) -> Outcome:
+        """What happened to this task in the run that just ended, in the words storage keeps
+        (``run.json``, run summaries, ``asyncflow status``): ``skipped`` is restored."""
+        if self.restored:
+            return "skipped"
+        status = self.status
+        if status is TaskStatus.COMPLETED:
+            return "completed"
+        if status is TaskStatus.FAILED:
+            return "failed"
+        if status is TaskStatus.WAITING:
+            return "waiting"
+        if status in (TaskStatus.CANCELLED, TaskStatus.IN_PROGRESS, TaskStatus.RETRY):
+            return "cancelled"
+        return "not run"
+
     # Kept as floats and turned into datetimes when read: building two
     # datetimes per step cost more than anything that reads them.
     @property
@@ -182,9 +215,12 @@ class TaskBuilder:
     ``AsyncFlow``, which runs as a child workflow (see docs/graphs.md).
     """
 
-    def __init__(self, workflow_id: str) -> None:
+    def __init__(self, workflow_id: str, *, child: ChildStep | None = None) -> None:
         self.queue: list[Task] = []
         self.workflow_id = workflow_id
+        #: Turns an ``AsyncFlow`` added as a step into the step running it (``AsyncFlow``
+        #: passes it in, so this module knows nothing of flows).
+        self._child_step = child
         self._keys: set[str] = set()
         self._names: dict[str, int] = {}
         self._empty = Context(workflow_id=workflow_id)
@@ -227,8 +263,10 @@ class TaskBuilder:
         deps = _dependencies(depends_on)
         task_id = len(self.queue)
         kind = "step"
-        if _is_flow(step):
-            action, key = self._child(step, key)
+        child = self._child_step(step, key) if self._child_step is not None else None
+        if child is not None:
+            action, key = child
+            validate_id(f"{self.workflow_id}.{key}", "child workflow id")
             kind = "flow"
         else:
             action = as_action(step)
@@ -271,23 +309,6 @@ class TaskBuilder:
         self._keys.add(key)
         return self
 
-    def _child(self, flow: Any, key: str | None) -> tuple[Action, str]:
-        """The step that runs ``flow`` as workflow ``{this id}.{key}``."""
-        from asyncflow._core.subflow import ChildFlow
-
-        if key is None:
-            if not flow.fixed_id:
-                raise ConfigurationError(
-                    "a child flow needs task.add(child, key=...) or a fixed"
-                    " AsyncFlow(workflow_id=...) to name its checkpoints"
-                )
-            key = flow.workflow_id
-        validate_id(key, "task key")
-        validate_id(f"{self.workflow_id}.{key}", "child workflow id")
-        action = Action(ChildFlow(flow, key))
-        action.name = flow.workflow_id if flow.fixed_id else key
-        return action, key
-
     def map(
         self,
         step: object,
@@ -314,7 +335,7 @@ class TaskBuilder:
             )
         if isinstance(step, (list, tuple)):
             raise ConfigurationError("task.map takes one step, not a list")
-        if _is_flow(step):
+        if self._child_step is not None and self._child_step(step, key) is not None:
             raise ConfigurationError("task.map takes a step, not an AsyncFlow")
         self.add(step, callback=callback, key=key, depends_on=over)
         task = self.queue[-1]
@@ -352,13 +373,6 @@ class TaskBuilder:
         self.queue.clear()
         self._keys.clear()
         self._names.clear()
-
-
-def _is_flow(step: object) -> bool:
-    """An ``AsyncFlow`` (duck-typed: the flow module imports this one)."""
-    return isinstance(getattr(step, "task", None), TaskBuilder) and callable(
-        getattr(step, "start", None)
-    )
 
 
 def _dependencies(depends_on: object) -> tuple[str, ...]:

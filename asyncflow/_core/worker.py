@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from asyncflow._core.capabilities import list_children, read_many
 from asyncflow._core.concurrency import run_all
 from asyncflow._core.errors import (
     CheckpointCorrupt,
@@ -38,22 +39,21 @@ from asyncflow._core.errors import (
     StorageError,
     WorkflowLocked,
 )
+from asyncflow._core.flow import AsyncFlow
 from asyncflow._core.layout import manifest_key
 from asyncflow._core.manifest import Manifest
 from asyncflow._core.signals import signal_names
-from asyncflow._core.storage import Blob, Storage, list_children
+from asyncflow._core.storage import Blob, Storage
 from asyncflow._core.waits import NotParked, WaitSpec
 
 if TYPE_CHECKING:
     from asyncflow._core.clock import Clock
-    from asyncflow._core.flow import AsyncFlow
 
 __all__ = ["Parked", "Worker", "list_workflows"]
 
 logger = logging.getLogger("asyncflow")
 
 FlowSource = Callable[..., Any]
-_CHUNK = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +101,6 @@ class Worker:
         clock: Clock | None = None,
         scan_concurrency: int = 32,
     ) -> None:
-        from asyncflow._core.flow import AsyncFlow
-
         if isinstance(flow, AsyncFlow):
             self._template: AsyncFlow | None = flow
             self._factory: FlowSource | None = None
@@ -148,28 +146,14 @@ class Worker:
     async def scan(self) -> list[Parked]:
         """Every parked run under ``prefix``: one listing and one read per workflow."""
         ids = [wid async for wid in list_workflows(self.storage, self.prefix)]
+        blobs = await read_many(
+            self.storage, [manifest_key(wid) for wid in ids], concurrency=self.scan_concurrency
+        )
         found: dict[str, Parked] = {}
-        read_many = getattr(self.storage, "read_many", None)
-        if read_many is not None:  # StorageFile: one thread hop per chunk, not per file
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                blobs = await read_many([manifest_key(wid) for wid in chunk])
-                for workflow_id, blob in zip(chunk, blobs, strict=True):
-                    parked = self._parse(workflow_id, blob)
-                    if parked is not None:
-                        found[workflow_id] = parked
-            return [found[wid] for wid in sorted(found)]
-        pending = iter(ids)
-
-        async def reader() -> None:
-            for workflow_id in pending:
-                blob = await self.storage.read(manifest_key(workflow_id))
-                parked = self._parse(workflow_id, blob)
-                if parked is not None:
-                    found[workflow_id] = parked
-
-        if ids:
-            await run_all([reader] * min(self.scan_concurrency, len(ids)))
+        for workflow_id, blob in zip(ids, blobs, strict=True):
+            parked = self._parse(workflow_id, blob)
+            if parked is not None:
+                found[workflow_id] = parked
         return [found[wid] for wid in sorted(found)]
 
     def _parse(self, workflow_id: str, blob: Blob | None) -> Parked | None:
@@ -217,11 +201,8 @@ class Worker:
     # -- resuming -----------------------------------------------------------
 
     async def _build(self, parked: Parked) -> AsyncFlow | None:
-        from asyncflow._core.flow import AsyncFlow
-        from asyncflow._core.schedule import clone_flow
-
         if self._template is not None:
-            flow = clone_flow(self._template, parked.workflow_id)
+            flow = self._template.copy(parked.workflow_id)
         else:
             assert self._factory is not None
             made = self._factory(parked.workflow_id)

@@ -55,3 +55,5 @@ from asyncflow.cli import (  # noqa: F401  (register the commands)
 from asyncflow.cli._app import cli, main
 
 __all__ = ["cli", "main"]
+
+main.__module__ = __name__  # named after the public module, not ``_app``

@@ -15,10 +15,9 @@ import rich.box
 import rich.console
 import rich.table
 
-from asyncflow._core.errors import ConfigurationError
-from asyncflow._core.ids import validate_id
-from asyncflow._core.storage import Storage
-from asyncflow.providers import storage_from_url
+from asyncflow import AsyncflowError, ConfigurationError
+from asyncflow.providers import Storage, storage_from_url
+from asyncflow.reading import close_matches, validate_id
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -54,6 +53,7 @@ STYLES = {
     "skipped": "bright_black",
     "cancelled": "yellow",
     "not run": "bright_black",
+    "pending": "bright_black",
     "running": "cyan",
     "waiting": "magenta",
     "crashed": "red",
@@ -75,8 +75,6 @@ def one_line(text: str) -> str:
 
 
 def describe(exc: BaseException) -> str:
-    from asyncflow._core.errors import AsyncflowError
-
     if isinstance(exc, (AsyncflowError, CliError)):
         return one_line(str(exc)) or type(exc).__name__
     text = one_line(str(exc))
@@ -139,8 +137,6 @@ class SuggestingChoice(click.Choice):  # type: ignore[type-arg]
         try:
             return super().convert(value, param, ctx)
         except click.BadParameter as exc:
-            from asyncflow._core.shape import close_matches
-
             hint = close_matches(str(value), [str(c) for c in self.choices])
             if not hint:
                 raise
@@ -204,8 +200,6 @@ def new_table(
 
 def unknown_workflow(workflow_id: str, known: list[str], where: str) -> CliError:
     """'no workflow X in Y (did you mean ...?)'."""
-    from asyncflow._core.shape import close_matches
-
     return CliError(
         f"no workflow {workflow_id} in {where}"
         f"{close_matches(workflow_id, [w for w in known if w != workflow_id])}",

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from asyncflow._core.flow import AsyncFlow
-from asyncflow._core.storage import Storage
+from asyncflow import AsyncFlow
 from asyncflow.cli._common import EXIT_USAGE, CliError, describe
+from asyncflow.providers import Storage
+from asyncflow.reading import close_matches
 
 __all__ = ["check_flow", "find_target", "load_module", "rebuild", "split_target"]
 
@@ -50,8 +51,6 @@ def find_target(module: ModuleType, path: Path, attr: str | None) -> object:
         value: object = module
         for part in attr.split("."):
             if not hasattr(value, part):
-                from asyncflow._core.shape import close_matches
-
                 names = [n for n in dir(value) if not n.startswith("_")]
                 hint = close_matches(part, names)
                 raise CliError(f"{path} has no attribute {attr!r}{hint}", EXIT_USAGE)

@@ -6,13 +6,8 @@ import anyio
 import anyio.to_thread
 import click
 
-from asyncflow._core.history import workflow_ids
-from asyncflow._core.layout import manifest_key, workflow_keys
-from asyncflow._core.lease import Lease, lease_key
-from asyncflow._core.records import clear_workflow
-from asyncflow._core.retention import Pruned, parse_duration, prune
-from asyncflow._core.shape import close_matches
-from asyncflow._core.subflow import child_workflows
+from asyncflow import Pruned, prune
+from asyncflow import clear as clear_workflow
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_FAILED,
@@ -27,6 +22,7 @@ from asyncflow.cli._common import (
     when,
 )
 from asyncflow.cli._common import storage_url as url_of
+from asyncflow.reading import close_matches, parse_duration, workflow_ids
 
 __all__ = ["clear"]
 
@@ -71,48 +67,19 @@ def clear(
         storage = open_storage(storage_url)
         where = url_of(storage_url)
 
-        children: list[str] = []
-
-        async def count() -> list[str]:
-            """The workflow's own records; none unless it has a run.json (see layout)."""
-            if await storage.read(manifest_key(workflow_id)) is None:
-                return []
-            children.extend(await child_workflows(storage, workflow_id))
-            names: list[str] = []
-            for each in [workflow_id, *children]:
-                names += await workflow_keys(storage, each)
-            return names
-
-        async def delete_one(each: str) -> int:
-            if not force:  # hold the lease: no runner can start while we delete
-                await Lease(storage, each, ttl=60.0, renew_every=20.0).acquire()
-            deleted = await clear_workflow(storage, each)
-            # Ours, or (--force) a runner's, which then fails its next renewal.
-            await storage.delete(lease_key(each))
-            tidy = getattr(storage, "tidy", None)  # StorageFile: lock files, empty folders
-            if tidy is not None:
-                await tidy(f"{each}/")
-            return deleted
-
-        async def delete() -> int:
-            # Children first: an interrupted clear leaves the parent, so it can be run again.
-            deleted = 0
-            for each in [*reversed(children), workflow_id]:
-                deleted += await delete_one(each)
-            return deleted
-
         known: list[str] = []
+        children: list[str] = []
 
         async def main() -> int:
             try:
-                names = await count()
-                if not names:
+                plan = await clear_workflow(storage, workflow_id, dry_run=True)
+                if plan is None:
                     known.extend(w for w in await workflow_ids(storage) if w != workflow_id)
                     return -1
+                children.extend(plan.children)
                 if not yes:
-                    records = len(names)
                     question = (
-                        f"Delete {records} record(s) of workflow {workflow_id}"
+                        f"Delete {plan.records} record(s) of workflow {workflow_id}"
                         f"{_with_children(children)} in {where}?"
                     )
                     confirmed = await anyio.to_thread.run_sync(
@@ -120,7 +87,8 @@ def clear(
                     )
                     if not confirmed:
                         raise CliError("not confirmed; nothing deleted", EXIT_FAILED)
-                return await delete()
+                done = await clear_workflow(storage, workflow_id, force=force)
+                return done.records if done is not None else 0
             finally:
                 await storage.aclose()
 

@@ -9,8 +9,6 @@ import anyio
 import click
 import rich.text
 
-from asyncflow._core.history import WorkflowInfo, list_workflows
-from asyncflow._core.retention import parse_duration
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_OK,
@@ -27,6 +25,7 @@ from asyncflow.cli._common import (
     when,
 )
 from asyncflow.cli._common import storage_url as url_of
+from asyncflow.reading import WorkflowInfo, list_workflows, parse_duration
 
 __all__ = ["list_command"]
 

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import anyio
 import click
@@ -15,10 +15,7 @@ import rich.console
 import rich.progress
 import rich.text
 
-from asyncflow import events
-from asyncflow._core.flow import AsyncFlow, Mode
-from asyncflow._core.modes import MODES
-from asyncflow._core.status import task_outcome
+from asyncflow import AsyncFlow, Mode, events
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_FAILED,
@@ -150,7 +147,7 @@ def summary(flow: AsyncFlow, console: rich.console.Console, elapsed: float) -> N
     )
     interrupted = []
     for task in flow.task.queue:
-        outcome = task_outcome(task)
+        outcome = task.outcome
         if outcome == "cancelled":
             interrupted.append(task.key)
         table.add_row(
@@ -221,7 +218,7 @@ async def _cancel_on_sigterm(flow: AsyncFlow, run: Callable[[], Awaitable[None]]
 @click.option("--resume", is_flag=True, help="Skip the steps that have a checkpoint.")
 @click.option(
     "--mode",
-    type=SuggestingChoice(list(MODES)),
+    type=SuggestingChoice(list(get_args(Mode))),
     help="Default: graph for a flow with depends_on or task.map, else sequential.",
 )
 @click.option(

@@ -12,15 +12,12 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import anyio
 import click
 
-from asyncflow._core.errors import ConfigurationError
-from asyncflow._core.flow import AsyncFlow
-from asyncflow._core.modes import MODES
-from asyncflow._core.status import task_outcome
+from asyncflow import AsyncFlow, ConfigurationError, Mode
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_OK,
@@ -37,7 +34,7 @@ from asyncflow.providers import storage_from_url
 
 __all__ = ["schedule"]
 
-_RUN_MODES = [mode for mode in MODES if mode != "background"]
+_RUN_MODES = [mode for mode in get_args(Mode) if mode != "background"]
 
 
 def _stamp(moment: dt.datetime) -> str:
@@ -62,7 +59,7 @@ async def _report(flow: AsyncFlow) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        outcomes = [task_outcome(task) for task in flow.task.queue]
+        outcomes = [task.outcome for task in flow.task.queue]
         counts = ", ".join(
             f"{outcomes.count(name)} {name}"
             for name in ("completed", "skipped", "failed")
@@ -125,7 +122,7 @@ def schedule(
     yet. The first signal stops the ticks and waits for in-flight runs
     (--grace bounds the wait); a second one cancels them. Checkpoints stay.
     """
-    from asyncflow._core.schedule import Scheduler, Tick
+    from asyncflow.schedule import Scheduler, Tick
 
     with reporting(debug):
         path, attr = split_target(target)

@@ -8,8 +8,7 @@ from typing import Any
 import anyio
 import click
 
-from asyncflow._core.ids import validate_id
-from asyncflow._core.signals import send_signal
+from asyncflow import signal as send_signal
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_OK,
@@ -21,6 +20,7 @@ from asyncflow.cli._common import (
     storage_option,
     validated_id,
 )
+from asyncflow.reading import validate_id
 
 __all__ = ["signal"]
 

@@ -11,16 +11,6 @@ import click
 import rich.console
 import rich.text
 
-from asyncflow._core.reading import (
-    LeaseState,
-    RunState,
-    RunSummary,
-    read_run,
-    read_summary,
-    run_history,
-    workflow_ids,
-)
-from asyncflow._core.shape import close_matches
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_FAILED,
@@ -40,6 +30,16 @@ from asyncflow.cli._common import (
 )
 from asyncflow.cli._common import storage_url as url_of
 from asyncflow.mermaid import run_mermaid
+from asyncflow.reading import (
+    LeaseState,
+    RunState,
+    RunSummary,
+    close_matches,
+    read_run,
+    read_summary,
+    run_history,
+    workflow_ids,
+)
 
 __all__ = ["status"]
 
@@ -103,12 +103,12 @@ def _status_table(state: RunState, runs: list[RunSummary], out: rich.console.Con
     latest = runs[-1] if runs and runs[-1].run_id == state.run_id else None
     timing = {t.key: t for t in latest.tasks} if latest is not None else {}
     table = new_table("#", "step", "key", "status", "tries", "duration", whole=("status",))
-    for task in state.tasks:
+    for task in state.flow_tasks:
         run = timing.get(task.key) if task.status != "not run" else None  # e.g. reset since
         duration = run.duration if run is not None and run.duration is not None else task.duration
         attempts = run.attempts if run is not None and run.attempts else task.attempts
         table.add_row(
-            "-" if task.task_id is None else str(task.task_id),
+            str(task.index),
             task.step,
             task.key,
             _styled(task.status),

@@ -7,11 +7,8 @@ import os
 import anyio
 import click
 
-from asyncflow._core.history import workflow_ids
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.steer import fork as fork_workflow
-from asyncflow._core.steer import reset as reset_workflow
-from asyncflow._core.storage import Storage
+from asyncflow import fork as fork_workflow
+from asyncflow import reset as reset_workflow
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import (
     EXIT_OK,
@@ -25,13 +22,15 @@ from asyncflow.cli._common import (
     validated_id,
 )
 from asyncflow.cli._common import storage_url as url_of
+from asyncflow.providers import Storage
+from asyncflow.reading import read_manifest, workflow_ids
 
 __all__ = ["fork", "reset"]
 
 
 async def _known(storage: Storage, workflow_id: str) -> list[str] | None:
     """None if ``workflow_id`` has a run.json, else the ids there are (for 'did you mean')."""
-    if await storage.read(manifest_key(workflow_id)) is not None:
+    if await read_manifest(storage, workflow_id) is not None:
         return None
     return await workflow_ids(storage)
 

@@ -11,8 +11,7 @@ from typing import Any
 import anyio
 import click
 
-from asyncflow._core.flow import AsyncFlow
-from asyncflow._core.worker import Worker
+from asyncflow import AsyncFlow, Worker
 from asyncflow.cli._app import cli
 from asyncflow.cli._common import EXIT_OK, EXIT_USAGE, CliError, debug_option, reporting
 from asyncflow.cli._target import check_flow, find_target, load_module, split_target

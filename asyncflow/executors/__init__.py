@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from asyncflow._core.executor import Executor
+from asyncflow._core.public import publish
 
 if TYPE_CHECKING:
     from asyncflow.executors.dask import DaskExecutor
@@ -34,3 +35,6 @@ def __getattr__(name: str) -> Any:
         ) from exc
     module = importlib.import_module(module_name)
     return getattr(module, name)
+
+
+publish(__name__, globals())

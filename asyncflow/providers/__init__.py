@@ -4,12 +4,30 @@
 dependencies. ``StorageS3`` and ``StorageGCS`` are imported lazily, so that
 ``from asyncflow.providers import StorageS3`` without the ``s3`` extra fails
 with an error naming the extra instead of a bare ``ModuleNotFoundError``.
+
+Beside ``Storage``, the optional capabilities a backend may declare
+(``SupportsReadMany`` ...), ``Capabilities.of(storage)`` that tells which
+one has, and the helpers that use a capability when it is there and the
+plain methods otherwise (``read_many``, ``delete_many``, ``list_children``);
+see ``docs/storage.md``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from asyncflow._core.capabilities import (
+    Capabilities,
+    SupportsDeleteMany,
+    SupportsListChildren,
+    SupportsReadMany,
+    SupportsTidy,
+    SupportsWriteMany,
+    delete_many,
+    list_children,
+    read_many,
+)
+from asyncflow._core.public import publish
 from asyncflow._core.storage import Blob, Storage
 from asyncflow.providers.file import StorageFile
 from asyncflow.providers.memory import StorageDefault
@@ -20,11 +38,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Blob",
+    "Capabilities",
     "Storage",
     "StorageDefault",
     "StorageFile",
     "StorageGCS",
     "StorageS3",
+    "SupportsDeleteMany",
+    "SupportsListChildren",
+    "SupportsReadMany",
+    "SupportsTidy",
+    "SupportsWriteMany",
+    "delete_many",
+    "list_children",
+    "read_many",
     "storage_from_url",
 ]
 
@@ -68,3 +95,6 @@ def storage_from_url(url: str) -> Storage:
     raise ConfigurationError(
         f"storage URL scheme {scheme!r} is not one of file://, memory://, s3://, gs://"
     )
+
+
+publish(__name__, globals())

@@ -7,7 +7,8 @@ Configuration follows the SDK: credentials come from its usual chain
 (``GOOGLE_APPLICATION_CREDENTIALS``, the gcloud CLI's application default
 credentials, the metadata server) unless ``service_file=`` or ``token=`` is
 given; ``STORAGE_EMULATOR_HOST`` or ``api_root=`` points it at an emulator
-(then no credentials are sent at all).
+(then no credentials are sent at all). Dotflow's ``project=`` is refused with
+a ``ConfigurationError``: objects in a named bucket need no project.
 
 Conditional writes use generations: ``if_absent`` is ``ifGenerationMatch=0``
 and ``if_version`` is ``ifGenerationMatch=<generation>``; the version of a
@@ -34,6 +35,7 @@ from asyncflow._core.errors import (
 )
 from asyncflow._core.ids import validate_storage_key
 from asyncflow._core.storage import Blob, ClosingStorage, check_children_prefix
+from asyncflow.providers._client_options import refuse_gcs_project
 
 try:
     import aiohttp
@@ -123,7 +125,9 @@ class StorageGCS(ClosingStorage):
         retries: int = 4,
         page_size: int = 1000,
         delete_concurrency: int = 32,
+        project: None = None,
     ) -> None:
+        refuse_gcs_project(project)
         if not isinstance(bucket, str) or not bucket or "/" in bucket:
             raise ConfigurationError(f"GCS bucket must be a bucket name, got {bucket!r}")
         if storage is not None and (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from asyncflow._core.errors import PreconditionFailed
 from asyncflow._core.ids import validate_storage_key
@@ -57,6 +57,16 @@ class StorageDefault(ClosingStorage):
         version = str(next(_versions))
         self._data[key] = (data, version)
         return version
+
+    def instant_writer(self) -> Callable[[str, bytes], str] | None:
+        """The engine's commit of an in-memory step: ``_put``, a write that never suspends.
+
+        ``None`` for a subclass that overrides ``write``: its records must go
+        through that override (see ``asyncflow._core.capabilities``).
+        """
+        if type(self).write is not StorageDefault.write:
+            return None
+        return self._put
 
     def _put(self, key: str, data: bytes) -> str:
         """An unconditional ``write`` of a record key the engine built from validated ids.

@@ -8,7 +8,9 @@ come from botocore's usual chain (environment, ``~/.aws``, SSO, instance
 metadata, ...), the endpoint from ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``
 and the region from ``AWS_DEFAULT_REGION``, unless given explicitly as keyword
 arguments (``endpoint_url=``, ``region_name=``, ``config=`` ...), which are
-passed to ``session.create_client("s3", ...)`` as they are.
+passed to ``session.create_client("s3", ...)`` as they are; Dotflow's
+``region=`` is ``region_name=``, and a name botocore does not take is refused
+by the constructor.
 
 Conditional writes map onto S3's own: ``if_absent`` is ``If-None-Match: *``
 and ``if_version`` is ``If-Match: <etag>``; the version of a record is its
@@ -32,6 +34,7 @@ from asyncflow._core.errors import (
 )
 from asyncflow._core.ids import validate_storage_key
 from asyncflow._core.storage import Blob, ClosingStorage, check_children_prefix
+from asyncflow.providers._client_options import s3_client_options
 
 try:
     import aiohttp
@@ -178,7 +181,7 @@ class StorageS3(ClosingStorage):
         self.bucket = bucket
         self.prefix = _normalise_root(prefix)
         self._session: Any = session
-        self._client_kwargs = dict(client_kwargs)
+        self._client_kwargs = s3_client_options(client_kwargs)
         self._client: Any = client
         self._owns_client = client is None
         self._client_cm: Any = None

@@ -7,18 +7,25 @@ a pytest mix-in that only needs pytest when your test suite collects it.
 
 from __future__ import annotations
 
+from asyncflow._core.public import publish
 from asyncflow.testing.conformance import (
     CHECKS,
     HOSTILE_KEYS,
+    REQUIRES,
     ConformanceOptions,
     StorageConformance,
+    applicable,
     run_conformance,
 )
 
 __all__ = [
     "CHECKS",
     "HOSTILE_KEYS",
+    "REQUIRES",
     "ConformanceOptions",
     "StorageConformance",
+    "applicable",
     "run_conformance",
 ]
+
+publish(__name__, globals())

@@ -26,3 +26,5 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 from asyncflow.ui._app import create_app
 
 __all__ = ["create_app"]
+
+create_app.__module__ = __name__  # named after the public module, not ``_app``

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from asyncflow import reset, signal
-from asyncflow._core.errors import PreconditionFailed, WorkflowLocked
-from asyncflow._core.storage import Storage
+from asyncflow import PreconditionFailed, WorkflowLocked, reset, signal
+from asyncflow.providers import Storage
 from asyncflow.ui._guard import Refused
 
 __all__ = ["parse_payload", "reset_from", "send_signal"]

@@ -1,6 +1,6 @@
 """The viewer's ASGI app: routes, error pages, security headers.
 
-Every page is server-rendered from the read model (``_catalog``, ``_runs``)
+Every page is server-rendered from the read model (``asyncflow.reading``)
 through autoescaping Jinja2 templates. A request with the header
 ``X-Asyncflow-Partial: 1`` gets only the page's live region: that is what
 ``static/ui.js`` polls while a run is live, and swaps in without a reload.
@@ -31,15 +31,25 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from asyncflow._core.errors import (
+from asyncflow import (
     AsyncflowError,
     CheckpointCorrupt,
     ConfigurationError,
     StorageError,
     StorageUnavailable,
 )
-from asyncflow._core.ids import validate_id
-from asyncflow._core.storage import Storage
+from asyncflow.providers import Storage
+from asyncflow.reading import (
+    RecordCache,
+    RunState,
+    TaskState,
+    read_history,
+    read_latest,
+    read_past_run,
+    read_task,
+    validate_id,
+    with_summary_error,
+)
 from asyncflow.ui import _actions
 from asyncflow.ui._catalog import STATUSES, Catalog
 from asyncflow.ui._guard import (
@@ -53,16 +63,7 @@ from asyncflow.ui._guard import (
     token_proof,
     unlocked,
 )
-from asyncflow.ui._history import (
-    load_history,
-    load_latest,
-    load_past_run,
-    with_summary_error,
-)
-from asyncflow.ui._records import RecordCache
-from asyncflow.ui._runs import load_task
 from asyncflow.ui._svg import COLORS, MAX_ROWS, gantt_svg, graph_svg
-from asyncflow.ui._views import RunView, TaskView
 
 __all__ = ["create_app"]
 
@@ -219,7 +220,7 @@ class _Viewer:
     def workflow_id(self, request: Request) -> str:
         return validate_id(request.path_params["workflow_id"], "workflow id")
 
-    def task_link(self, request: Request, run: RunView) -> Callable[[TaskView], str]:
+    def task_link(self, request: Request, run: RunState) -> Callable[[TaskState], str]:
         base = f"/workflows/{quote(run.workflow_id, safe='')}/tasks/"
         return lambda task: self.url(request, base + quote(task.key, safe=""))
 
@@ -247,7 +248,7 @@ class _Viewer:
 
     async def workflow(self, request: Request) -> Response:
         workflow_id = self.workflow_id(request)
-        run = await load_latest(self.storage, workflow_id, self.records)
+        run = await read_latest(self.storage, workflow_id, self.records)
         if run is None:
             raise Refused(404, "Unknown workflow", f"no workflow {workflow_id!r} in this storage")
         return self.show_run(request, run)
@@ -255,12 +256,12 @@ class _Viewer:
     async def past_run(self, request: Request) -> Response:
         workflow_id = self.workflow_id(request)
         run_id = request.path_params["run_id"]
-        run = await load_past_run(self.storage, workflow_id, run_id)
+        run = await read_past_run(self.storage, workflow_id, run_id)
         if run is None:
             raise Refused(404, "Unknown run", f"workflow {workflow_id!r} has no run {run_id!r}")
         return self.show_run(request, run)
 
-    def show_run(self, request: Request, run: RunView) -> Response:
+    def show_run(self, request: Request, run: RunState) -> Response:
         link = self.task_link(request, run)
         return self.render(
             request,
@@ -279,7 +280,7 @@ class _Viewer:
             number = int(request.query_params.get("page", "1"))
         except ValueError:
             raise Refused(400, "Bad request", "page must be a number") from None
-        history = await load_history(self.storage, workflow_id, page=number, per_page=PER_PAGE)
+        history = await read_history(self.storage, workflow_id, page=number, per_page=PER_PAGE)
         if history is None:
             raise Refused(404, "Unknown workflow", f"no workflow {workflow_id!r} in this storage")
         live = any(r.status in ("running", "waiting") for r in history.rows)
@@ -288,7 +289,7 @@ class _Viewer:
     async def task(self, request: Request) -> Response:
         workflow_id = self.workflow_id(request)
         key = request.path_params["key"]
-        detail = await load_task(self.storage, workflow_id, key)
+        detail = await read_task(self.storage, workflow_id, key)
         if detail is None:
             raise Refused(
                 404, "Unknown task", f"workflow {workflow_id!r} has no task with key {key!r}"

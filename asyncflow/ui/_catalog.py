@@ -7,7 +7,7 @@ unpickled) and a signature is not verified (the viewer needs no key).
 
 The workflows page reads one delimiter listing of the storage root (the
 workflow ids) and each workflow's ``run.json``, never a task record
-(``asyncflow._core.reading``). The index is cached in the app and refreshed
+(``asyncflow.reading``). The index is cached in the app and refreshed
 incrementally: a workflow's ``run.json`` is read again when it is new, while
 its run is not finished, or when the cached copy is older than ``max_age``.
 """
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
-from asyncflow._core.reading import WorkflowInfo, list_workflows, workflow_ids
-from asyncflow._core.storage import Storage
+from asyncflow.providers import Storage
+from asyncflow.reading import WorkflowInfo, list_workflows, workflow_ids
 
 __all__ = [
     "FINISHED",

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from asyncflow.ui._views import RunView, TaskView, edges
+from asyncflow.reading import RunState, TaskState
+from asyncflow.ui._views import edges
 
 __all__ = ["COLORS", "MAX_ROWS", "gantt_svg", "graph_svg"]
 
@@ -61,12 +62,12 @@ class _Node:
     title: str
     href: str | None
     members: list[str]
-    kind: str = "task"
+    kind: str = "step"
 
 
-def _nodes(run: RunView, link: Callable[[TaskView], str]) -> tuple[list[_Node], dict[str, str]]:
+def _nodes(run: RunState, link: Callable[[TaskState], str]) -> tuple[list[_Node], dict[str, str]]:
     """Graph nodes in flow order, map children beyond ``COLLAPSE_OVER`` folded into one."""
-    families: dict[str, list[TaskView]] = {}
+    families: dict[str, list[TaskState]] = {}
     for task in run.tasks:
         if task.parent is not None:
             families.setdefault(task.parent, []).append(task)
@@ -109,7 +110,7 @@ def _nodes(run: RunView, link: Callable[[TaskView], str]) -> tuple[list[_Node], 
     return nodes, owner
 
 
-def graph_svg(run: RunView, link: Callable[[TaskView], str]) -> Markup:
+def graph_svg(run: RunState, link: Callable[[TaskState], str]) -> Markup:
     """The flow as a left-to-right layered graph; each node links to its task."""
     nodes, owner = _nodes(run, link)
     pairs = []
@@ -176,7 +177,7 @@ def graph_svg(run: RunView, link: Callable[[TaskView], str]) -> Markup:
 _LABEL_W, _CHART_W, _BAR_H, _LINE = 230, 760, 12, 18
 
 
-def gantt_svg(run: RunView, link: Callable[[TaskView], str], now: float | None = None) -> Markup:
+def gantt_svg(run: RunState, link: Callable[[TaskState], str], now: float | None = None) -> Markup:
     """One row per task: a bar from its start to its end, coloured by outcome.
 
     Restored (skipped) tasks ran in an earlier run: they get no bar, so the

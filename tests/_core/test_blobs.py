@@ -292,7 +292,7 @@ def test_limits_are_validated() -> None:
 
 
 async def test_status_reads_offloaded_records_without_their_blobs(storage: Storage) -> None:
-    from asyncflow._core.status import read_run
+    from asyncflow.reading import read_run
 
     await build(storage, Steps(a=BIG, b="small")).start(resume=True)
     state = await read_run(storage, WF)

@@ -13,10 +13,11 @@ from asyncflow._core import progress as progress_module
 from asyncflow._core import runs
 from asyncflow._core.layout import manifest_key
 from asyncflow._core.manifest import Manifest
-from asyncflow._core.progress import ProgressIndex, RunProgress
+from asyncflow._core.progress import ProgressIndex
 from asyncflow._core.summary import RunSummary, run_summary_key
 from asyncflow._core.task import Task, TaskStatus
 from asyncflow.providers import Storage, StorageFile
+from asyncflow.reading import RunProgress
 
 pytestmark = pytest.mark.anyio
 

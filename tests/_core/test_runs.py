@@ -16,9 +16,9 @@ from asyncflow._core import runs
 from asyncflow._core.layout import manifest_key
 from asyncflow._core.manifest import Manifest
 from asyncflow._core.shape import dependents
-from asyncflow._core.status import read_run
 from asyncflow._core.summary import RunSummary, new_run_id, runs_prefix
 from asyncflow.providers import Storage, StorageFile
+from asyncflow.reading import read_run
 
 pytestmark = pytest.mark.anyio
 

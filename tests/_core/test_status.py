@@ -15,8 +15,8 @@ from asyncflow._core import runs
 from asyncflow._core.layout import manifest_key
 from asyncflow._core.lease import lease_key
 from asyncflow._core.manifest import Manifest
-from asyncflow._core.status import RunState, TaskState, read_run
 from asyncflow.providers import Storage
+from asyncflow.reading import RunState, TaskState, read_run
 from tests.counting import CountingStorage
 
 pytestmark = pytest.mark.anyio
@@ -78,7 +78,7 @@ def told(state: RunState) -> dict[str, tuple[Any, ...]]:
     before that write.
     """
     return {
-        t.key: (t.step, t.status, t.task_id, t.attempts, t.checkpoint)
+        t.key: (t.step, t.status, t.index, t.attempts, t.checkpoint)
         for t in state.tasks
         if t.status == "completed"
     }
@@ -118,11 +118,13 @@ async def test_a_live_run_is_read_from_run_json_and_the_lease_alone(
     assert same_starts(state, from_records)
     assert len(told(state)) == TASKS - 2
     tasks = by_key(state)
-    assert tasks["part_7"].status == "failed"  # the records alone cannot tell: "not run"
-    assert by_key(from_records)["part_7"].status == "not run"
+    assert tasks["part_7"].status == "failed"  # the records alone cannot tell: "pending"
+    assert by_key(from_records)["part_7"].status == "pending"
     assert tasks["part_7"].error == "ValueError: item 7 is malformed"
-    assert tasks[f"part_{TASKS - 1}"].status == "not run"
     assert state.running == (f"part_{TASKS - 1}",)
+    # the header's "running now" and the task's own row agree
+    assert tasks[f"part_{TASKS - 1}"].status == "running"
+    assert by_key(from_records)[f"part_{TASKS - 1}"].status == "running"
     assert tasks["part_0"].signed is None  # not read: the index does not say
     assert by_key(from_records)["part_0"].signed is False
 

@@ -219,8 +219,7 @@ async def test_reset_deletes_the_blobs_only_the_reset_records_used(storage: Stor
 
 
 async def test_reset_marks_the_run_reset_until_the_next_resume(storage: Storage) -> None:
-    from asyncflow._core.reading import read_manifest
-    from asyncflow._core.status import read_run
+    from asyncflow.reading import read_manifest, read_run
 
     await build(storage, "s").start(resume=True)
     assert await reset(storage, "s", "c") == ["c"]  # the last of its group (g1)
@@ -247,7 +246,7 @@ async def test_reset_marks_the_run_reset_until_the_next_resume(storage: Storage)
 
 
 async def test_reset_of_a_failed_or_cancelled_run_shows_reset_too(storage: Storage) -> None:
-    from asyncflow._core.reading import read_manifest
+    from asyncflow.reading import read_manifest
 
     await build(storage, "f").start(resume=True)
     for previous in ("failed", "cancelled", "running"):  # running: a crash, no live lease
@@ -265,7 +264,7 @@ async def test_reset_of_a_failed_or_cancelled_run_shows_reset_too(storage: Stora
 async def test_reset_of_a_waiting_run_keeps_it_waiting_for_the_worker(storage: Storage) -> None:
     import asyncflow
     from asyncflow import Worker, wait
-    from asyncflow._core.reading import read_manifest
+    from asyncflow.reading import read_manifest
 
     def parked(workflow_id: str) -> AsyncFlow:
         flow = AsyncFlow(config=Config(storage=storage, signal_poll=0.01), workflow_id=workflow_id)

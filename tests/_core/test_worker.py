@@ -21,7 +21,7 @@ from asyncflow import (
     action,
     wait,
 )
-from asyncflow._core.storage import list_children
+from asyncflow._core.capabilities import list_children
 from asyncflow._core.worker import list_workflows
 from asyncflow.providers import Storage, StorageDefault
 from asyncflow.schedule import ManualClock

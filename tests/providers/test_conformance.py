@@ -8,13 +8,23 @@ to catch it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
-from asyncflow._core.errors import PreconditionFailed
-from asyncflow.providers import Blob, Storage, StorageDefault
-from asyncflow.testing import CHECKS, ConformanceOptions, StorageConformance, run_conformance
+from asyncflow._core.errors import ConfigurationError, PreconditionFailed
+from asyncflow._core.ids import validate_storage_key
+from asyncflow.providers import Blob, Capabilities, Storage, StorageDefault, StorageFile
+from asyncflow.testing import (
+    CHECKS,
+    REQUIRES,
+    ConformanceOptions,
+    StorageConformance,
+    run_conformance,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -37,10 +47,18 @@ def test_every_check_has_a_test_method() -> None:
     assert set(CHECKS) <= methods
 
 
-async def test_run_conformance_runs_every_check_but_the_skipped(storage: Storage) -> None:
+async def test_run_conformance_runs_every_check_that_applies_but_the_skipped(
+    storage: Storage,
+) -> None:
+    """Every check of the required methods, and those of the capabilities declared."""
     skip = {"many_keys", "concurrent_if_absent", "concurrent_if_version"}
     ran = await run_conformance(storage, ConformanceOptions(writers=2, many_keys=3), skip=skip)
-    assert ran == [name for name in CHECKS if name not in skip]
+    declared = Capabilities.of(storage).declared
+    assert ran == [
+        name
+        for name in CHECKS
+        if name not in skip and (name not in REQUIRES or REQUIRES[name] in declared)
+    ]
 
 
 # -- the suite catches broken backends ------------------------------------------
@@ -131,9 +149,199 @@ async def test_a_broken_backend_fails_its_check(broken: type[StorageDefault], ch
 
 
 @pytest.mark.parametrize("check", sorted(CHECKS))
-async def test_the_reference_backend_passes_each_check(check: str) -> None:
-    """The broken backends above fail only because of their one defect."""
-    await CHECKS[check](StorageDefault(), ConformanceOptions())
+async def test_the_reference_backend_passes_each_check(check: str, tmp_path: Path) -> None:
+    """The broken backends above and below fail only because of their one defect."""
+    reference = StorageFile(tmp_path) if check == "background_writer" else _Complete()
+    await CHECKS[check](reference, ConformanceOptions())
+    await reference.aclose()
+
+
+@pytest.mark.parametrize("check", sorted(REQUIRES))
+async def test_a_capability_check_refuses_a_backend_without_it(check: str) -> None:
+    """Never a pass for having checked nothing."""
+
+    class Bare(StorageDefault):
+        instant_writer = None  # type: ignore[assignment]
+
+    with pytest.raises(ConfigurationError, match=f"does not declare {REQUIRES[check]}"):
+        await CHECKS[check](Bare(), ConformanceOptions())
+
+
+# -- the capability checks catch broken capabilities -------------------------------
+
+
+class _Complete(StorageDefault):
+    """The reference for the capability checks: every public capability, done right."""
+
+    async def read_many(self, keys: list[str]) -> list[Blob | None]:
+        for key in keys:
+            validate_storage_key(key)
+        return [await self.read(key) for key in keys]
+
+    async def write_many(self, items: list[tuple[str, bytes]]) -> list[str]:
+        for key, _ in items:
+            validate_storage_key(key)
+        return [await self.write(key, data) for key, data in items]
+
+    async def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            validate_storage_key(key)
+        for key in keys:
+            await self.delete(key)
+
+    async def tidy(self, prefix: str) -> int:
+        head = prefix.rstrip("/")
+        if not head:
+            raise ConfigurationError("tidy needs a prefix")
+        validate_storage_key(head)
+        return 0
+
+
+class _ReadManyReordered(_Complete):
+    async def read_many(self, keys: list[str]) -> list[Blob | None]:
+        return [await self.read(key) for key in sorted(keys)]
+
+
+class _ReadManyMissingIsEmpty(_Complete):
+    async def read_many(self, keys: list[str]) -> list[Blob | None]:
+        return [blob or Blob(b"", "0") for blob in await super().read_many(keys)]
+
+
+class _ReadManyUnvalidated(_Complete):
+    async def read_many(self, keys: list[str]) -> list[Blob | None]:
+        return [Blob(*self._data[k]) if k in self._data else None for k in keys]
+
+
+class _WriteManyStaleVersions(_Complete):
+    async def write_many(self, items: list[tuple[str, bytes]]) -> list[str]:
+        versions = await super().write_many(items)
+        return list(reversed(versions))
+
+
+class _WriteManyHalfThenRefuses(_Complete):
+    async def write_many(self, items: list[tuple[str, bytes]]) -> list[str]:
+        return [await self.write(key, data) for key, data in items]
+
+
+class _DeleteManyMissingRaises(_Complete):
+    async def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            if await self.read(key) is None:
+                raise KeyError(key)
+            await self.delete(key)
+
+
+class _DeleteManyHalfThenRefuses(_Complete):
+    async def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            await self.delete(key)
+
+
+class _TidyDeletesRecords(_Complete):
+    async def tidy(self, prefix: str) -> int:
+        doomed = [key async for key in self.list(prefix) if key.endswith("run.json")]
+        for key in doomed:
+            await self.delete(key)
+        return len(doomed)
+
+
+class _TidyTakesTheRoot(_Complete):
+    async def tidy(self, prefix: str) -> int:
+        return 0
+
+
+class _TidyReturnsNothing(_Complete):
+    async def tidy(self, prefix: str) -> int:
+        await super().tidy(prefix)
+        return None  # type: ignore[return-value]
+
+
+class _ChildrenUnchecked(StorageDefault):
+    async def list_children(self, prefix: str) -> AsyncIterator[str]:
+        segments = set()
+        for key in self._data:
+            if key.startswith(prefix):
+                head, sep, _ = key[len(prefix) :].partition("/")
+                segments.add(head + sep)
+        for segment in sorted(segments):
+            yield segment
+
+
+class _ChildrenUnsorted(StorageDefault):
+    async def list_children(self, prefix: str) -> AsyncIterator[str]:
+        found = [segment async for segment in super().list_children(prefix)]
+        for segment in reversed(found):
+            yield segment
+
+
+class _InstantWriterAwaits(StorageDefault):
+    def instant_writer(self) -> Any:
+        async def put(key: str, data: bytes) -> str:
+            return self._put(key, data)
+
+        return put
+
+
+class _InstantWriterSameVersion(StorageDefault):
+    def instant_writer(self) -> Any:
+        def put(key: str, data: bytes) -> str:
+            self._put(key, data)
+            return "1"
+
+        return put
+
+
+class _BackgroundWriterReorders(_Complete):
+    """Writes the queued jobs last first."""
+
+    def background_writer(self) -> Any:
+        put = self._put
+
+        class Session:
+            jobs: ClassVar[list[list[tuple[str, bytes]]]] = []
+
+            def submit(self, items: list[tuple[str, bytes]]) -> int:
+                self.jobs.append(list(items))
+                return len(self.jobs)
+
+            async def wait(self, ticket: int) -> None:
+                for items in reversed(self.jobs):
+                    for key, data in items:
+                        put(key, data)
+                self.jobs.clear()
+
+        @contextlib.asynccontextmanager
+        async def session() -> AsyncIterator[Session]:
+            yield Session()
+
+        return session()
+
+
+@pytest.mark.parametrize(
+    ("broken", "check"),
+    [
+        (_BackgroundWriterReorders, "background_writer"),
+        (_ReadManyReordered, "read_many"),
+        (_ReadManyMissingIsEmpty, "read_many"),
+        (_ReadManyUnvalidated, "read_many"),
+        (_WriteManyStaleVersions, "write_many"),
+        (_WriteManyHalfThenRefuses, "write_many"),
+        (_DeleteManyMissingRaises, "delete_many"),
+        (_DeleteManyHalfThenRefuses, "delete_many"),
+        (_TidyDeletesRecords, "tidy"),
+        (_TidyTakesTheRoot, "tidy"),
+        (_TidyReturnsNothing, "tidy"),
+        (_ChildrenUnchecked, "list_children"),
+        (_ChildrenUnsorted, "list_children"),
+        (_InstantWriterAwaits, "instant_writer"),
+        (_InstantWriterSameVersion, "instant_writer"),
+    ],
+)
+async def test_a_broken_capability_fails_its_check(
+    broken: type[StorageDefault], check: str
+) -> None:
+    with pytest.raises((AssertionError, KeyError)):
+        await CHECKS[check](broken(), ConformanceOptions())
 
 
 class _ListOnly:

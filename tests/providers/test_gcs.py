@@ -126,6 +126,15 @@ def test_prefix_bucket_and_options_are_validated() -> None:
         StorageGCS("b", page_size=0)
 
 
+async def test_dotflows_project_is_refused_before_any_request(gcs_server: GCSServer) -> None:
+    """gcloud-aio-storage uses a project only to list buckets: accepting it would mislead."""
+    with pytest.raises(ConfigurationError, match=r"StorageGCS takes no project= .*drop it"):
+        StorageGCS(bucket=gcs_server.bucket, project="my-gcp-project", api_root=gcs_server.url)
+    async with StorageGCS(bucket=gcs_server.bucket, prefix=_prefix(), api_root=gcs_server.url) as s:
+        await s.write("wf/run.json", b"{}")
+        assert await s.read("wf/run.json") is not None
+
+
 def test_trio_is_refused_with_a_clear_error() -> None:
     async def main() -> None:
         await StorageGCS("b", api_root="http://127.0.0.1:1").read("k")

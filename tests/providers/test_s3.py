@@ -128,6 +128,14 @@ def test_prefix_is_normalised_and_validated() -> None:
             StorageS3(bucket)
 
 
+def test_client_options_botocore_does_not_take_are_refused_at_construction() -> None:
+    """Not at the first ``start()``: the bad name and the accepted ones are in the message."""
+    with pytest.raises(ConfigurationError, match=r"got project=, .*region_name, .*endpoint_url"):
+        StorageS3("b", project="p")
+    with pytest.raises(ConfigurationError, match="region= or region_name=, not both"):
+        StorageS3("b", region="eu-west-1", region_name="eu-west-3")
+
+
 def test_repr_never_shows_credentials() -> None:
     storage = StorageS3("b", "p", aws_access_key_id="AKIAX", aws_secret_access_key="hunter2")
     assert "hunter2" not in repr(storage)
@@ -161,6 +169,28 @@ async def test_configuration_from_the_environment(
         client = await storage.client()
         assert client.meta.region_name == "eu-west-3"
         assert client.meta.endpoint_url == s3_server.endpoint_url
+
+
+@pytest.mark.usefixtures("clean_aws_env")
+async def test_dotflows_region_is_the_clients_region_name(s3_server: S3Server) -> None:
+    """``StorageS3(bucket=..., region=...)`` as Dotflow's docs write it, then a real run."""
+    from asyncflow import AsyncFlow, Config, action
+
+    options = s3_server.client_kwargs()
+    del options["region_name"]
+
+    @action
+    async def extract() -> dict[str, bool]:
+        return {"extracted": True}
+
+    storage = StorageS3(bucket=s3_server.bucket, prefix=_prefix(), region="eu-west-3", **options)
+    async with storage:
+        flow = AsyncFlow(config=Config(storage=storage), workflow_id="dotflow-region")
+        flow.task.add(step=extract)
+        await flow.start(resume=True)
+        assert flow.status == "completed"
+        assert (await storage.client()).meta.region_name == "eu-west-3"
+        assert await storage.read("dotflow-region/tasks/extract.json") is not None
 
 
 @pytest.mark.usefixtures("clean_aws_env")

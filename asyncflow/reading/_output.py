@@ -1,4 +1,4 @@
-"""A task's stored output as text, for the task page: bounded, never decoded.
+"""A task's stored output as text, for a task page: bounded, never decoded.
 
 The payload is shown as the record stores it (pretty-printed JSON): a
 serializer's ``decode`` never runs, so a pickled output is never unpickled
@@ -11,9 +11,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from asyncflow._core.reading import FORMAT_BLOB, SIG_PREFIX, loads, parse_ref
+from asyncflow._core.blobs import parse_ref
+from asyncflow._core.checkpoint import FORMAT_BLOB, SIG_PREFIX
+from asyncflow._core.codec import loads
 
-__all__ = ["PREVIEW_CHARS", "PREVIEW_MAX_BYTES", "OutputPreview", "preview"]
+__all__ = ["PREVIEW_CHARS", "PREVIEW_MAX_BYTES", "OutputPreview", "output_preview"]
 
 PREVIEW_CHARS = 4000
 #: A record larger than this is not parsed for a preview: the page stays fast.
@@ -31,7 +33,7 @@ class OutputPreview:
     note: str | None = None
 
 
-def preview(data: bytes) -> OutputPreview:
+def output_preview(data: bytes) -> OutputPreview:
     """The start of a record's ``output`` payload as stored, pretty-printed when it is JSON."""
     size = len(data)
     if data.startswith(SIG_PREFIX):
