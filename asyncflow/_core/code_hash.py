@@ -2,11 +2,12 @@
 
 ``inspect.getsource`` re-tokenizes a function's block on every call, tenths
 of a millisecond each, paid for every distinct step on every run and resume.
-Here a module's source is joined once (and again only if the module is
-reloaded), and a step's block is cut by one compiled regular expression over
-the lines indented below its ``def``. Only a block whose text could fool that
-scan (an unclosed bracket or triple quote, a backslash continuation) goes
-through the tokenizer, as ``inspect`` does.
+Here a module's source is read once (and again only if the module is
+reloaded), its top-level definitions are cut in one pass of a compiled
+regular expression (a nested one by one match of the same pattern): the
+decorators, the ``def`` line and the lines indented below it. Only a block
+whose text could fool that scan (an unclosed bracket or triple quote, a
+backslash continuation) goes through the tokenizer, as ``inspect`` does.
 
 A hash is ``scheme:hex``. ``s2`` hashes source text: the same on every Python
 version for unchanged source. ``b2-X.Y`` hashes bytecode, when the source is
