@@ -8,7 +8,13 @@ from asyncflow._core.action import Action, action
 from asyncflow._core.clearing import Cleared, clear
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
-from asyncflow._core.errors import (
+from asyncflow._core.flow import AsyncFlow, Mode
+from asyncflow._core.retention import Pruned, prune
+from asyncflow._core.signals import send_signal
+from asyncflow._core.steer import fork, reset
+from asyncflow._core.task import Task, TaskBuilder, TaskStatus, TypeStatus
+from asyncflow._core.worker import Worker
+from asyncflow._kernel.errors import (
     AsyncflowError,
     CheckpointCorrupt,
     CheckpointError,
@@ -25,14 +31,8 @@ from asyncflow._core.errors import (
     TaskTimeout,
     WorkflowLocked,
 )
-from asyncflow._core.flow import AsyncFlow, Mode
-from asyncflow._core.public import publish
-from asyncflow._core.retention import Pruned, prune
-from asyncflow._core.signals import send_signal
-from asyncflow._core.steer import fork, reset
-from asyncflow._core.storage import Storage
-from asyncflow._core.task import Task, TaskBuilder, TaskStatus, TypeStatus
-from asyncflow._core.worker import Worker
+from asyncflow._kernel.public import publish
+from asyncflow._kernel.storage import Storage
 from asyncflow._version import __version__
 
 __all__ = [

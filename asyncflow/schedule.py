@@ -3,7 +3,6 @@
 Needs the ``scheduler`` extra (croniter). See docs/scheduling.md.
 """
 
-from asyncflow._core.public import publish
 from asyncflow._core.schedule import (
     Clock,
     ManualClock,
@@ -14,6 +13,7 @@ from asyncflow._core.schedule import (
     WallClock,
     clone_flow,
 )
+from asyncflow._kernel.public import publish
 
 __all__ = [
     "Clock",

@@ -6,8 +6,8 @@ a run reaches it and survives any crash or restart; see docs/waits.md and
 ``asyncflow._core.waits``.
 """
 
-from asyncflow._core.public import publish
 from asyncflow._core.waits import WaitAction, WaitSpec, signal, sleep, until
+from asyncflow._kernel.public import publish
 
 __all__ = ["WaitAction", "WaitSpec", "signal", "sleep", "until"]
 

@@ -49,8 +49,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asyncflow._core.blobs import offload
-from asyncflow._core.checkpoint import RecordEncoder, encode_output
+from asyncflow._kernel.blobs import offload
+from asyncflow._kernel.checkpoint import RecordEncoder, encode_output
 from asyncflow.providers import Storage, StorageFile
 from asyncflow.serializers import JSONSerializer
 from tests.servers import start_seaweedfs

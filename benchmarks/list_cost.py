@@ -34,7 +34,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asyncflow._core.manifest import Manifest
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.providers import Storage, StorageFile, list_children
 from asyncflow.reading import list_workflows
 from tests.servers import start_seaweedfs

@@ -238,7 +238,7 @@ async def record_chain(n: int) -> float:
     The same awaits, plus the work every record needs: strict encoding of
     the output, its digest, the record's bytes, and a store into a dict.
     """
-    from asyncflow._core.checkpoint import RecordEncoder, encode_output
+    from asyncflow._kernel.checkpoint import RecordEncoder, encode_output
     from asyncflow.serializers import JSONSerializer
 
     func = _trivial
@@ -930,7 +930,7 @@ async def record_object_puts(storage: Any, n: int, size: int) -> float:
     with no engine: the encoding of a 1 MB string and its digest are CPU
     work the raw PUT of ready-made bytes does not do.
     """
-    from asyncflow._core.checkpoint import RecordEncoder, encode_output
+    from asyncflow._kernel.checkpoint import RecordEncoder, encode_output
     from asyncflow.serializers import JSONSerializer
 
     value = "x" * size

@@ -60,9 +60,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from asyncflow import AsyncFlow, Config, Context, action
-from asyncflow._core.concurrency import run_all
-from asyncflow._core.layout import manifest_key, task_prefix
-from asyncflow._core.manifest import Manifest
+from asyncflow._kernel.concurrency import run_all
+from asyncflow._kernel.layout import manifest_key, task_prefix
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.providers import Storage, StorageFile
 from asyncflow.ui import create_app
 

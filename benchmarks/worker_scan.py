@@ -39,8 +39,8 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asyncflow import AsyncFlow, Worker, wait
-from asyncflow._core.manifest import Manifest
 from asyncflow._core.waits import WaitSpec
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.providers import StorageFile
 
 FAR = 4_000_000_000.0  # 2096: nothing is due

@@ -88,7 +88,7 @@ RACE_LEASE_TTL = 4.0
 async def race(url: str, workflow_id: str, log: str, role: str) -> int:
     """A runner process of the many-runners test. Exit 0 done, 3 WorkflowLocked."""
     from asyncflow import WorkflowLocked
-    from asyncflow._core import lease
+    from asyncflow._kernel import lease
     from asyncflow.providers import storage_from_url
 
     if role == "remote":

@@ -89,5 +89,5 @@ def test_the_layer_contracts_are_kept() -> None:
         text=True,
         check=False,
     )
-    assert "Contracts: 3 kept, 0 broken." in done.stdout, done.stdout + done.stderr
+    assert "Contracts: 5 kept, 0 broken." in done.stdout, done.stdout + done.stderr
     assert done.returncode == 0, done.stdout + done.stderr

@@ -20,9 +20,9 @@ import rich.progress
 from click.testing import CliRunner
 
 from asyncflow import AsyncFlow, Context, action
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.lease import LeaseRecord, lease_key
-from asyncflow._core.manifest import Manifest
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.lease import LeaseRecord, lease_key
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.cli import cli
 from asyncflow.cli.run import watch as _watch
 from asyncflow.providers import StorageDefault, StorageFile

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 import asyncflow.cli.status
 from asyncflow import AsyncFlow, Config, action
-from asyncflow._core.layout import manifest_key, task_storage_key
-from asyncflow._core.lease import Lease
-from asyncflow._core.manifest import Manifest
+from asyncflow._kernel.layout import manifest_key, task_storage_key
+from asyncflow._kernel.lease import Lease
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.cli import cli
 from asyncflow.providers import StorageFile
 from asyncflow.reading import record_meta

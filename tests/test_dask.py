@@ -33,7 +33,7 @@ from asyncflow import (
     WorkflowLocked,
     action,
 )
-from asyncflow._core.lease import Lease, LeaseRecord, lease_key
+from asyncflow._kernel.lease import Lease, LeaseRecord, lease_key
 from asyncflow.providers import StorageDefault, StorageFile, storage_from_url
 from tests import scale_flow
 from tests.servers import S3Server

@@ -10,8 +10,8 @@ import pkgutil
 import pytest
 
 import asyncflow
-from asyncflow._core.public import is_private
-from asyncflow._core.summary import ErrorInfo, RunSummary
+from asyncflow._kernel.public import is_private
+from asyncflow._kernel.summary import ErrorInfo, RunSummary
 
 PUBLIC = sorted(
     info.name
@@ -61,7 +61,7 @@ def test_summaries_written_with_the_old_private_names_read_with_the_public_ones(
         b'{"asyncflow": 1, "kind": "run", "workflow_id": "wf", "run_id": "r1",'
         b' "status": "failed", "mode": "sequential", "started_at": 1.0,'
         b' "tasks": [{"key": "a", "step": "a", "outcome": "failed", "attempts": 1,'
-        b' "error": {"type": "asyncflow._core.errors.TaskTimeout", "message": "m",'
+        b' "error": {"type": "asyncflow._kernel.errors.TaskTimeout", "message": "m",'
         b' "traceback": ""}}]}'
     )
     summary = RunSummary.decode(old, "wf/runs/r1.json")

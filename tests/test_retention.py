@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from asyncflow import AsyncFlow, Config, ConfigurationError, action, prune
-from asyncflow._core.durations import parse_duration
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.lease import Lease
-from asyncflow._core.manifest import Manifest
+from asyncflow._kernel.durations import parse_duration
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.lease import Lease
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.cli import cli
 from asyncflow.providers import Storage, StorageDefault, StorageFile
 from asyncflow.schedule import ManualClock, Scheduler

@@ -12,9 +12,9 @@ import pytest
 
 import asyncflow
 from asyncflow import AsyncFlow, Config, ConfigurationError, action, wait
-from asyncflow._core.layout import manifest_key, task_prefix, task_storage_key
-from asyncflow._core.lease import Lease
-from asyncflow._core.manifest import Manifest
+from asyncflow._kernel.layout import manifest_key, task_prefix, task_storage_key
+from asyncflow._kernel.lease import Lease
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.providers import StorageDefault
 from asyncflow.reading import read_manifest
 from asyncflow.schedule import ManualClock, Scheduler, WallClock, clone_flow

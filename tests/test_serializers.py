@@ -20,10 +20,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from asyncflow import SerializationError
-from asyncflow._core.codec import dumps
-from asyncflow._core.codec import loads as checkpoint_loads
-from asyncflow._core.registry import Registered, field_names, kind_of
-from asyncflow.serializers import MAX_DEPTH, TAG, JSONSerializer, PickleSerializer, Serializer
+from asyncflow._kernel.codec import dumps
+from asyncflow._kernel.codec import loads as checkpoint_loads
+from asyncflow._kernel.registry import Registered, field_names, kind_of
+from asyncflow._kernel.serializers import (
+    MAX_DEPTH,
+    TAG,
+    JSONSerializer,
+    PickleSerializer,
+    Serializer,
+)
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -230,8 +236,8 @@ def test_huge_int_survives_a_lowered_int_max_str_digits() -> None:
 
 SET_SCRIPT = """
 import sys
-from asyncflow._core.codec import dumps
-from asyncflow._core.registry import Registered, field_names, kind_of
+from asyncflow._kernel.codec import dumps
+from asyncflow._kernel.registry import Registered, field_names, kind_of
 from asyncflow.serializers import JSONSerializer
 value = [set("abcdefghijklmnop"), frozenset(["x", "yy", b"z", (1, "w")])]
 sys.stdout.write(dumps(JSONSerializer().encode(value)).decode())

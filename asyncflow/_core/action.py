@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, overload
 
 from asyncflow._core.code_hash import code_hash, comparable
-from asyncflow._core.errors import ConfigurationError
+from asyncflow._kernel.errors import ConfigurationError
 
 __all__ = ["Action", "action", "as_action", "step_name"]
 

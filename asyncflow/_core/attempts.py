@@ -21,9 +21,9 @@ from asyncflow import events
 from asyncflow._core.action import Action
 from asyncflow._core.bus import EventBus
 from asyncflow._core.context import Context
-from asyncflow._core.errors import TaskTimeout
 from asyncflow._core.failures import carry_fields
 from asyncflow._core.task import Task, TaskStatus
+from asyncflow._kernel.errors import TaskTimeout
 
 if TYPE_CHECKING:
     from asyncflow._core.executor import Executor

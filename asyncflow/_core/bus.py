@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from asyncflow._core.errors import ConfigurationError
+from asyncflow._kernel.errors import ConfigurationError
 from asyncflow.events import Event, EventsDropped, TaskEvent, WorkflowFinished
 
 if TYPE_CHECKING:

@@ -15,12 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from asyncflow._core.capabilities import Capabilities
-from asyncflow._core.layout import lease_key, manifest_key, workflow_keys
-from asyncflow._core.lease import Lease
 from asyncflow._core.records import clear_workflow
-from asyncflow._core.storage import Storage
 from asyncflow._core.subflow import child_workflows
+from asyncflow._kernel.capabilities import Capabilities
+from asyncflow._kernel.layout import lease_key, manifest_key, workflow_keys
+from asyncflow._kernel.lease import Lease
+from asyncflow._kernel.storage import Storage
 
 __all__ = ["Cleared", "clear", "delete_workflow"]
 

@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import anyio
 
-from asyncflow._core.errors import ConfigurationError
+from asyncflow._kernel.errors import ConfigurationError
 
 __all__ = ["Clock", "ManualClock", "WallClock"]
 

@@ -27,7 +27,7 @@ from cancellation: a cancelled run still finishes the writes it started.
 
 A storage with a ``background_writer()`` (``StorageFile``) gets its records
 through one long-lived writer thread instead of a thread hop per write
-(``asyncflow._core.writer``): the loop is woken only when a task waits for a
+(``asyncflow._kernel.writer``): the loop is woken only when a task waits for a
 record (``sync``, a batch, a chain's next commit finding its previous record
 still in flight, the end of the run), so an ``async`` write that finishes
 while the next step awaits costs the loop nothing. Records queued together
@@ -47,12 +47,12 @@ import anyio.lowlevel
 
 from asyncflow import events
 from asyncflow._core.bus import EventBus
-from asyncflow._core.capabilities import Capabilities
-from asyncflow._core.concurrency import run_all
-from asyncflow._core.lease import Lease
-from asyncflow._core.storage import Storage
 from asyncflow._core.task import Task
-from asyncflow._core.writer import Ticket, WriterSession
+from asyncflow._kernel.capabilities import Capabilities
+from asyncflow._kernel.concurrency import run_all
+from asyncflow._kernel.lease import Lease
+from asyncflow._kernel.storage import Storage
+from asyncflow._kernel.writer import Ticket, WriterSession
 
 __all__ = ["DURABILITY", "Committer", "Durability", "make_committer"]
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from asyncflow._core.capabilities import require_storage
-from asyncflow._core.durations import parse_duration
-from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.executor import Executor
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.capabilities import require_storage
+from asyncflow._kernel.durations import parse_duration
+from asyncflow._kernel.errors import ConfigurationError
+from asyncflow._kernel.serializers import JSONSerializer, Serializer
+from asyncflow._kernel.storage import Storage
 from asyncflow.providers.memory import StorageDefault
-from asyncflow.serializers import JSONSerializer, Serializer
 
 if TYPE_CHECKING:
     from asyncflow._core.clock import Clock

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from asyncflow._core.errors import ConfigurationError
+from asyncflow._kernel.errors import ConfigurationError
 
 __all__ = ["check_cron", "cron_next", "is_stamped", "tick_stamp"]
 

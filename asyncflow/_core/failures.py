@@ -9,7 +9,7 @@ class or instance already defines is left alone: it is the author's.
 
 from __future__ import annotations
 
-from asyncflow._core.errors import TaskError
+from asyncflow._kernel.errors import TaskError
 
 __all__ = ["carry_fields"]
 

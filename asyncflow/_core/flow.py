@@ -14,18 +14,18 @@ from asyncflow import events
 from asyncflow._core.action import Action
 from asyncflow._core.background import Detached
 from asyncflow._core.bus import EventBus, EventStream
-from asyncflow._core.checkpoint import encode_output
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
-from asyncflow._core.errors import ConfigurationError, TaskFailed, TaskTimeout
-from asyncflow._core.ids import validate_id
 from asyncflow._core.run_options import RunOptions, check_options
 from asyncflow._core.runner import call_callback
 from asyncflow._core.runs import report_unhandled
 from asyncflow._core.session import RunSession
 from asyncflow._core.subflow import ChildFlow
-from asyncflow._core.summary import new_run_id
 from asyncflow._core.task import Task, TaskBuilder, TaskStatus
+from asyncflow._kernel.checkpoint import encode_output
+from asyncflow._kernel.errors import ConfigurationError, TaskFailed, TaskTimeout
+from asyncflow._kernel.ids import validate_id
+from asyncflow._kernel.summary import new_run_id
 
 __all__ = ["AsyncFlow", "Mode"]
 

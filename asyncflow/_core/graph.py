@@ -19,28 +19,24 @@ from typing import Any
 import anyio
 
 from asyncflow import events
-from asyncflow._core.concurrency import run_all
 from asyncflow._core.context import Context
-from asyncflow._core.errors import (
+from asyncflow._core.records import load_records
+from asyncflow._core.runner import Runner, call_callback
+from asyncflow._core.task import Task, TaskStatus
+from asyncflow._kernel.concurrency import run_all
+from asyncflow._kernel.errors import (
     CheckpointMismatch,
     ConfigurationError,
     SerializationError,
     TaskFailed,
 )
-from asyncflow._core.layout import task_storage_key
-from asyncflow._core.records import load_records
-from asyncflow._core.runner import Runner, call_callback
-from asyncflow._core.task import Task, TaskStatus
+from asyncflow._kernel.layout import task_storage_key
+from asyncflow.reading import child_key, map_child
 
-__all__ = ["check_graph", "child_key", "run_graph"]
+__all__ = ["check_graph", "run_graph"]
 
 #: Unbounded maps start this many children between turns of the loop.
 _SPAWN_BATCH = 64
-
-
-def child_key(key: str, index: int) -> str:
-    """The key of child ``index`` of map ``key``: ``fetch.0``, ``fetch.1``..."""
-    return f"{key}.{index}"
 
 
 def check_graph(tasks: Sequence[Task], mode: str) -> None:
@@ -68,9 +64,8 @@ def check_graph(tasks: Sequence[Task], mode: str) -> None:
                     f" (keys: {known})"
                 )
         if task.kind == "map":
-            prefix = f"{task.key}."
             for other in keys:
-                if other.startswith(prefix) and other[len(prefix) :].isdigit():
+                if map_child(other, (task.key,)) is not None:
                     raise ConfigurationError(
                         f"key {other!r} collides with a child of task.map {task.key!r}"
                     )

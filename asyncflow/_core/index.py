@@ -8,9 +8,9 @@ never change a run's status, go through it too.
 
 from __future__ import annotations
 
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.storage import Storage
 
 __all__ = ["write_manifest"]
 

@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import anyio.lowlevel
 
-from asyncflow._core.concurrency import run_all
 from asyncflow._core.context import Context
 from asyncflow._core.graph import run_graph
 from asyncflow._core.runner import Runner
 from asyncflow._core.task import Task, TaskStatus
+from asyncflow._kernel.concurrency import run_all
 
 __all__ = ["MODES", "group_tasks", "run_chain", "run_groups", "run_parallel"]
 

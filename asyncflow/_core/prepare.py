@@ -15,19 +15,19 @@ from collections.abc import Sequence
 
 import anyio
 
-from asyncflow._core.checkpoint import CheckpointRecord
-from asyncflow._core.concurrency import run_all
 from asyncflow._core.config import Config
-from asyncflow._core.errors import CheckpointMismatch, InputChangedError, SerializationError
 from asyncflow._core.index import write_manifest
-from asyncflow._core.layout import manifest_key, task_prefix
-from asyncflow._core.manifest import Manifest, fingerprint_of
 from asyncflow._core.records import clear_for_new_run, load_records
 from asyncflow._core.run_options import RunOptions
 from asyncflow._core.runs import RunRecorder, invalidate
-from asyncflow._core.storage import Storage
 from asyncflow._core.task import Task
 from asyncflow._core.waits import NotParked
+from asyncflow._kernel.checkpoint import CheckpointRecord
+from asyncflow._kernel.concurrency import run_all
+from asyncflow._kernel.errors import CheckpointMismatch, InputChangedError, SerializationError
+from asyncflow._kernel.layout import manifest_key, task_prefix
+from asyncflow._kernel.manifest import Manifest, fingerprint_of
+from asyncflow._kernel.storage import Storage
 
 __all__ = ["prepare_run"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from asyncflow._core.summary import ErrorInfo, cut
+from asyncflow._kernel.summary import ErrorInfo, cut
 from asyncflow.reading._progress import (
     ERRORS,
     MESSAGE_LIMIT,
@@ -22,8 +22,8 @@ from asyncflow.reading._progress import (
 )
 
 if TYPE_CHECKING:
-    from asyncflow._core.checkpoint import CheckpointRecord
     from asyncflow._core.task import Task
+    from asyncflow._kernel.checkpoint import CheckpointRecord
 
 __all__ = ["ProgressIndex"]
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from asyncflow._core.capabilities import Capabilities, delete_many, read_many
-from asyncflow._core.checkpoint import CheckpointRecord
-from asyncflow._core.concurrency import run_all
-from asyncflow._core.decoding import decode_record
-from asyncflow._core.layout import (
+from asyncflow._kernel.capabilities import Capabilities, delete_many, read_many
+from asyncflow._kernel.checkpoint import CheckpointRecord
+from asyncflow._kernel.concurrency import run_all
+from asyncflow._kernel.decoding import decode_record
+from asyncflow._kernel.layout import (
     is_own_key,
     manifest_key,
     task_prefix,
     task_storage_key,
     workflow_keys,
 )
-from asyncflow._core.storage import Storage
-from asyncflow.serializers import Serializer
+from asyncflow._kernel.serializers import Serializer
+from asyncflow._kernel.storage import Storage
 
 __all__ = ["clear_for_new_run", "clear_workflow", "load_records"]
 
@@ -74,7 +74,7 @@ async def _resolve_blobs(
     offloaded = [key for key, record in records.items() if record.blob is not None]
     if not offloaded:
         return records
-    from asyncflow._core.blobs import resolve
+    from asyncflow._kernel.blobs import resolve
 
     pending = iter(offloaded)
 

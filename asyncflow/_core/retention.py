@@ -31,13 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from asyncflow._core.clearing import delete_workflow
-from asyncflow._core.concurrency import run_all
-from asyncflow._core.durations import parse_duration
-from asyncflow._core.errors import CheckpointCorrupt, WorkflowLocked
-from asyncflow._core.layout import manifest_key, own_keys, workflow_of_manifest
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.storage import Storage
-from asyncflow._core.summary import new_run_id, runs_prefix
+from asyncflow._kernel.concurrency import run_all
+from asyncflow._kernel.durations import parse_duration
+from asyncflow._kernel.errors import CheckpointCorrupt, WorkflowLocked
+from asyncflow._kernel.layout import manifest_key, own_keys, workflow_of_manifest
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.storage import Storage
+from asyncflow._kernel.summary import new_run_id, runs_prefix
 from asyncflow.reading import read_lease
 
 __all__ = ["FINISHED", "Pruned", "prune", "prune_schedule"]

@@ -11,12 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from asyncflow._core.errors import ConfigurationError
 from asyncflow._core.graph import check_graph
 from asyncflow._core.modes import MODES
 from asyncflow._core.runner import CODE_CHANGE_POLICIES
-from asyncflow._core.shape import close_matches
 from asyncflow._core.task import Task
+from asyncflow._kernel.errors import ConfigurationError
+from asyncflow._kernel.shape import close_matches
 
 __all__ = ["RunOptions", "check_options"]
 

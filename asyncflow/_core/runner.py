@@ -14,18 +14,23 @@ import anyio.lowlevel
 
 from asyncflow import events
 from asyncflow._core.attempts import run_attempts
-from asyncflow._core.blobs import offload
 from asyncflow._core.bus import EventBus
-from asyncflow._core.checkpoint import CheckpointRecord, EncodedOutput, RecordEncoder, encode_output
 from asyncflow._core.commit import make_committer
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context, make_context
-from asyncflow._core.errors import CheckpointMismatch, SerializationError, TaskTimeout
 from asyncflow._core.failures import carry_fields
-from asyncflow._core.layout import task_prefix, task_storage_key
-from asyncflow._core.lease import Lease
 from asyncflow._core.task import Task, TaskStatus
 from asyncflow._core.waits import WaitAction, WaitParked, WaitSpec, run_wait
+from asyncflow._kernel.blobs import offload
+from asyncflow._kernel.checkpoint import (
+    CheckpointRecord,
+    EncodedOutput,
+    RecordEncoder,
+    encode_output,
+)
+from asyncflow._kernel.errors import CheckpointMismatch, SerializationError, TaskTimeout
+from asyncflow._kernel.layout import task_prefix, task_storage_key
+from asyncflow._kernel.lease import Lease
 
 __all__ = ["CODE_CHANGE_POLICIES", "Runner", "call_callback"]
 

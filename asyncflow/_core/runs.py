@@ -27,17 +27,18 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from asyncflow._core.checkpoint import CheckpointRecord
-from asyncflow._core.concurrency import run_beside
-from asyncflow._core.errors import LeaseLost
 from asyncflow._core.index import write_manifest
-from asyncflow._core.layout import task_prefix, task_storage_key
 from asyncflow._core.loud import log_loudly
-from asyncflow._core.manifest import Manifest
 from asyncflow._core.progress import ProgressIndex
-from asyncflow._core.shape import RunShape, dependents, graph_edges
-from asyncflow._core.storage import Storage
-from asyncflow._core.summary import (
+from asyncflow._core.task import TaskStatus
+from asyncflow._kernel.checkpoint import CheckpointRecord
+from asyncflow._kernel.concurrency import run_beside
+from asyncflow._kernel.errors import LeaseLost
+from asyncflow._kernel.layout import task_prefix, task_storage_key
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.shape import RunShape, dependents, graph_edges
+from asyncflow._kernel.storage import Storage
+from asyncflow._kernel.summary import (
     ErrorInfo,
     RunSummary,
     TaskRun,
@@ -46,13 +47,13 @@ from asyncflow._core.summary import (
     run_summary_key,
     user_frames,
 )
-from asyncflow._core.task import TaskStatus
 from asyncflow._version import __version__
+from asyncflow.reading import map_child
 
 if TYPE_CHECKING:
-    from asyncflow._core.lease import Lease
     from asyncflow._core.runner import Runner
     from asyncflow._core.task import Task
+    from asyncflow._kernel.lease import Lease
 
 __all__ = ["LIVE_EVERY", "RunRecorder", "invalidate", "report_unhandled"]
 
@@ -305,8 +306,7 @@ async def invalidate(
             prefix = task_prefix(workflow_id)
             for where in [n async for n in storage.list(prefix)]:
                 child = where[len(prefix) : -len(".json")]
-                base, dot, index = child.rpartition(".")
-                if dot and index.isdigit() and base in maps:
+                if map_child(child, maps) is not None:
                     records.pop(child, None)
                     await storage.delete(where)
     return stale

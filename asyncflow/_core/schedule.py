@@ -46,12 +46,12 @@ import anyio
 
 from asyncflow._core.clock import Clock, ManualClock, WallClock
 from asyncflow._core.cron import check_cron, cron_next, is_stamped, tick_stamp
-from asyncflow._core.errors import ConfigurationError, WorkflowLocked
-from asyncflow._core.ids import validate_id
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
 from asyncflow._core.modes import MODES
 from asyncflow._core.ticks import ScheduledRun, Tick
+from asyncflow._kernel.errors import ConfigurationError, WorkflowLocked
+from asyncflow._kernel.ids import validate_id
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.manifest import Manifest
 
 if TYPE_CHECKING:
     from asyncflow._core.flow import AsyncFlow

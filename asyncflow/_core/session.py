@@ -15,14 +15,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
-from asyncflow._core.blobs import collect_garbage
 from asyncflow._core.bus import EventBus
-from asyncflow._core.concurrency import run_beside
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
-from asyncflow._core.errors import LeaseLost
-from asyncflow._core.lease import Lease
-from asyncflow._core.manifest import Manifest
 from asyncflow._core.modes import MODES
 from asyncflow._core.prepare import prepare_run
 from asyncflow._core.run_options import RunOptions
@@ -31,6 +26,11 @@ from asyncflow._core.runs import RunRecorder
 from asyncflow._core.subflow import PARENT, Parent
 from asyncflow._core.task import Task, TaskStatus
 from asyncflow._core.waits import due_at
+from asyncflow._kernel.blobs import collect_garbage
+from asyncflow._kernel.concurrency import run_beside
+from asyncflow._kernel.errors import LeaseLost
+from asyncflow._kernel.lease import Lease
+from asyncflow._kernel.manifest import Manifest
 
 __all__ = ["RunSession"]
 

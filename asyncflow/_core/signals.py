@@ -17,12 +17,12 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from asyncflow._core.codec import dumps, loads
-from asyncflow._core.errors import CheckpointCorrupt, PreconditionFailed, SerializationError
-from asyncflow._core.ids import validate_id
-from asyncflow._core.layout import signal_key, signal_prefix
-from asyncflow._core.storage import Storage
-from asyncflow.serializers import JSONSerializer
+from asyncflow._kernel.codec import dumps, loads
+from asyncflow._kernel.errors import CheckpointCorrupt, PreconditionFailed, SerializationError
+from asyncflow._kernel.ids import validate_id
+from asyncflow._kernel.layout import signal_key, signal_prefix
+from asyncflow._kernel.serializers import JSONSerializer
+from asyncflow._kernel.storage import Storage
 
 __all__ = [
     "SignalRecord",

@@ -25,19 +25,20 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from asyncflow._core.blobs import blob_prefix, collect_garbage
-from asyncflow._core.checkpoint import _SIG_PREFIX, sign, verify
-from asyncflow._core.codec import dumps, loads
-from asyncflow._core.decoding import output_tail
-from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError
-from asyncflow._core.ids import validate_id
 from asyncflow._core.index import write_manifest
-from asyncflow._core.layout import is_own_key, manifest_key, task_prefix, task_storage_key
-from asyncflow._core.lease import Lease
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.shape import dependents, graph_edges
-from asyncflow._core.storage import Storage
-from asyncflow._core.summary import RunSummary, new_run_id, run_summary_key
+from asyncflow._kernel.blobs import blob_prefix, collect_garbage
+from asyncflow._kernel.checkpoint import _SIG_PREFIX, sign, verify
+from asyncflow._kernel.codec import dumps, loads
+from asyncflow._kernel.decoding import output_tail
+from asyncflow._kernel.errors import CheckpointCorrupt, ConfigurationError
+from asyncflow._kernel.ids import validate_id
+from asyncflow._kernel.layout import is_own_key, manifest_key, task_prefix, task_storage_key
+from asyncflow._kernel.lease import Lease
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.shape import dependents, graph_edges
+from asyncflow._kernel.storage import Storage
+from asyncflow._kernel.summary import RunSummary, new_run_id, run_summary_key
+from asyncflow.reading import map_child
 
 __all__ = ["RESET", "fork", "reset"]
 
@@ -70,8 +71,8 @@ def _maps(manifest: Manifest) -> set[str]:
 
 def _child_of(key: str, maps: set[str]) -> str | None:
     """The map whose child record ``key`` is (``fetch.3`` -> ``fetch``), else None."""
-    base, dot, index = key.rpartition(".")
-    return base if dot and index.isdigit() and base in maps else None
+    found = map_child(key, maps)
+    return found[0] if found is not None else None
 
 
 async def reset(storage: Storage, workflow_id: str, from_key: str) -> list[str]:

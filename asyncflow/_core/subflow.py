@@ -16,15 +16,15 @@ import contextvars
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from asyncflow._core.errors import ConfigurationError
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
+from asyncflow._kernel.errors import ConfigurationError
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.manifest import Manifest
 
 if TYPE_CHECKING:
     from asyncflow._core.config import Config
     from asyncflow._core.context import Context
     from asyncflow._core.flow import AsyncFlow
-    from asyncflow._core.storage import Storage
+    from asyncflow._kernel.storage import Storage
 
 __all__ = ["PARENT", "ChildFlow", "Parent", "child_workflows"]
 

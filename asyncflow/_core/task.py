@@ -11,9 +11,9 @@ from typing import Any
 
 from asyncflow._core.action import Action, as_action
 from asyncflow._core.context import Context
-from asyncflow._core.errors import ConfigurationError
-from asyncflow._core.ids import MAX_ID_LENGTH, validate_id
-from asyncflow._core.outcomes import Outcome
+from asyncflow._kernel.errors import ConfigurationError
+from asyncflow._kernel.ids import MAX_ID_LENGTH, validate_id
+from asyncflow._kernel.outcomes import Outcome
 
 __all__ = ["ChildStep", "Task", "TaskBuilder", "TaskStatus", "TypeStatus", "derive_key"]
 

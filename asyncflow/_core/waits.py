@@ -34,17 +34,17 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from asyncflow._core.action import Action
-from asyncflow._core.codec import dumps, loads
-from asyncflow._core.errors import (
+from asyncflow._core.signals import read_signal, waiter
+from asyncflow._kernel.codec import dumps, loads
+from asyncflow._kernel.errors import (
     CheckpointCorrupt,
     ConfigurationError,
     PreconditionFailed,
     TaskTimeout,
 )
-from asyncflow._core.ids import validate_id
-from asyncflow._core.layout import is_own_key, signal_prefix, wait_key, wait_prefix
-from asyncflow._core.signals import read_signal, waiter
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.ids import validate_id
+from asyncflow._kernel.layout import is_own_key, signal_prefix, wait_key, wait_prefix
+from asyncflow._kernel.storage import Storage
 
 if TYPE_CHECKING:
     from asyncflow._core.clock import Clock

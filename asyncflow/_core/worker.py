@@ -31,20 +31,20 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from asyncflow._core.capabilities import list_children, read_many
-from asyncflow._core.concurrency import run_all
-from asyncflow._core.errors import (
+from asyncflow._core.flow import AsyncFlow
+from asyncflow._core.signals import signal_names
+from asyncflow._core.waits import NotParked, WaitSpec
+from asyncflow._kernel.capabilities import list_children, read_many
+from asyncflow._kernel.concurrency import run_all
+from asyncflow._kernel.errors import (
     CheckpointCorrupt,
     ConfigurationError,
     StorageError,
     WorkflowLocked,
 )
-from asyncflow._core.flow import AsyncFlow
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.signals import signal_names
-from asyncflow._core.storage import Blob, Storage
-from asyncflow._core.waits import NotParked, WaitSpec
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.storage import Blob, Storage
 
 if TYPE_CHECKING:
     from asyncflow._core.clock import Clock

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from asyncflow._core.executor import Executor
-from asyncflow._core.public import publish
+from asyncflow._kernel.public import publish
 
 if TYPE_CHECKING:
     from asyncflow.executors.dask import DaskExecutor

@@ -36,8 +36,8 @@ import anyio
 from distributed import Client
 from distributed.protocol import pickle as _dask_pickle
 
-from asyncflow._core.concurrency import require_asyncio
-from asyncflow._core.errors import ConfigurationError, TaskFailed
+from asyncflow._kernel.concurrency import require_asyncio
+from asyncflow._kernel.errors import ConfigurationError, TaskFailed
 
 __all__ = ["DaskExecutor"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from asyncflow._core.capabilities import (
+from asyncflow._kernel.capabilities import (
     Capabilities,
     SupportsDeleteMany,
     SupportsListChildren,
@@ -27,8 +27,8 @@ from asyncflow._core.capabilities import (
     list_children,
     read_many,
 )
-from asyncflow._core.public import publish
-from asyncflow._core.storage import Blob, Storage
+from asyncflow._kernel.public import publish
+from asyncflow._kernel.storage import Blob, Storage
 from asyncflow.providers.file import StorageFile
 from asyncflow.providers.memory import StorageDefault
 
@@ -72,7 +72,7 @@ def storage_from_url(url: str) -> Storage:
     """Build a backend from a URL: ``file://PATH``, ``memory://``, ``s3://bucket/prefix``,
     ``gs://bucket/prefix``. Cloud endpoints and credentials come from the SDKs' usual
     environment (``AWS_ENDPOINT_URL``, ``STORAGE_EMULATOR_HOST``...)."""
-    from asyncflow._core.errors import ConfigurationError
+    from asyncflow._kernel.errors import ConfigurationError
 
     scheme, sep, rest = url.partition("://")
     if not sep:

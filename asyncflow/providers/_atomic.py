@@ -11,7 +11,7 @@ import builtins
 import contextlib
 import os
 
-from asyncflow._core.errors import StorageError
+from asyncflow._kernel.errors import StorageError
 from asyncflow.providers._fs import (
     TEMP_FLAGS,
     Root,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from asyncflow._core.errors import ConfigurationError
+from asyncflow._kernel.errors import ConfigurationError
 
 __all__ = ["refuse_gcs_project", "s3_client_options"]
 

@@ -20,7 +20,7 @@ import stat
 import sys
 from collections.abc import Callable, Iterator
 
-from asyncflow._core.errors import StorageError
+from asyncflow._kernel.errors import StorageError
 
 __all__ = [
     "CLOEXEC",

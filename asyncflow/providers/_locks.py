@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from asyncflow._core.errors import StorageError
+from asyncflow._kernel.errors import StorageError
 from asyncflow.providers._fs import CLOEXEC, NOFOLLOW, Refused, open_dir
 
 __all__ = ["FileLock", "tidy_dir"]

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from asyncflow._core.errors import ConfigurationError, PreconditionFailed, StorageError
-from asyncflow._core.ids import validate_storage_key
-from asyncflow._core.storage import Blob, ClosingStorage, check_children_prefix
-from asyncflow._core.writer import SharedWriter, WriterSession
+from asyncflow._kernel.errors import ConfigurationError, PreconditionFailed, StorageError
+from asyncflow._kernel.ids import validate_storage_key
+from asyncflow._kernel.storage import Blob, ClosingStorage, check_children_prefix
+from asyncflow._kernel.writer import SharedWriter, WriterSession
 from asyncflow.providers._atomic import replace, write_group
 from asyncflow.providers._fs import Refused, Root, fsync_dir, read_at, storage_error, version
 from asyncflow.providers._locks import FileLock, tidy_dir
@@ -83,7 +83,7 @@ class StorageFile(ClosingStorage):
         One long-lived thread per storage (started by the first run, ended
         with the last) writes the records queued by the runs, in order;
         the event loop is woken only when a task waits for one (see
-        ``asyncflow._core.writer``). ``None`` when a subclass overrides
+        ``asyncflow._kernel.writer``). ``None`` when a subclass overrides
         ``write`` or ``write_many``: every record must go through them then.
         """
         cls = type(self)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Callable
 
-from asyncflow._core.errors import PreconditionFailed
-from asyncflow._core.ids import validate_storage_key
-from asyncflow._core.storage import Blob, ClosingStorage, check_children_prefix
+from asyncflow._kernel.errors import PreconditionFailed
+from asyncflow._kernel.ids import validate_storage_key
+from asyncflow._kernel.storage import Blob, ClosingStorage, check_children_prefix
 
 __all__ = ["StorageDefault"]
 
@@ -62,7 +62,7 @@ class StorageDefault(ClosingStorage):
         """The engine's commit of an in-memory step: ``_put``, a write that never suspends.
 
         ``None`` for a subclass that overrides ``write``: its records must go
-        through that override (see ``asyncflow._core.capabilities``).
+        through that override (see ``asyncflow._kernel.capabilities``).
         """
         if type(self).write is not StorageDefault.write:
             return None

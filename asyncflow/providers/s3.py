@@ -24,16 +24,16 @@ import random
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from asyncflow._core.concurrency import require_asyncio
-from asyncflow._core.errors import (
+from asyncflow._kernel.concurrency import require_asyncio
+from asyncflow._kernel.errors import (
     AsyncflowError,
     ConfigurationError,
     PreconditionFailed,
     StorageError,
     StorageUnavailable,
 )
-from asyncflow._core.ids import validate_storage_key
-from asyncflow._core.storage import Blob, ClosingStorage, check_children_prefix
+from asyncflow._kernel.ids import validate_storage_key
+from asyncflow._kernel.storage import Blob, ClosingStorage, check_children_prefix
 from asyncflow.providers._client_options import s3_client_options
 
 try:

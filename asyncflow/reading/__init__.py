@@ -27,14 +27,14 @@ This package imports only asyncflow's storage kernel (errors, ids, layout,
 codec, record formats), never the engine that runs flows.
 """
 
-from asyncflow._core.checkpoint import CheckpointRecord
-from asyncflow._core.durations import parse_duration
-from asyncflow._core.ids import validate_id
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.outcomes import OUTCOMES, Outcome
-from asyncflow._core.public import publish
-from asyncflow._core.shape import RunShape, close_matches
-from asyncflow._core.summary import ErrorInfo, RunSummary, TaskRun
+from asyncflow._kernel.checkpoint import CheckpointRecord
+from asyncflow._kernel.durations import parse_duration
+from asyncflow._kernel.ids import validate_id
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.outcomes import OUTCOMES, Outcome
+from asyncflow._kernel.public import publish
+from asyncflow._kernel.shape import RunShape, close_matches
+from asyncflow._kernel.summary import ErrorInfo, RunSummary, TaskRun
 from asyncflow.reading._history import (
     HistoryPage,
     RunRow,

@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from asyncflow._core.capabilities import read_many
-from asyncflow._core.errors import CheckpointCorrupt
-from asyncflow._core.ids import validate_id
-from asyncflow._core.layout import manifest_key, run_summary_key
-from asyncflow._core.storage import Storage
-from asyncflow._core.summary import RunSummary, runs_prefix
+from asyncflow._kernel.capabilities import read_many
+from asyncflow._kernel.errors import CheckpointCorrupt
+from asyncflow._kernel.ids import validate_id
+from asyncflow._kernel.layout import manifest_key, run_summary_key
+from asyncflow._kernel.storage import Storage
+from asyncflow._kernel.summary import RunSummary, runs_prefix
 from asyncflow.reading._leases import live_run_id, read_lease, seen_status
 from asyncflow.reading._records import RecordCache
 from asyncflow.reading._runs import RunState, read_manifest, read_run, run_from_summary

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from asyncflow._core.layout import task_key_of
+from asyncflow._kernel.layout import task_key_of
 
 __all__ = ["child_key", "map_child", "record_keys"]
 

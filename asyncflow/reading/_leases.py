@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from asyncflow._core.layout import lease_key, manifest_key
-from asyncflow._core.lease import LeaseRecord
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.layout import lease_key, manifest_key
+from asyncflow._kernel.lease import LeaseRecord
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.storage import Storage
 
 __all__ = ["LeaseState", "live_run_id", "read_lease", "seen_status"]
 

@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from asyncflow._core.blobs import parse_ref
-from asyncflow._core.checkpoint import FORMAT_BLOB, SIG_PREFIX
-from asyncflow._core.codec import loads
+from asyncflow._kernel.blobs import parse_ref
+from asyncflow._kernel.checkpoint import FORMAT_BLOB, SIG_PREFIX
+from asyncflow._kernel.codec import loads
 
 __all__ = ["PREVIEW_CHARS", "PREVIEW_MAX_BYTES", "OutputPreview", "output_preview"]
 

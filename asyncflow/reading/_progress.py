@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from asyncflow._core.errors import CheckpointCorrupt
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.summary import ErrorInfo, public_type
+from asyncflow._kernel.errors import CheckpointCorrupt
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.summary import ErrorInfo, public_type
 
 __all__ = [
     "ERRORS",

@@ -15,14 +15,14 @@ from collections import OrderedDict
 from collections.abc import Container
 from typing import Any, NamedTuple
 
-from asyncflow._core.capabilities import read_many
-from asyncflow._core.checkpoint import FORMAT, SIG_PREFIX, CheckpointRecord
-from asyncflow._core.codec import loads
-from asyncflow._core.decoding import decode_record
-from asyncflow._core.errors import CheckpointCorrupt
-from asyncflow._core.layout import task_prefix
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.capabilities import read_many
+from asyncflow._kernel.checkpoint import FORMAT, SIG_PREFIX, CheckpointRecord
+from asyncflow._kernel.codec import loads
+from asyncflow._kernel.decoding import decode_record
+from asyncflow._kernel.errors import CheckpointCorrupt
+from asyncflow._kernel.layout import task_prefix
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.storage import Storage
 from asyncflow.reading._keys import record_keys
 from asyncflow.reading._progress import Finished
 

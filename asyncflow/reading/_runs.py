@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from asyncflow._core.checkpoint import CheckpointRecord
-from asyncflow._core.errors import CheckpointCorrupt
-from asyncflow._core.layout import manifest_key, task_storage_key
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.storage import Storage
-from asyncflow._core.summary import RunSummary
+from asyncflow._kernel.checkpoint import CheckpointRecord
+from asyncflow._kernel.errors import CheckpointCorrupt
+from asyncflow._kernel.layout import manifest_key, task_storage_key
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.storage import Storage
+from asyncflow._kernel.summary import RunSummary
 from asyncflow.reading._keys import child_key, map_child
 from asyncflow.reading._leases import LeaseState, read_lease, seen_status
 from asyncflow.reading._output import OutputPreview, output_preview

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.shape import RunShape
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.shape import RunShape
 from asyncflow.reading._keys import child_key, map_child
 
 __all__ = ["Ended", "TaskState", "WaitState", "shape_of", "task_states", "waits_of", "with_shape"]

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from asyncflow._core.capabilities import list_children, read_many
-from asyncflow._core.concurrency import run_all
-from asyncflow._core.errors import CheckpointCorrupt, ConfigurationError
-from asyncflow._core.ids import validate_id
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.capabilities import list_children, read_many
+from asyncflow._kernel.concurrency import run_all
+from asyncflow._kernel.errors import CheckpointCorrupt, ConfigurationError
+from asyncflow._kernel.ids import validate_id
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.storage import Storage
 from asyncflow.reading._leases import read_lease, seen_status
 
 __all__ = ["WorkflowInfo", "list_workflows", "workflow_ids"]

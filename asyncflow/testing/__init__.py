@@ -7,7 +7,7 @@ a pytest mix-in that only needs pytest when your test suite collects it.
 
 from __future__ import annotations
 
-from asyncflow._core.public import publish
+from asyncflow._kernel.public import publish
 from asyncflow.testing.conformance import (
     CHECKS,
     HOSTILE_KEYS,

@@ -1,4 +1,4 @@
-"""The checks of the optional capabilities (``asyncflow._core.capabilities``).
+"""The checks of the optional capabilities (``asyncflow._kernel.capabilities``).
 
 Each runs only on a backend that declares its capability (``REQUIRES`` in
 ``conformance``), and then as strictly as the required methods: the order
@@ -13,9 +13,9 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from asyncflow._core.capabilities import Capabilities
-from asyncflow._core.errors import ConfigurationError, PreconditionFailed
-from asyncflow._core.storage import Blob, Storage
+from asyncflow._kernel.capabilities import Capabilities
+from asyncflow._kernel.errors import ConfigurationError, PreconditionFailed
+from asyncflow._kernel.storage import Blob, Storage
 from asyncflow.testing._support import (
     HOSTILE_KEYS,
     ConformanceOptions,

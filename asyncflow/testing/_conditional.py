@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from asyncflow._core.errors import PreconditionFailed
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.errors import PreconditionFailed
+from asyncflow._kernel.storage import Storage
 from asyncflow.testing._support import (
     ConformanceOptions,
     cleaned_up,

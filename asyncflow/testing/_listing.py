@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import functools
 
-from asyncflow._core.capabilities import Capabilities, list_children
-from asyncflow._core.errors import ConfigurationError
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.capabilities import Capabilities, list_children
+from asyncflow._kernel.errors import ConfigurationError
+from asyncflow._kernel.storage import Storage
 from asyncflow.testing._support import (
     ConformanceOptions,
     bounded,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import functools
 
-from asyncflow._core.errors import ConfigurationError
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.errors import ConfigurationError
+from asyncflow._kernel.storage import Storage
 from asyncflow.testing._support import (
     HOSTILE_KEYS,
     ConformanceOptions,

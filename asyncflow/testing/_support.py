@@ -15,9 +15,9 @@ from typing import Any
 
 import anyio
 
-from asyncflow._core.capabilities import delete_many
-from asyncflow._core.errors import ConfigurationError
-from asyncflow._core.storage import Blob, Storage
+from asyncflow._kernel.capabilities import delete_many
+from asyncflow._kernel.errors import ConfigurationError
+from asyncflow._kernel.storage import Blob, Storage
 
 __all__ = [
     "HOSTILE_KEYS",

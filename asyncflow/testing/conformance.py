@@ -38,10 +38,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
-from asyncflow._core.capabilities import Capabilities
-from asyncflow._core.errors import ConfigurationError
-from asyncflow._core.public import publish
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.capabilities import Capabilities
+from asyncflow._kernel.errors import ConfigurationError
+from asyncflow._kernel.public import publish
+from asyncflow._kernel.storage import Storage
 from asyncflow.testing._capabilities import (
     check_background_writer,
     check_delete_many,

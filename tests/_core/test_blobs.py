@@ -22,11 +22,11 @@ from asyncflow import (
     action,
     prune,
 )
-from asyncflow._core.blobs import blob_key, blob_prefix, collect_garbage
-from asyncflow._core.codec import dumps
 from asyncflow._core.config import DEFAULT_MAX_OUTPUT_BYTES
-from asyncflow._core.layout import task_storage_key
 from asyncflow._core.records import clear_workflow
+from asyncflow._kernel.blobs import blob_key, blob_prefix, collect_garbage
+from asyncflow._kernel.codec import dumps
+from asyncflow._kernel.layout import task_storage_key
 from asyncflow.providers import Storage
 
 pytestmark = pytest.mark.anyio

@@ -12,8 +12,8 @@ import anyio
 import pytest
 
 from asyncflow import AsyncFlow, Config, action
-from asyncflow._core.capabilities import READ_MANY_CHUNK, require_storage
-from asyncflow._core.errors import ConfigurationError, StorageError
+from asyncflow._kernel.capabilities import READ_MANY_CHUNK, require_storage
+from asyncflow._kernel.errors import ConfigurationError, StorageError
 from asyncflow.providers import (
     Blob,
     Capabilities,

@@ -11,19 +11,25 @@ from typing import Any
 import pytest
 
 from asyncflow import CheckpointCorrupt, SerializationError, StorageError
-from asyncflow._core.checkpoint import (
+from asyncflow._core.records import clear_workflow, load_records
+from asyncflow._kernel.checkpoint import (
     FORMAT,
     CheckpointRecord,
     encode_output,
     encode_record,
 )
-from asyncflow._core.codec import digest, dumps
-from asyncflow._core.decoding import decode_record
-from asyncflow._core.layout import manifest_key, task_prefix, task_storage_key
-from asyncflow._core.manifest import Manifest, fingerprint_of
-from asyncflow._core.records import clear_workflow, load_records
+from asyncflow._kernel.codec import digest, dumps
+from asyncflow._kernel.decoding import decode_record
+from asyncflow._kernel.layout import manifest_key, task_prefix, task_storage_key
+from asyncflow._kernel.manifest import Manifest, fingerprint_of
+from asyncflow._kernel.serializers import (
+    TAG,
+    JSONSerializer,
+    PickleSerializer,
+    Serializer,
+    untagged,
+)
 from asyncflow.providers import Blob, Storage, StorageDefault, StorageFile
-from asyncflow.serializers import TAG, JSONSerializer, PickleSerializer, Serializer, untagged
 
 JSON: dict[str, Serializer] = {"json": JSONSerializer()}
 KEY = b"0123456789abcdef-signing-key"
@@ -729,7 +735,7 @@ def test_fingerprint_refuses_cycles() -> None:
 
 def test_decoded_records_are_built_field_by_field_like_the_dataclass() -> None:
     """``_record`` sets the slots directly: every field must land in its own slot."""
-    from asyncflow._core.checkpoint import make_record as _record
+    from asyncflow._kernel.checkpoint import make_record as _record
 
     fields = ("wf", "k", 7, "step", "mod", 3, 1.5, 2.5, "din", "dout", "code", "json")
     for output, blob in (([1], None), (None, ("ab" * 32, 10))):

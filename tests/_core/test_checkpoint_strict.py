@@ -22,10 +22,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from asyncflow import AsyncFlow, Config, SerializationError, action
-from asyncflow._core.checkpoint import _LONG_TEXT, EncodedOutput, _long_text, encode_output
 from asyncflow._core.task import TaskStatus
+from asyncflow._kernel.checkpoint import _LONG_TEXT, EncodedOutput, _long_text, encode_output
+from asyncflow._kernel.serializers import TAG, JSONSerializer
 from asyncflow.providers import StorageDefault, StorageFile
-from asyncflow.serializers import TAG, JSONSerializer
 from tests.test_serializers import FUZZ, assert_same, values
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncflow._core.decoding import decode_record
+from asyncflow._kernel.decoding import decode_record
 from asyncflow.serializers import JSONSerializer
 
 FLOW = Path(__file__).parent / "flows" / "torture.py"

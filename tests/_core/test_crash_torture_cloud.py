@@ -25,8 +25,8 @@ from typing import Any
 import anyio
 import pytest
 
-from asyncflow._core.decoding import decode_record
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.decoding import decode_record
+from asyncflow._kernel.storage import Storage
 from asyncflow.serializers import JSONSerializer
 from tests.servers import GCSServer, S3Server
 

@@ -327,7 +327,7 @@ async def test_batch_lease_is_checked_before_each_batch() -> None:
     for i in range(5):
         flow.task.add(step=task, key=f"t{i}")
 
-    from asyncflow._core import lease as lease_module
+    from asyncflow._kernel import lease as lease_module
 
     original = lease_module.Lease.ensure
 

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 
 from asyncflow import AsyncFlow, Config, action
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.summary import RunSummary, run_summary_key
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.summary import RunSummary, run_summary_key
 from asyncflow.providers import Storage
 from asyncflow.reading import list_workflows, read_summary, run_history, workflow_ids
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncflow import ConfigurationError
-from asyncflow._core.ids import MAX_ID_LENGTH, validate_id, validate_storage_key
+from asyncflow._kernel.ids import MAX_ID_LENGTH, validate_id, validate_storage_key
 
 FUZZ = settings(max_examples=300, deadline=None)
 

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from asyncflow import AsyncFlow, Config, action, prune
-from asyncflow._core.layout import (
+from asyncflow._core.records import clear_workflow
+from asyncflow._kernel.layout import (
     blob_key,
     is_own_key,
     lease_key,
@@ -24,8 +25,7 @@ from asyncflow._core.layout import (
     wait_prefix,
     workflow_of_manifest,
 )
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.records import clear_workflow
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.providers import Storage
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from asyncflow import AsyncFlow, Config, LeaseLost, TaskStatus, WorkflowLocked, action
-from asyncflow._core.lease import LeaseRecord, process_identity
+from asyncflow._kernel.lease import LeaseRecord, process_identity
 from asyncflow.providers import Storage
 
 pytestmark = pytest.mark.anyio
@@ -243,7 +243,7 @@ def test_lease_record_encodes_every_field_in_order() -> None:
     import dataclasses
     import json
 
-    from asyncflow._core.lease import LeaseRecord
+    from asyncflow._kernel.lease import LeaseRecord
 
     record = LeaseRecord("wf", "runner", "host", "boot", 12, "345", 3, 1.5, 2.5, released=True)
     fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(LeaseRecord)}

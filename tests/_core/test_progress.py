@@ -11,11 +11,11 @@ import pytest
 from asyncflow import AsyncFlow, Config, Context, action
 from asyncflow._core import progress as progress_module
 from asyncflow._core import runs
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
 from asyncflow._core.progress import ProgressIndex
-from asyncflow._core.summary import RunSummary, run_summary_key
 from asyncflow._core.task import Task, TaskStatus
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.summary import RunSummary, run_summary_key
 from asyncflow.providers import Storage, StorageFile
 from asyncflow.reading import RunProgress
 
@@ -162,7 +162,7 @@ def test_a_malformed_index_is_named(raw: object, problem: str) -> None:
 
 
 async def test_a_malformed_index_makes_run_json_corrupt(tmp_path: Path) -> None:
-    from asyncflow._core.errors import CheckpointCorrupt
+    from asyncflow._kernel.errors import CheckpointCorrupt
 
     manifest = Manifest("wf", "running", None, "parallel", ("a",), 1.0, 2.0)
     data = manifest.encode().replace(b'"run_id"', b'"progress":[1],"run_id"')

@@ -28,12 +28,12 @@ from asyncflow import (
     TaskStatus,
     action,
 )
-from asyncflow._core.checkpoint import encode_output, encode_record
-from asyncflow._core.codec import dumps
 from asyncflow._core.records import load_records
-from asyncflow._core.registry import TypeRegistry
+from asyncflow._kernel.checkpoint import encode_output, encode_record
+from asyncflow._kernel.codec import dumps
+from asyncflow._kernel.registry import TypeRegistry
+from asyncflow._kernel.serializers import TAG, JSONSerializer, PickleSerializer
 from asyncflow.providers import Storage, StorageDefault
-from asyncflow.serializers import TAG, JSONSerializer, PickleSerializer
 from tests.test_serializers import FUZZ, _scalars, assert_same, hashables, keys
 
 # --- the user's types -----------------------------------------------------------------

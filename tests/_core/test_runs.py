@@ -13,10 +13,10 @@ import pytest
 
 from asyncflow import AsyncFlow, CheckpointMismatch, Config, ConfigurationError, action
 from asyncflow._core import runs
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
-from asyncflow._core.shape import dependents
-from asyncflow._core.summary import RunSummary, new_run_id, runs_prefix
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.shape import dependents
+from asyncflow._kernel.summary import RunSummary, new_run_id, runs_prefix
 from asyncflow.providers import Storage, StorageFile
 from asyncflow.reading import read_run
 

@@ -12,9 +12,9 @@ import pytest
 
 from asyncflow import AsyncFlow, Config, Context, action
 from asyncflow._core import runs
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.lease import lease_key
-from asyncflow._core.manifest import Manifest
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.lease import lease_key
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.providers import Storage
 from asyncflow.reading import RunState, TaskState, read_run
 from tests.counting import CountingStorage

@@ -14,7 +14,7 @@ from asyncflow import (
     fork,
     reset,
 )
-from asyncflow._core.lease import Lease
+from asyncflow._kernel.lease import Lease
 from asyncflow.providers import Storage
 
 pytestmark = pytest.mark.anyio

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from asyncflow import AsyncFlow, Config, ConfigurationError, Context, TaskStatus, action
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.providers import Storage
 
 pytestmark = pytest.mark.anyio

@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 
 from asyncflow import AsyncFlow, Config, action
-from asyncflow._core.shape import RunShape
-from asyncflow._core.summary import RunSummary, TaskRun, encode_run
 from asyncflow._core.task import TaskStatus
+from asyncflow._kernel.shape import RunShape
+from asyncflow._kernel.summary import RunSummary, TaskRun, encode_run
 from asyncflow.providers import StorageDefault
 
 pytestmark = pytest.mark.anyio

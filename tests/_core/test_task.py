@@ -9,10 +9,10 @@ import pytest
 
 from asyncflow import AsyncFlow, CheckpointMismatch, Config, ConfigurationError, action
 from asyncflow._core.action import step_name
-from asyncflow._core.ids import validate_id
-from asyncflow._core.layout import manifest_key, task_storage_key
-from asyncflow._core.manifest import Manifest
 from asyncflow._core.task import derive_key
+from asyncflow._kernel.ids import validate_id
+from asyncflow._kernel.layout import manifest_key, task_storage_key
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.providers import StorageDefault
 
 

@@ -21,8 +21,8 @@ from asyncflow import (
     action,
     wait,
 )
-from asyncflow._core.capabilities import list_children
 from asyncflow._core.worker import list_workflows
+from asyncflow._kernel.capabilities import list_children
 from asyncflow.providers import Storage, StorageDefault
 from asyncflow.schedule import ManualClock
 from tests.counting import CountingStorage

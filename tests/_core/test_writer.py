@@ -17,8 +17,8 @@ import anyio
 import pytest
 
 from asyncflow import StorageError
-from asyncflow._core import writer as writer_module
-from asyncflow._core.writer import SharedWriter
+from asyncflow._kernel import writer as writer_module
+from asyncflow._kernel.writer import SharedWriter
 
 pytestmark = pytest.mark.anyio
 

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from asyncflow._core.errors import ConfigurationError, PreconditionFailed
-from asyncflow._core.ids import validate_storage_key
+from asyncflow._kernel.errors import ConfigurationError, PreconditionFailed
+from asyncflow._kernel.ids import validate_storage_key
 from asyncflow.providers import Blob, Capabilities, Storage, StorageDefault, StorageFile
 from asyncflow.testing import (
     CHECKS,

@@ -35,9 +35,9 @@ import anyio
 import pytest
 
 from asyncflow import AsyncFlow, Config, Context, TaskStatus, action
-from asyncflow._core.decoding import decode_record
-from asyncflow._core.errors import StorageError, StorageUnavailable
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.decoding import decode_record
+from asyncflow._kernel.errors import StorageError, StorageUnavailable
+from asyncflow._kernel.storage import Storage
 from asyncflow.serializers import JSONSerializer
 from tests.faults import FaultProxy, Request
 from tests.servers import GCSServer, S3Server, _reset_moto

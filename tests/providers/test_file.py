@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from asyncflow import StorageError
-from asyncflow._core.errors import ConfigurationError
+from asyncflow._kernel.errors import ConfigurationError
 from asyncflow.providers import Blob, StorageFile
 from tests._core.test_ids import HOSTILE_KEYS
 

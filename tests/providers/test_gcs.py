@@ -27,7 +27,7 @@ import pytest
 from aiohttp import web
 from gcloud.aio.storage import Storage as GCSClient
 
-from asyncflow._core.errors import (
+from asyncflow._kernel.errors import (
     ConfigurationError,
     PreconditionFailed,
     StorageError,

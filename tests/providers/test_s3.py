@@ -20,7 +20,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from asyncflow._core.errors import (
+from asyncflow._kernel.errors import (
     ConfigurationError,
     PreconditionFailed,
     StorageError,

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from asyncflow import AsyncFlow, Config, action
-from asyncflow._core.errors import StorageUnavailable
-from asyncflow._core.layout import manifest_key, task_storage_key
-from asyncflow._core.manifest import Manifest
+from asyncflow._kernel.errors import StorageUnavailable
+from asyncflow._kernel.layout import manifest_key, task_storage_key
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.cli import cli
 from asyncflow.providers import Blob, Storage, StorageDefault
 from asyncflow.serializers import PickleSerializer

@@ -7,8 +7,8 @@ import re
 import anyio
 import pytest
 
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.providers import Blob, Storage, StorageDefault
 from asyncflow.ui import create_app
 from asyncflow.ui._catalog import Catalog

@@ -12,8 +12,8 @@ import pytest
 
 from asyncflow import AsyncFlow, Config, Context, action
 from asyncflow._core import runs
-from asyncflow._core.layout import manifest_key
-from asyncflow._core.manifest import Manifest
+from asyncflow._kernel.layout import manifest_key
+from asyncflow._kernel.manifest import Manifest
 from asyncflow.providers import Storage, StorageDefault
 from asyncflow.ui import create_app
 from tests.ui import demo

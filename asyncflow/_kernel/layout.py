@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.storage import Storage
 
 __all__ = [
     "blob_key",

@@ -2,7 +2,7 @@
 
 Backends move opaque bytes and answer conditional writes; everything about
 records (encoding, verification, layout) lives once above them, in
-``asyncflow._core.checkpoint``. That keeps a new backend to five methods.
+``asyncflow._kernel.checkpoint``. That keeps a new backend to five methods.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, TypeVar, runtime_checkable
 
-from asyncflow._core.errors import ConfigurationError
+from asyncflow._kernel.errors import ConfigurationError
 
 __all__ = ["Blob", "ClosingStorage", "Storage", "check_children_prefix"]
 
@@ -51,7 +51,7 @@ class Storage(Protocol):
 
     Optional methods (``read_many``, ``write_many``, ``delete_many``,
     ``list_children``, ``tidy``) are the capabilities of
-    ``asyncflow._core.capabilities``: declared there as small protocols,
+    ``asyncflow._kernel.capabilities``: declared there as small protocols,
     probed there only, and checked by the conformance suite when present.
     """
 
@@ -100,7 +100,7 @@ def check_children_prefix(prefix: str) -> str:
     """Refuse a ``list_children`` prefix that is neither ``""`` nor ends with ``/``.
 
     Raises ``ConfigurationError`` naming the prefix: the ``list_children``
-    helper (``asyncflow._core.capabilities``) and every bundled backend's
+    helper (``asyncflow._kernel.capabilities``) and every bundled backend's
     ``list_children`` check the same way.
     """
     if prefix and not prefix.endswith("/"):

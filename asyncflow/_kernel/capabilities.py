@@ -31,12 +31,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from asyncflow._core.concurrency import run_all
-from asyncflow._core.errors import ConfigurationError, StorageError
-from asyncflow._core.storage import Blob, Storage, check_children_prefix
+from asyncflow._kernel.concurrency import run_all
+from asyncflow._kernel.errors import ConfigurationError, StorageError
+from asyncflow._kernel.storage import Blob, Storage, check_children_prefix
 
 if TYPE_CHECKING:
-    from asyncflow._core.writer import WriterSession
+    from asyncflow._kernel.writer import WriterSession
 
 __all__ = [
     "READ_MANY_CHUNK",
@@ -139,7 +139,7 @@ class SupportsBackgroundWriter(Protocol):
     """Engine-internal: one long-lived writer thread for a run's records (``StorageFile``).
 
     ``background_writer()`` returns a session context manager per run (see
-    ``asyncflow._core.writer``), or ``None`` when it does not apply (a
+    ``asyncflow._kernel.writer``), or ``None`` when it does not apply (a
     subclass overriding ``write`` or ``write_many``).
     """
 

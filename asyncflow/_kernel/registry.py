@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from asyncflow._core.errors import ConfigurationError
+from asyncflow._kernel.errors import ConfigurationError
 
 __all__ = ["Registered", "TypeRegistry", "UnknownType", "field_names", "kind_of"]
 

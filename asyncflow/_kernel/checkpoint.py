@@ -1,7 +1,7 @@
 """Checkpoint records: their bytes and their signature.
 
-Where records live is ``asyncflow._core.layout``'s business; reading one
-back strictly is ``asyncflow._core.decoding``'s; loading and clearing them
+Where records live is ``asyncflow._kernel.layout``'s business; reading one
+back strictly is ``asyncflow._kernel.decoding``'s; loading and clearing them
 in bulk is ``asyncflow._core.records``'s. A record is one JSON
 object. ``output`` is whatever the serializer made of the step's output;
 ``output_digest`` hashes those bytes so that a later step can tell whether
@@ -18,9 +18,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from asyncflow._core.codec import digest, dumps
-from asyncflow._core.errors import CheckpointCorrupt, SerializationError
-from asyncflow.serializers import _MAX_PLAIN_INT_BITS, JSONSerializer, Serializer
+from asyncflow._kernel.codec import digest, dumps
+from asyncflow._kernel.errors import CheckpointCorrupt, SerializationError
+from asyncflow._kernel.serializers import _MAX_PLAIN_INT_BITS, JSONSerializer, Serializer
 
 __all__ = [
     "FORMAT",
@@ -45,7 +45,7 @@ _ESCAPED = bytes([*range(0x20), 0x7F, 0x22, 0x5C])
 _LONG_TEXT = 4096
 
 FORMAT = 1
-#: The format of a record whose output is offloaded to a blob (``asyncflow._core.blobs``):
+#: The format of a record whose output is offloaded to a blob (``asyncflow._kernel.blobs``):
 #: an asyncflow that predates blobs refuses it instead of reading the reference as the output.
 FORMAT_BLOB = 2
 _SIG_PREFIX = b"asyncflow-hmac-sha256:"

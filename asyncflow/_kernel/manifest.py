@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from asyncflow._core.checkpoint import FORMAT
-from asyncflow._core.codec import (
+from asyncflow._kernel.checkpoint import FORMAT
+from asyncflow._kernel.codec import (
     deps_dict,
     dumps,
     int_dict,
@@ -27,8 +27,8 @@ from asyncflow._core.codec import (
     str_tuple,
     waiting_dict,
 )
-from asyncflow._core.errors import CheckpointCorrupt, SerializationError
-from asyncflow.serializers import Serializer
+from asyncflow._kernel.errors import CheckpointCorrupt, SerializationError
+from asyncflow._kernel.serializers import Serializer
 
 __all__ = ["Manifest", "fingerprint_of"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import reprlib
 
-from asyncflow._core.errors import ConfigurationError
+from asyncflow._kernel.errors import ConfigurationError
 
 __all__ = ["MAX_ID_LENGTH", "validate_id", "validate_storage_key"]
 

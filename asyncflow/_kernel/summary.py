@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from asyncflow._core.checkpoint import FORMAT
-from asyncflow._core.codec import dumps, loads, required_field, text_json
-from asyncflow._core.errors import CheckpointCorrupt
-from asyncflow._core.layout import run_summary_key
-from asyncflow._core.shape import RunShape
+from asyncflow._kernel.checkpoint import FORMAT
+from asyncflow._kernel.codec import dumps, loads, required_field, text_json
+from asyncflow._kernel.errors import CheckpointCorrupt
+from asyncflow._kernel.layout import run_summary_key
+from asyncflow._kernel.shape import RunShape
 
 if TYPE_CHECKING:
     from asyncflow._core.task import Task
@@ -74,12 +74,12 @@ def user_frames(tb: TracebackType | None) -> TracebackType | None:
     return start if start is not None else tb
 
 
-_OLD_ERRORS = "asyncflow._core.errors."
+_OLD_ERRORS = "asyncflow._kernel.errors."
 
 
 def public_type(name: str) -> str:
     """An error type as summaries name it: ``asyncflow.TaskTimeout`` also for the
-    ``asyncflow._core.errors.TaskTimeout`` that summaries written before 0.1 name."""
+    ``asyncflow._kernel.errors.TaskTimeout`` that summaries written before 0.1 name."""
     if name.startswith(_OLD_ERRORS):
         return "asyncflow." + name[len(_OLD_ERRORS) :]
     return name

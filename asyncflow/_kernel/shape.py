@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from asyncflow._core.errors import ConfigurationError
+from asyncflow._kernel.errors import ConfigurationError
 
 __all__ = ["RunShape", "close_matches", "dependents", "graph_edges"]
 

@@ -27,15 +27,15 @@ from dataclasses import dataclass
 
 import anyio
 
-from asyncflow._core.errors import (
+from asyncflow._kernel.errors import (
     CheckpointCorrupt,
     LeaseLost,
     PreconditionFailed,
     StorageError,
     WorkflowLocked,
 )
-from asyncflow._core.layout import lease_key
-from asyncflow._core.storage import Storage
+from asyncflow._kernel.layout import lease_key
+from asyncflow._kernel.storage import Storage
 
 __all__ = ["Lease", "LeaseRecord", "lease_key", "process_identity"]
 

@@ -26,13 +26,13 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-from asyncflow._core.checkpoint import SIG_PREFIX, CheckpointRecord, EncodedOutput
-from asyncflow._core.codec import dumps, loads
-from asyncflow._core.concurrency import run_all
-from asyncflow._core.errors import CheckpointCorrupt, PreconditionFailed
-from asyncflow._core.layout import blob_key, is_own_key, task_prefix
-from asyncflow._core.storage import Storage
-from asyncflow.serializers import JSONSerializer, Serializer, untagged
+from asyncflow._kernel.checkpoint import SIG_PREFIX, CheckpointRecord, EncodedOutput
+from asyncflow._kernel.codec import dumps, loads
+from asyncflow._kernel.concurrency import run_all
+from asyncflow._kernel.errors import CheckpointCorrupt, PreconditionFailed
+from asyncflow._kernel.layout import blob_key, is_own_key, task_prefix
+from asyncflow._kernel.serializers import JSONSerializer, Serializer, untagged
+from asyncflow._kernel.storage import Storage
 
 __all__ = [
     "blob_key",

@@ -1,6 +1,6 @@
 """Reading a checkpoint record back: strict, and fast for the records asyncflow wrote.
 
-Apart from ``asyncflow._core.checkpoint`` (the record's bytes) because a
+Apart from ``asyncflow._kernel.checkpoint`` (the record's bytes) because a
 resume decodes thousands of records: the fast path here trusts nothing it
 has not type-checked, and anything else goes through the slow path, which
 names the first bad field.
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from asyncflow._core.checkpoint import FORMAT_BLOB, CheckpointRecord, Fields, make_record, verify
-from asyncflow._core.codec import digest, dumps, loads, required_field
-from asyncflow._core.errors import CheckpointCorrupt
-from asyncflow.serializers import JSONSerializer, Serializer, untagged
+from asyncflow._kernel.checkpoint import FORMAT_BLOB, CheckpointRecord, Fields, make_record, verify
+from asyncflow._kernel.codec import digest, dumps, loads, required_field
+from asyncflow._kernel.errors import CheckpointCorrupt
+from asyncflow._kernel.serializers import JSONSerializer, Serializer, untagged
 
 __all__ = ["decode_record", "output_tail"]
 
@@ -59,7 +59,7 @@ def decode_record(
         )
     payload = raw["output"]
     if raw["asyncflow"] == FORMAT_BLOB:
-        from asyncflow._core.blobs import parse_ref
+        from asyncflow._kernel.blobs import parse_ref
 
         ref = parse_ref(payload)
         if ref is None:

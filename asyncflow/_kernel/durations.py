@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from asyncflow._core.errors import ConfigurationError
+from asyncflow._kernel.errors import ConfigurationError
 
 __all__ = ["parse_duration"]
 
