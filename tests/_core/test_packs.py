@@ -299,3 +299,19 @@ async def test_a_map_restores_its_children_from_the_pack(storage: Storage) -> No
     assert ran == []
     assert again.task.queue[-1].current_context.storage == [2 * i for i in range(12)]
     assert counting.records_read() == []
+
+
+@pytest.mark.parametrize(("durability", "mode"), [("async", "sequential"), ("batch", "parallel")])
+async def test_every_durability_packs_what_landed(
+    storage: Storage, durability: str, mode: str
+) -> None:
+    steps = Steps()
+    await chain(storage, steps, n=12, durability=durability).start(mode=mode)
+    assert len((await packed(storage)).entries) == 12
+    counting = CountingStorage(storage)
+    steps.ran.clear()
+    await chain(counting, steps, n=12, durability=durability).start(  # type: ignore[arg-type]
+        resume=True, mode=mode
+    )
+    assert steps.ran == []
+    assert counting.records_read() == []
