@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from asyncflow._kernel.checkpoint import SIG_PREFIX, sign, verify
 from asyncflow._kernel.codec import dumps, loads
 from asyncflow._kernel.errors import CheckpointCorrupt
-from asyncflow._kernel.ids import validate_id
 
 __all__ = ["PACK_FORMAT", "PACK_MAX_BYTES", "Pack", "decode_pack", "encode_pack"]
 
@@ -101,20 +100,25 @@ def decode_pack(
         data = verify(data, signing_key, where)
     elif data.startswith(SIG_PREFIX):
         data = data.partition(b"\n")[2]
-    head, newline, body = data.partition(b"\n")
-    fields = head.split(b" ")
-    if not newline or len(fields) != 3 or head[: len(_MAGIC)] != _MAGIC:
+    # Offsets into ``data``, not partitions: a pack of 10,000 records is
+    # megabytes, and each partition would copy it.
+    first = data.find(b"\n")
+    fields = data[:first].split(b" ") if first >= 0 else []
+    if len(fields) != 3 or data[: len(_MAGIC)] != _MAGIC:
         raise _corrupt(where, "it is not an asyncflow pack (its first line is not one)")
     if not fields[1].isdigit():
         raise _corrupt(where, f"its format {fields[1][:20]!r} is not a number")
     if int(fields[1]) > PACK_FORMAT:
         return None
-    if fields[2] != b"sha256=" + hashlib.sha256(body).hexdigest().encode():
+    view = memoryview(data)
+    if fields[2] != b"sha256=" + hashlib.sha256(view[first + 1 :]).hexdigest().encode():
         raise _corrupt(where, "it is torn or altered: its content does not match its SHA-256")
-    line, newline, records = body.partition(b"\n")
+    end = data.find(b"\n", first + 1)
     try:
-        header = loads(line)
-        entries = _entries(header, records)
+        if end < 0:
+            raise ValueError("no header line")
+        header = loads(data[first + 1 : end])
+        entries = _entries(header, data, end + 1)
         run_id, status = header.get("run_id"), header.get("status")
         written_at = float(header.get("written_at", 0.0))
         if not (run_id is None or isinstance(run_id, str)) or not isinstance(status, str):
@@ -126,31 +130,35 @@ def decode_pack(
     return Pack(workflow_id, run_id, status, written_at, entries)
 
 
-def _entries(header: object, records: bytes) -> dict[str, tuple[str, bytes]]:
+def _entries(header: object, data: bytes, start: int) -> dict[str, tuple[str, bytes]]:
+    """Each entry's ``(token, record bytes)``, the records laid back to back from ``start``.
+
+    Keys are only looked up, never used to build a storage key, so they are
+    checked for type, not against the id alphabet (a key no task has is
+    never asked for).
+    """
     if not isinstance(header, dict) or not isinstance(header.get("entries"), list):
         raise ValueError("no entries")
     if not isinstance(header.get("workflow_id"), str):
         raise ValueError("no workflow_id")
     found: dict[str, tuple[str, bytes]] = {}
-    start = 0
     for entry in header["entries"]:
         if not (
-            isinstance(entry, list)
+            type(entry) is list
             and len(entry) == 3
-            and isinstance(entry[0], str)
-            and isinstance(entry[1], str)
+            and type(entry[0]) is str
+            and type(entry[1]) is str
             and type(entry[2]) is int
             and entry[2] >= 0
         ):
             raise ValueError(f"entry {str(entry)[:80]} is not [key, token, length]")
         key, token, length = entry
-        validate_id(key, "task key")
         if key in found:
             raise ValueError(f"task key {key!r} is packed twice")
-        found[key] = (token, records[start : start + length])
+        found[key] = (token, data[start : start + length])
         start += length
-    if start != len(records):
-        raise ValueError(f"its entries add up to {start} bytes, the records are {len(records)}")
+    if start != len(data):
+        raise ValueError(f"its entries end at byte {start}, the pack at {len(data)}")
     return found
 
 
