@@ -66,8 +66,12 @@ async def prepare_run(
     queue: list[Task],
     options: RunOptions,
     recorder: RunRecorder,
+    parent: str | None = None,
 ) -> tuple[Manifest, dict[str, CheckpointRecord]]:
-    """Read the manifest, apply the input-change policy, load what resume needs."""
+    """Read the manifest, apply the input-change policy, load what resume needs.
+
+    ``parent``: a child flow's parent workflow id, recorded in ``run.json``.
+    """
     resume, policy = options.resume, options.on_input_change
     fingerprint, mode = options.fingerprint, options.mode
     only_if_waiting = options.only_if_waiting
@@ -138,6 +142,7 @@ async def prepare_run(
         host=recorder.host,
         pid=recorder.pid,
         started_at=recorder.started_at,
+        parent=parent,
     )
     with anyio.CancelScope(shield=True):
         if storage.persistent:

@@ -121,10 +121,16 @@ async def clear_for_new_run(storage: Storage, workflow_id: str) -> int:
     ``{workflow_id}/`` instead of one per folder: on an object store each
     listing is a round trip, and a workflow start paid four. The run history
     (``runs/``), ``run.json`` and the lease are listed but never touched.
+
+    A workflow's first start (no ``run.json`` yet) keeps its signals: they
+    were sent for it (``signal(..., before_start=True)``), not left by an
+    earlier execution.
     """
     prefix = f"{workflow_id}/"
     names = [name async for name in storage.list(prefix) if is_own_key(workflow_id, name)]
     blobs = f"{prefix}blobs/"
-    await delete_many(storage, [n for n in names if n[len(prefix) :].startswith(_NEW_RUN_CLEARS)])
+    first = manifest_key(workflow_id) not in names
+    clears = _NEW_RUN_CLEARS[:2] if first else _NEW_RUN_CLEARS
+    await delete_many(storage, [n for n in names if n[len(prefix) :].startswith(clears)])
     await delete_many(storage, [n for n in names if n.startswith(blobs)])
-    return sum(1 for n in names if n[len(prefix) :].startswith((*_NEW_RUN_CLEARS, "blobs/")))
+    return sum(1 for n in names if n[len(prefix) :].startswith((*clears, "blobs/")))

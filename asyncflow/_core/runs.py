@@ -31,6 +31,7 @@ from asyncflow._core.index import write_manifest
 from asyncflow._core.loud import log_loudly
 from asyncflow._core.progress import ProgressIndex
 from asyncflow._core.task import TaskStatus
+from asyncflow._core.waits import rearm_waits
 from asyncflow._kernel.checkpoint import CheckpointRecord
 from asyncflow._kernel.concurrency import run_beside
 from asyncflow._kernel.errors import LeaseLost
@@ -73,6 +74,11 @@ def _interrupted(tasks: Sequence[Task]) -> tuple[str, ...]:
         for t in tasks
         if t.status in (TaskStatus.IN_PROGRESS, TaskStatus.RETRY, TaskStatus.CANCELLED)
     )
+
+
+def _children(tasks: Sequence[Task]) -> dict[str, int]:
+    """Each map's number of children once it expanded: a reader shows a live map's progress."""
+    return {t.key: t.children for t in tasks if t.children is not None}
 
 
 def _running(tasks: Sequence[Task]) -> tuple[str, ...]:
@@ -141,6 +147,7 @@ class RunRecorder:
             status=status,
             outcomes={t.key: t.outcome for t in tasks},
             errors={t.key: _error_line(t.error) for t in failed},
+            skipped={t.key: t.skip_reason for t in tasks if t.skip_reason is not None},
             running=(),
             interrupted=summary.interrupted,
             progress=None,
@@ -233,7 +240,9 @@ class RunRecorder:
                     return  # the heartbeat stops the run; nothing more to show
             clock = anyio.current_time()
             try:
-                live = manifest.replace(running=running, progress=progress.to_json())
+                live = manifest.replace(
+                    running=running, progress=progress.to_json(), children=_children(tasks)
+                )
                 await write_manifest(self.storage, live, previous=manifest)
             except Exception as exc:  # progress is advisory; the run goes on
                 logger.warning(
@@ -297,6 +306,13 @@ async def invalidate(
     )
     logger.info("%s: rerun_from %s re-runs %s", workflow_id, key, ", ".join(stale))
     maps = {t.key for t in tasks if t.kind == "map" and t.key in stale}
+    stale_set = set(stale)
+
+    def is_stale(name: str) -> bool:
+        base, dot, index = name.rpartition(".")
+        return name in stale_set or bool(dot and index.isdigit() and base in maps)
+
+    consumed = {name for name in stale if name in records}
     with anyio.CancelScope(shield=True):
         for name in stale:
             records.pop(name, None)
@@ -305,8 +321,9 @@ async def invalidate(
             prefix = task_prefix(workflow_id)
             for where in [n async for n in storage.list(prefix)]:
                 child = where[len(prefix) : -len(".json")]
-                base, dot, index = child.rpartition(".")
-                if dot and index.isdigit() and base in maps:
+                if child not in stale_set and is_stale(child):
                     records.pop(child, None)
+                    consumed.add(child)
                     await storage.delete(where)
+        await rearm_waits(storage, workflow_id, is_stale, consumed)  # so a wait asks again
     return stale

@@ -303,12 +303,9 @@ def run(
                     if storage is not None or workflow_id is not None:
                         chosen = rebuild(chosen, storage, workflow_id)
 
-                    graph = any(t.depends_on or t.kind == "map" for t in chosen.task.queue)
-                    default = "graph" if graph else "sequential"
-
                     async def start() -> None:
                         await chosen.start(
-                            mode=cast(Mode, mode or default),
+                            mode=cast(Mode, mode) if mode else None,  # None: start() infers
                             resume=resume or rerun_from is not None,
                             keep_going=keep_going,
                             on_wait="park" if park else "block",

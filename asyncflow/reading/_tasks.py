@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from asyncflow._kernel.manifest import Manifest
 from asyncflow._kernel.shape import RunShape
 from asyncflow.reading._keys import child_key, map_child
+from asyncflow.reading._waits import WaitState, waits_of
 
 __all__ = ["Ended", "TaskState", "WaitState", "shape_of", "task_states", "waits_of", "with_shape"]
 
@@ -56,7 +57,8 @@ class TaskState:
     is live, ``running`` / ``pending``. A map's children follow their map,
     with ``parent`` naming it; ``child`` is the workflow id of a child flow.
     ``problem`` says why its record could not be read. ``signed`` is
-    ``None`` when no record was read to tell.
+    ``None`` when no record was read to tell. ``reason`` says why a
+    ``skipped`` task that was not restored never ran (``upstream failed``).
     """
 
     key: str
@@ -78,6 +80,7 @@ class TaskState:
     problem: str | None = None
     child: str | None = None
     parent: str | None = None
+    reason: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -106,35 +109,8 @@ class TaskState:
             "parent": self.parent,
             "child": self.child,
             "problem": self.problem,
+            "reason": self.reason,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class WaitState:
-    """What a parked run waits for: a signal by name, a time, or both."""
-
-    key: str | None
-    kind: str | None
-    signal: str | None
-    due_at: float | None
-
-
-def waits_of(manifest: Manifest) -> tuple[WaitState, ...]:
-    """What a parked run waits for, from ``run.json``."""
-    found = []
-    for key, spec in manifest.waiting.items():
-        kind = spec.get("kind")
-        signal = spec.get("signal")
-        due = spec.get("wake_at") if kind == "sleep" else spec.get("deadline")
-        found.append(
-            WaitState(
-                key=key,
-                kind=kind if isinstance(kind, str) else None,
-                signal=signal if isinstance(signal, str) else None,
-                due_at=float(due) if isinstance(due, (int, float)) else None,
-            )
-        )
-    return tuple(found)
 
 
 def error_type(text: str | None) -> str | None:
@@ -222,7 +198,11 @@ def task_states(
             problem=problems.get(key),
             signed=signed.get(key),
         )
-        tasks.append(_from_entry(state, entry))
+        state = _from_entry(state, entry)
+        reason = manifest.skipped.get(key) if manifest is not None else None
+        if reason is not None and state.status == "skipped":
+            state = replace(state, reason=reason, checkpoint=False)
+        tasks.append(state)
     return tasks
 
 
