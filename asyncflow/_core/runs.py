@@ -30,8 +30,8 @@ import anyio
 from asyncflow._core.index import write_manifest
 from asyncflow._core.loud import log_loudly
 from asyncflow._core.progress import ProgressIndex
+from asyncflow._core.records import rearm_waits
 from asyncflow._core.task import TaskStatus
-from asyncflow._core.waits import rearm_waits
 from asyncflow._kernel.checkpoint import CheckpointRecord
 from asyncflow._kernel.concurrency import run_beside
 from asyncflow._kernel.errors import LeaseLost

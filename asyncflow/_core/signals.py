@@ -101,9 +101,13 @@ def _decode(data: bytes, where: str, workflow_id: str, name: str) -> SignalRecor
     return SignalRecord(workflow_id, name, float(sent_at), payload)
 
 
-async def _check_recipient(storage: Storage, workflow_id: str, name: str) -> None:
+async def _check_recipient(
+    storage: Storage, workflow_id: str, name: str, before_start: bool
+) -> None:
     """Refuse a signal that no run of ``workflow_id`` could take."""
     manifest = await read_manifest(storage, workflow_id)
+    if manifest is None and before_start:
+        return
     if manifest is None:
         known = [w for w in await workflow_ids(storage) if w != workflow_id]
         raise ConfigurationError(
@@ -130,8 +134,9 @@ async def send_signal(
     """Store a signal once; a second send of the same name raises ``PreconditionFailed``.
 
     ``ConfigurationError`` for a workflow that does not exist (unless
-    ``before_start``) or has completed; ``SerializationError`` for a
-    payload JSON cannot carry or over ``max_bytes`` encoded.
+    ``before_start``) or has completed (``before_start`` or not: it has
+    started); ``SerializationError`` for a payload JSON cannot carry or
+    over ``max_bytes`` encoded.
     """
     validate_id(workflow_id, "workflow_id")
     validate_id(name, "signal name")
@@ -140,8 +145,7 @@ async def send_signal(
     if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 1):
         raise ConfigurationError(f"max_bytes must be an int >= 1 or None, got {max_bytes!r}")
     data = _encode(workflow_id, name, payload, max_bytes, before_start)
-    if not before_start:
-        await _check_recipient(storage, workflow_id, name)
+    await _check_recipient(storage, workflow_id, name, before_start)
     where = signal_key(workflow_id, name)
     try:
         await storage.write(where, data, if_absent=True)

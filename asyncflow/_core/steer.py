@@ -26,7 +26,7 @@ import time
 from dataclasses import replace
 
 from asyncflow._core.index import write_manifest
-from asyncflow._core.waits import rearm_waits
+from asyncflow._core.records import rearm_waits
 from asyncflow._kernel.blobs import blob_prefix, collect_garbage
 from asyncflow._kernel.checkpoint import _SIG_PREFIX, sign, verify
 from asyncflow._kernel.codec import dumps, loads

@@ -44,11 +44,7 @@ from asyncflow._kernel.errors import (
 )
 from asyncflow._kernel.ids import validate_id
 from asyncflow._kernel.layout import (
-    is_own_key,
-    signal_key,
-    signal_prefix,
     wait_key,
-    wait_prefix,
 )
 from asyncflow._kernel.moments import LATEST_TEXT, is_moment
 from asyncflow._kernel.storage import Storage
@@ -64,9 +60,7 @@ __all__ = [
     "WaitParked",
     "WaitSpec",
     "arm",
-    "clear_waits",
     "due_at",
-    "rearm_waits",
     "run_wait",
     "signal",
     "sleep",
@@ -310,54 +304,6 @@ async def arm(
         await storage.delete(where)
         return await arm(storage, workflow_id, key, action, now)
     return spec
-
-
-async def rearm_waits(
-    storage: Storage, workflow_id: str, stale: Callable[[str], bool], consumed: set[str]
-) -> list[str]:
-    """Forget the armed waits of the keys ``stale`` accepts (``reset --from``, ``rerun_from``).
-
-    The next run arms them anew (a sleep counts from then; a signal wait's
-    deadline too), and the signal a wait in ``consumed`` (its task had
-    completed) took is deleted, so the run asks again instead of completing
-    at once with the old payload. Returns the keys re-armed.
-    """
-    prefix = wait_prefix(workflow_id)
-    rearmed = []
-    for name in [n async for n in storage.list(prefix) if is_own_key(workflow_id, n)]:
-        key = name[len(prefix) : -len(".json")]
-        if not stale(key):
-            continue
-        if key in consumed:
-            blob = await storage.read(name)
-            raw = _loads_or_none(blob.data if blob is not None else None)
-            spec = raw.get("wait") if isinstance(raw, dict) else None
-            if isinstance(spec, dict) and spec.get("kind") == "signal":
-                signal_name = spec.get("signal")
-                if isinstance(signal_name, str):
-                    where = signal_key(workflow_id, signal_name)
-                    if is_own_key(workflow_id, where):
-                        await storage.delete(where)
-        await storage.delete(name)
-        rearmed.append(key)
-    return rearmed
-
-
-def _loads_or_none(data: bytes | None) -> Any:
-    if data is None:
-        return None
-    try:
-        return loads(data)
-    except ValueError:
-        return None  # a corrupt arming is deleted all the same: it is armed anew
-
-
-async def clear_waits(storage: Storage, workflow_id: str) -> None:
-    """Delete the armed waits and the signals of a workflow (a fresh run starts clean)."""
-    for prefix in (wait_prefix(workflow_id), signal_prefix(workflow_id)):
-        for name in [key async for key in storage.list(prefix)]:
-            if is_own_key(workflow_id, name):  # never a file that only sits there
-                await storage.delete(name)
 
 
 def _limit(spec: WaitSpec) -> float:

@@ -158,6 +158,8 @@ async def test_a_signal_to_a_completed_run_is_refused_but_a_failed_one_takes_it(
     await build(storage, clock, Log(), ["a"], wid="done").start()
     with pytest.raises(ConfigurationError, match="done has completed"):
         await asyncflow.signal(storage, "done", "go")
+    with pytest.raises(ConfigurationError, match="done has completed"):
+        await asyncflow.signal(storage, "done", "go", before_start=True)  # it has started
     assert await storage.read("done/signals/go.json") is None
 
     broken = build(storage, clock, Log(), ["a"], wid="broken")
