@@ -24,6 +24,10 @@ Sections (``--only`` names):
 * ``payload``: 100 B / 10 KB / 1 MB outputs on files, S3 and GCS vs the raw
   write of the record's bytes; on object stores both the steady-state step
   (step start to next step start) and the whole run divided by N.
+* ``distinct``: N distinct step functions vs one repeated function, fresh
+  durable run and resume (``benchmarks/distinct_steps.py``).
+* ``peers``: asyncflow, LangGraph and DBOS side by side, each in its own
+  virtualenv (``benchmarks/peers.py``; its report is printed after the table).
 
 Every figure is the median of ``--reps`` repetitions, the implementations
 interleaved within each repetition so that a noisy neighbour hurts all alike,
@@ -68,7 +72,7 @@ from asyncflow import AsyncFlow, Config, action  # noqa: E402
 from asyncflow.providers import StorageDefault, StorageFile  # noqa: E402
 
 HAS_DURABILITY = "durability" in getattr(Config, "__dataclass_fields__", {})
-SECTIONS = ("overhead", "file", "resume", "parallel", "payload")
+SECTIONS = ("overhead", "file", "resume", "parallel", "payload", "distinct", "peers")
 DEFAULT_DOTFLOW_PYTHON = "/work/dfvenv/bin/python"
 
 
@@ -1170,11 +1174,26 @@ async def main(args: argparse.Namespace) -> None:
             await bench_parallel(args, table)
         if "payload" in wanted:
             await bench_payload(args, table, dotflow, tmp, servers)
+        if "distinct" in wanted:
+            import distinct_steps
+
+            distinct_steps.bench(
+                table, [n for n in args.n if n <= 1000] or args.n[:1], args.reps, tmp
+            )
+        peers_report = ""
+        if "peers" in wanted:
+            import peers
+
+            peers_args = peers.parse(["--smoke"] if args.smoke else ["--reps", str(args.reps)])
+            peers_report = peers.run(peers_args)
     print(f"machine: {machine()}")
     print(f"command: python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}".rstrip())
     print(f"Dotflow 1.0.1: {dotflow.where}")
     print()
     print(table.render())
+    if peers_report:
+        print()
+        print(peers_report)
     if args.json is not None:
         args.json.write_text(
             json.dumps(

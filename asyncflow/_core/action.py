@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import math
-import tokenize
 import types
 from collections.abc import Callable
 from typing import Any, overload
 
+from asyncflow._core.code_hash import code_hash, comparable
 from asyncflow._kernel.errors import ConfigurationError
 
 __all__ = ["Action", "action", "as_action", "step_name"]
@@ -90,17 +89,23 @@ class Action:
 
     @property
     def code_hash(self) -> str:
-        """A hash of the step's source, so a record says which code produced it."""
+        """A hash of the step's source, so a record says which code produced it.
+
+        ``scheme:hex`` (see ``code_hash.code_hash``): computed once per step,
+        from its module's source read once, in microseconds.
+        """
         if self._code_hash is None:
-            target = _unwrap(self.func)
-            try:
-                text = inspect.getsource(target).encode()
-            except (OSError, TypeError, SyntaxError, tokenize.TokenError):
-                # no source, or a file that changed since it was imported (it may not parse)
-                code = getattr(target, "__code__", None)
-                text = code.co_code if code is not None else self.name.encode()
-            self._code_hash = hashlib.sha256(text).hexdigest()[:16]
+            self._code_hash = code_hash(_unwrap(self.func), self.name)
         return self._code_hash
+
+    def code_unchanged(self, recorded: str) -> bool:
+        """Whether a record's code hash shows no change: equal, or of another scheme.
+
+        A hash made by another scheme (an older asyncflow, or bytecode on
+        another Python) says nothing either way: not a change to report.
+        """
+        current = self.code_hash
+        return recorded == current or not comparable(recorded, current)
 
     def methods(self) -> list[Action]:
         """For a class step: its ``@action`` methods in definition order, bases first."""

@@ -39,19 +39,15 @@ from asyncflow._kernel.errors import (
     TaskFailed,
 )
 from asyncflow._kernel.layout import task_storage_key
+from asyncflow.reading import child_key, map_child
 
-__all__ = ["UPSTREAM_FAILED", "check_graph", "child_key", "run_graph"]
+__all__ = ["UPSTREAM_FAILED", "check_graph", "run_graph"]
 
 #: Why a task of a graph whose dependency failed never ran.
 UPSTREAM_FAILED = "upstream failed"
 
 #: Unbounded maps start this many children between turns of the loop.
 _SPAWN_BATCH = 64
-
-
-def child_key(key: str, index: int) -> str:
-    """The key of child ``index`` of map ``key``: ``fetch.0``, ``fetch.1``..."""
-    return f"{key}.{index}"
 
 
 def check_graph(tasks: Sequence[Task], mode: str) -> None:
@@ -79,9 +75,8 @@ def check_graph(tasks: Sequence[Task], mode: str) -> None:
                     f" (keys: {known})"
                 )
         if task.kind == "map":
-            prefix = f"{task.key}."
             for other in keys:
-                if other.startswith(prefix) and other[len(prefix) :].isdigit():
+                if map_child(other, (task.key,)) is not None:
                     raise ConfigurationError(
                         f"key {other!r} collides with a child of task.map {task.key!r}"
                     )

@@ -143,7 +143,7 @@ class Runner:
                 " or clear the workflow"
             )
         if record.input_digest == input_digest and (
-            record.code_hash == task.step.code_hash or self._code_changed(task)
+            task.step.code_unchanged(record.code_hash) or self._code_changed(task)
         ):
             self._restore(task, record)
             self.finished.append(task)

@@ -49,6 +49,7 @@ from asyncflow._kernel.summary import (
     user_frames,
 )
 from asyncflow._version import __version__
+from asyncflow.reading import map_child
 
 if TYPE_CHECKING:
     from asyncflow._core.runner import Runner
@@ -309,8 +310,7 @@ async def invalidate(
     stale_set = set(stale)
 
     def is_stale(name: str) -> bool:
-        base, dot, index = name.rpartition(".")
-        return name in stale_set or bool(dot and index.isdigit() and base in maps)
+        return name in stale_set or map_child(name, maps) is not None
 
     consumed = {name for name in stale if name in records}
     with anyio.CancelScope(shield=True):
@@ -321,7 +321,7 @@ async def invalidate(
             prefix = task_prefix(workflow_id)
             for where in [n async for n in storage.list(prefix)]:
                 child = where[len(prefix) : -len(".json")]
-                if child not in stale_set and is_stale(child):
+                if map_child(child, maps) is not None:
                     records.pop(child, None)
                     consumed.add(child)
                     await storage.delete(where)

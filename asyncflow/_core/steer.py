@@ -39,6 +39,7 @@ from asyncflow._kernel.manifest import Manifest
 from asyncflow._kernel.shape import dependents, graph_edges
 from asyncflow._kernel.storage import Storage
 from asyncflow._kernel.summary import RunSummary, new_run_id, run_summary_key
+from asyncflow.reading import map_child
 
 __all__ = ["RESET", "fork", "reset"]
 
@@ -71,8 +72,8 @@ def _maps(manifest: Manifest) -> set[str]:
 
 def _child_of(key: str, maps: set[str]) -> str | None:
     """The map whose child record ``key`` is (``fetch.3`` -> ``fetch``), else None."""
-    base, dot, index = key.rpartition(".")
-    return base if dot and index.isdigit() and base in maps else None
+    found = map_child(key, maps)
+    return found[0] if found is not None else None
 
 
 async def reset(storage: Storage, workflow_id: str, from_key: str) -> list[str]:

@@ -17,8 +17,8 @@ from asyncflow.providers._fs import (
     Root,
     flush_filesystem,
     fsync_dir,
+    has_syncfs,
     storage_error,
-    syncfs,
     version,
 )
 
@@ -81,11 +81,11 @@ def write_group(
                     if parent is None:
                         parent = root.parent(head.split("/") if head else [], create=True)
                         parents[head] = parent
-                    tmp = stage(parent, name, data, durable=durable, fsync=syncfs is None)
+                    tmp = stage(parent, name, data, durable=durable, fsync=not has_syncfs())
                 except OSError as exc:
                     raise storage_error("write", key, target, exc) from exc
                 staged.append((parent, tmp, name, key, target))
-            if durable and syncfs is not None and staged:
+            if durable and staged and has_syncfs():
                 try:
                     flush_filesystem(staged[0][0])
                 except OSError as exc:

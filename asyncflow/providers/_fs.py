@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import ctypes
 import errno
+import functools
 import hashlib
 import os
 import stat
@@ -30,10 +30,10 @@ __all__ = [
     "Root",
     "flush_filesystem",
     "fsync_dir",
+    "has_syncfs",
     "open_dir",
     "read_at",
     "storage_error",
-    "syncfs",
     "version",
 ]
 
@@ -209,10 +209,17 @@ class Root:
                 os.close(child)
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
-    """Linux ``syncfs(2)``: one flush for a whole batch instead of one fsync per file."""
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    """Linux ``syncfs(2)``: one flush for a whole batch instead of one fsync per file.
+
+    Loaded on the first batch, not at import: ctypes and libc cost more
+    than the rest of the file backend's import.
+    """
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         func = libc.syncfs
@@ -223,12 +230,17 @@ def _load_syncfs() -> Callable[[int], int] | None:
     return func
 
 
-syncfs = _load_syncfs()
+def has_syncfs() -> bool:
+    """Whether one ``syncfs`` can make a batch durable (else: one fsync per file)."""
+    return _syncfs() is not None
 
 
 def flush_filesystem(directory: int) -> None:
+    syncfs = _syncfs()
     assert syncfs is not None
     if syncfs(directory) != 0:
+        import ctypes
+
         error = ctypes.get_errno()
         raise OSError(error, f"syncfs failed: {os.strerror(error)}")
 

@@ -241,7 +241,9 @@ async def test_on_code_change(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     await flow.start(resume=True)
     blob = await storage.read("code/tasks/k.json")
     assert blob is not None
-    await storage.write("code/tasks/k.json", blob.data.replace(b'"code_hash":"', b'"code_hash":"x'))
+    await storage.write(
+        "code/tasks/k.json", blob.data.replace(b'"code_hash":"s2:', b'"code_hash":"s2:x')
+    )
     with caplog.at_level(logging.WARNING, logger="asyncflow"):
         await flow.start(resume=True)
     assert calls == [1]
