@@ -228,7 +228,7 @@ async def test_map_children_with_keys_over_128_characters_are_records(storage: S
 
     await flow().start()  # fresh: every child runs again, none is restored
     await flow().start()
-    assert runs == [1, 2, 1, 2, 1, 2]
+    assert sorted(runs) == [1, 1, 1, 2, 2, 2]
 
 
 async def test_a_childs_digest_covers_its_own_item(storage: Storage) -> None:
