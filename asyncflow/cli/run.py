@@ -78,7 +78,8 @@ class RunProgress:
         elif isinstance(event, events.TaskSkipped):
             self.skipped += 1
             advance = 1
-            description = f"{event.step} (restored)"
+            why = "restored" if event.reason == "checkpoint" else event.reason
+            description = f"{event.step} ({why})"
         elif isinstance(event, events.TaskFailed):
             self.in_flight.discard(event.key)
             self.failed += 1

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import asyncflow
-from asyncflow import AsyncFlow, Config, ConfigurationError, Context, action
+from asyncflow import AsyncFlow, Config, ConfigurationError, Context, action, events
 from asyncflow.providers import Storage
 from asyncflow.reading import read_latest, read_run
 
@@ -58,9 +58,12 @@ async def test_a_task_whose_dependency_failed_is_skipped_upstream_failed(
     flow.task.add(step=load, key="load")
     flow.task.add(step=enrich, key="enrich", depends_on="load")
     flow.task.add(step=report, key="report", depends_on="enrich")
+    stream = flow.events()
     await flow.start(keep_going=keep_going)
     assert flow.status == "failed"
     assert ran == []
+    skips = [(e.key, e.reason) async for e in stream if isinstance(e, events.TaskSkipped)]
+    assert sorted(skips) == [("enrich", "upstream failed"), ("report", "upstream failed")]
     record = await run_json(storage)
     assert record["outcomes"] == {"load": "failed", "enrich": "skipped", "report": "skipped"}
     assert record["skipped"] == {"enrich": "upstream failed", "report": "upstream failed"}
