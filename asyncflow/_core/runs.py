@@ -242,7 +242,10 @@ class RunRecorder:
             clock = anyio.current_time()
             try:
                 live = manifest.replace(
-                    running=running, progress=progress.to_json(), children=_children(tasks)
+                    running=running,
+                    progress=progress.to_json(),
+                    children=_children(tasks),
+                    skipped={t.key: t.skip_reason for t in tasks if t.skip_reason is not None},
                 )
                 await write_manifest(self.storage, live, previous=manifest)
             except Exception as exc:  # progress is advisory; the run goes on

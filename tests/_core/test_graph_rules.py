@@ -7,13 +7,16 @@ unrelated workflow, and a map child's digest covers its own item.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
+import anyio
 import pytest
 
 import asyncflow
 from asyncflow import AsyncFlow, Config, ConfigurationError, Context, action, events
+from asyncflow._core import runs
 from asyncflow.providers import Storage
 from asyncflow.reading import read_latest, read_run
 
@@ -75,6 +78,45 @@ async def test_a_task_whose_dependency_failed_is_skipped_upstream_failed(
         assert rows["enrich"].status == "skipped"
         assert rows["enrich"].reason == "upstream failed"
         assert not rows["enrich"].checkpoint
+
+
+async def test_a_live_run_shows_why_a_task_was_skipped(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs, "LIVE_EVERY", 0.02)
+    gate = anyio.Event()
+
+    @action
+    async def load() -> None:
+        raise RuntimeError("down")
+
+    @action
+    async def enrich(previous_context: Context) -> Any:
+        return previous_context.storage
+
+    @action
+    async def slow() -> str:
+        await gate.wait()
+        return "slow"
+
+    flow = flow_of(storage)
+    flow.task.add(step=load, key="load")
+    flow.task.add(step=enrich, key="enrich", depends_on="load")
+    flow.task.add(step=slow, key="slow")
+    async with anyio.create_task_group() as group:
+        group.start_soon(functools.partial(flow.start, keep_going=True))
+        with anyio.fail_after(30):
+            while True:
+                await anyio.sleep(0.02)
+                state = await read_run(storage, "g")
+                rows = {t.key: t for t in state.tasks} if state is not None else {}
+                if "enrich" in rows and rows["enrich"].status == "skipped":
+                    break
+        assert state is not None
+        assert state.status == "running"
+        assert rows["enrich"].reason == "upstream failed"
+        assert not rows["enrich"].checkpoint
+        gate.set()
 
 
 async def test_a_restored_task_is_skipped_without_a_reason(storage: Storage) -> None:
