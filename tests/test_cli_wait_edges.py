@@ -170,7 +170,7 @@ def test_a_live_map_shows_its_childrens_progress(place: Place) -> None:
             live = status(place, "conv-1")
             assert live.returncode == 0, live.stderr
             row = next((ln for ln in live.stdout.splitlines() if " convert " in ln), "")
-            if "children)" in row and "(0/12" not in row and "(12/12" not in row:
+            if "running (" in row and "/12 children)" in row and "(12/12" not in row:
                 seen = row
                 break
             assert time.monotonic() < deadline, live.stdout

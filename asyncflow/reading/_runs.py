@@ -252,7 +252,13 @@ def run_state(
         created_at=manifest.created_at,
         updated_at=manifest.updated_at,
         tasks=with_shape(
-            workflow_id, manifest.status, tasks, shape_of(manifest), ended, manifest.outcomes
+            workflow_id,
+            manifest.status,
+            tasks,
+            shape_of(manifest),
+            ended,
+            manifest.outcomes,
+            since=manifest.started_at if manifest.status == "running" else None,
         ),
         lease=lease,
         waits=waits_of(manifest),

@@ -247,6 +247,14 @@ def _counts(shape: RunShape, ended: Mapping[str, Ended]) -> dict[str, int]:
     return counts
 
 
+def _ran_since(map_key: str, ended: Mapping[str, Ended], since: float) -> bool:
+    for key, entry in ended.items():
+        found = map_child(key, (map_key,))
+        if found is not None and entry.finished_at is not None and entry.finished_at >= since:
+            return True
+    return False
+
+
 def with_shape(
     workflow_id: str,
     run_status: str,
@@ -254,9 +262,11 @@ def with_shape(
     shape: RunShape | None,
     ended: Mapping[str, Ended] | None = None,
     outcomes: Mapping[str, str] | None = None,
+    since: float | None = None,
 ) -> tuple[TaskState, ...]:
     """``tasks`` with ``shape``; ``ended`` tells the map children that ended, ``outcomes``
-    (an ended run's ``run.json``) may override their status."""
+    (an ended run's ``run.json``) may override their status. ``since``: when a live
+    run started (a map with a child that ended since is running)."""
     if shape is None or not shape:
         return tuple(tasks)
     ended = ended or {}
@@ -274,6 +284,10 @@ def with_shape(
             children=shape.children.get(task.key),
             child=f"{workflow_id}.{task.key}" if kind == "flow" else None,
         )
+        if shaped.status == "pending" and since is not None and _ran_since(task.key, ended, since):
+            # a child that ended in this run means its map runs: run.json's list
+            # of running tasks lags the records (it is rewritten once a second)
+            shaped = replace(shaped, status="running")
         shaped_tasks.append(shaped)
         for index in range(counts.get(task.key, 0)):
             key = child_key(task.key, index)

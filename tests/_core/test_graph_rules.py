@@ -119,6 +119,37 @@ async def test_a_live_run_shows_why_a_task_was_skipped(
         gate.set()
 
 
+async def test_a_map_whose_children_ended_reads_running_before_run_json_says_so(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs, "LIVE_EVERY", 1000.0)  # run.json stays as the run began
+    gate = anyio.Event()
+
+    @action
+    async def items() -> list[int]:
+        return list(range(4))
+
+    @action
+    async def convert(initial_context: Context) -> int:
+        if initial_context.storage >= 2:
+            await gate.wait()
+        return int(initial_context.storage)
+
+    flow = flow_of(storage)
+    flow.task.add(step=items, key="items")
+    flow.task.map(convert, over="items", key="convert")
+    async with anyio.create_task_group() as group:
+        group.start_soon(flow.start)
+        with anyio.fail_after(30):
+            while True:
+                await anyio.sleep(0.02)
+                state = await read_run(storage, "g")
+                if state is not None and state.children_done("convert") == (2, 2):
+                    break
+        assert {t.key: t.status for t in state.flow_tasks}["convert"] == "running"
+        gate.set()
+
+
 async def test_a_restored_task_is_skipped_without_a_reason(storage: Storage) -> None:
     @action
     async def one() -> int:
@@ -179,9 +210,8 @@ async def test_a_map_tries_every_child_after_a_failure_then_names_them(storage: 
 async def test_a_started_map_tries_its_children_when_another_task_fails(
     storage: Storage,
 ) -> None:
-    import anyio
-
     tried: list[int] = []
+    started = anyio.Event()
 
     @action
     async def items() -> list[int]:
@@ -189,13 +219,14 @@ async def test_a_started_map_tries_its_children_when_another_task_fails(
 
     @action
     async def slow(initial_context: Context) -> int:
+        started.set()
         await anyio.sleep(0.02)
         tried.append(initial_context.storage)
         return int(initial_context.storage)
 
     @action
     async def broken() -> None:
-        await anyio.sleep(0.01)
+        await started.wait()  # fails once the map has started
         raise RuntimeError("elsewhere")
 
     flow = flow_of(storage)
