@@ -9,7 +9,8 @@ from asyncflow.providers import Blob, Storage
 
 
 class CountingStorage:
-    """Records every key read and every listing (``children:`` marks ``list_children``)."""
+    """Records every key read and every listing (``children:`` marks ``list_children``,
+    ``versions:`` marks ``list_versions``)."""
 
     def __init__(self, inner: Storage) -> None:
         self.inner = inner
@@ -34,6 +35,11 @@ class CountingStorage:
         self.lists.append(prefix)
         async for key in self.inner.list(prefix):
             yield key
+
+    async def list_versions(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
+        self.lists.append(f"versions:{prefix}")
+        async for item in self.inner.list_versions(prefix):  # type: ignore[attr-defined]
+            yield item
 
     async def list_children(self, prefix: str) -> AsyncIterator[str]:
         self.lists.append(f"children:{prefix}")

@@ -51,6 +51,7 @@ from asyncflow._core.task import Task
 from asyncflow._kernel.capabilities import Capabilities
 from asyncflow._kernel.concurrency import run_all
 from asyncflow._kernel.lease import Lease
+from asyncflow._kernel.pack import PACK_MAX_BYTES
 from asyncflow._kernel.storage import Storage
 from asyncflow._kernel.writer import Ticket, WriterSession
 
@@ -80,6 +81,20 @@ class Committer:
         self._instant = opener() if opener is not None else None
         #: the storage's writer thread for this run (``StorageFile``), else None
         self.session: WriterSession | None = None
+        #: storage key -> bytes of each record known to have landed, for the run's
+        #: pack (``asyncflow._core.packing``); ``None`` when not packing, or past
+        #: ``PACK_MAX_BYTES``
+        self.landed: dict[str, bytes] | None = None
+        self._landed_bytes = 0
+
+    def keep(self, where: str, data: bytes) -> None:
+        """Remember a record that landed, for the pack; past the size limit, stop."""
+        landed = self.landed
+        if landed is not None:
+            landed[where] = data
+            self._landed_bytes += len(data)
+            if self._landed_bytes > PACK_MAX_BYTES:
+                self.landed = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -126,6 +141,8 @@ class Committer:
         else:
             with anyio.CancelScope(shield=True):
                 await self.storage.write(where, data)
+        if self.landed is not None:
+            self.keep(where, data)
         if self.bus.subscribers:
             self._written(task, where, data, clock, time.perf_counter())
 
@@ -163,7 +180,11 @@ class AsyncCommitter(Committer):
             self._landed(*entry)
 
     def _landed(self, ticket: Ticket, task: Task, where: str, data: bytes, clock: float) -> None:
-        if ticket.error is None and self.bus.subscribers:
+        if ticket.error is not None:
+            return
+        if self.landed is not None:
+            self.keep(where, data)
+        if self.bus.subscribers:
             self._written(task, where, data, clock, ticket.finished)
 
     @contextlib.asynccontextmanager
@@ -232,6 +253,8 @@ class AsyncCommitter(Committer):
             return
         finally:
             done.set()
+        if self.landed is not None:
+            self.keep(where, data)
         self._written(task, where, data, clock, time.perf_counter())
 
 
@@ -298,6 +321,8 @@ class BatchCommitter(Committer):
             return
         end = time.perf_counter()
         for task, where, data, slot in batch:
+            if self.landed is not None:
+                self.keep(where, data)
             if self.bus.subscribers:
                 self._written(task, where, data, clock, end)
             slot.event.set()

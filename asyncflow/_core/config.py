@@ -18,12 +18,16 @@ from asyncflow.providers.memory import StorageDefault
 if TYPE_CHECKING:
     from asyncflow._core.clock import Clock
 
-__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "Config"]
+__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "DEFAULT_PACK_MIN_RECORDS", "Config"]
 
 #: The default ``Config.max_output_bytes``: 64 MiB of encoded JSON. Every
 #: output restored by a resume is held in memory, and object stores take one
 #: request per record; larger data belongs in files or buckets of its own.
 DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+#: The default ``Config.pack_min_records``: below it a pack saves a resume
+#: little (a few reads in flight at once) and costs every run's end a listing
+#: and a write.
+DEFAULT_PACK_MIN_RECORDS = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +62,10 @@ class Config:
     wall clock; tests pass ``asyncflow.schedule.ManualClock``);
     ``signal_poll`` is how often (seconds) a run blocked on a signal re-reads
     storage for one sent from another process.
+    ``pack_min_records``: a run that ends with at least this many task
+    records packs them into ``{wf}/pack/tasks.pack``, so that a resume reads
+    one object instead of one per record (``None``: never pack; a storage
+    without ``list_versions`` never packs). The records stay where they are.
     """
 
     storage: Storage = field(default_factory=StorageDefault)
@@ -74,6 +82,7 @@ class Config:
     offload_over: int | None = None
     clock: Clock | None = None
     signal_poll: float = 1.0
+    pack_min_records: int | None = DEFAULT_PACK_MIN_RECORDS
 
     @property
     def retention_seconds(self) -> float | None:
@@ -120,6 +129,13 @@ class Config:
             )
         if self.retention is not None:
             parse_duration(self.retention)  # raises ConfigurationError if invalid
+        if self.pack_min_records is not None and (
+            type(self.pack_min_records) is not int or self.pack_min_records < 1
+        ):
+            raise ConfigurationError(
+                "Config pack_min_records must be an int >= 1 or None,"
+                f" got {self.pack_min_records!r}"
+            )
         if type(self.read_concurrency) is not int or self.read_concurrency < 1:
             raise ConfigurationError(
                 f"Config read_concurrency must be an int >= 1, got {self.read_concurrency!r}"

@@ -259,6 +259,7 @@ class _Graph:
                 serializers={runner.serializer.name: runner.serializer},
                 signing_key=runner.config.signing_key,
                 concurrency=runner.config.read_concurrency,
+                snapshot=runner.snapshot,
             )
         )
         del keys

@@ -17,6 +17,7 @@ import anyio
 
 from asyncflow._core.config import Config
 from asyncflow._core.index import write_manifest
+from asyncflow._core.packing import RunPack
 from asyncflow._core.records import clear_for_new_run, load_records
 from asyncflow._core.run_options import RunOptions
 from asyncflow._core.runs import RunRecorder, invalidate
@@ -66,11 +67,14 @@ async def prepare_run(
     queue: list[Task],
     options: RunOptions,
     recorder: RunRecorder,
+    pack: RunPack | None = None,
     parent: str | None = None,
 ) -> tuple[Manifest, dict[str, CheckpointRecord]]:
     """Read the manifest, apply the input-change policy, load what resume needs.
 
-    ``parent``: a child flow's parent workflow id, recorded in ``run.json``.
+    With ``pack``, a resume restores through its snapshot (the workflow's pack
+    where one listing proves it current, the records otherwise). ``parent``:
+    a child flow's parent workflow id, recorded in ``run.json``.
     """
     resume, policy = options.resume, options.on_input_change
     fingerprint, mode = options.fingerprint, options.mode
@@ -110,7 +114,9 @@ async def prepare_run(
                 reset = True
             else:
                 fingerprint = stored
+        snapshot = None
         if not reset:
+            snapshot = await pack.load() if pack is not None else None
             records = await load_records(
                 storage,
                 workflow_id,
@@ -118,9 +124,12 @@ async def prepare_run(
                 serializers={serializer.name: serializer},
                 signing_key=config.signing_key,
                 concurrency=config.read_concurrency,
+                snapshot=snapshot,
             )
         if options.rerun_from is not None:
-            await invalidate(storage, workflow_id, queue, options.rerun_from, mode, records)
+            await invalidate(
+                storage, workflow_id, queue, options.rerun_from, mode, records, snapshot
+            )
     else:
         await clear_for_new_run(storage, workflow_id)
     now = time.time()

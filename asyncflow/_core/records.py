@@ -17,9 +17,11 @@ from asyncflow._kernel.checkpoint import CheckpointRecord
 from asyncflow._kernel.codec import loads
 from asyncflow._kernel.concurrency import run_all
 from asyncflow._kernel.decoding import decode_record
+from asyncflow._kernel.errors import CheckpointCorrupt
 from asyncflow._kernel.layout import (
     is_own_key,
     manifest_key,
+    pack_key,
     signal_key,
     task_prefix,
     task_storage_key,
@@ -27,6 +29,7 @@ from asyncflow._kernel.layout import (
     workflow_keys,
 )
 from asyncflow._kernel.serializers import Serializer
+from asyncflow._kernel.snapshot import TaskSnapshot, read_tasks
 from asyncflow._kernel.storage import Storage
 
 __all__ = ["clear_for_new_run", "clear_workflow", "load_records", "rearm_waits"]
@@ -40,33 +43,56 @@ async def load_records(
     serializers: dict[str, Serializer],
     signing_key: bytes | None = None,
     concurrency: int = 32,
+    snapshot: TaskSnapshot | None = None,
 ) -> dict[str, CheckpointRecord]:
-    """All records of ``keys`` that exist: one listing, then bounded concurrent reads.
+    """All records of ``keys`` that exist, decoded and verified.
 
-    A storage that declares ``read_many`` (``StorageFile``: one thread hop
-    for many files) is asked for every wanted key, no listing: a missing
-    file costs one failed open, and a directory or a FIFO where a record
-    should be is refused by the read instead of being left out of a listing
-    as if there were no checkpoint.
+    With a ``snapshot`` that has tokens (``take_snapshot``), each record comes
+    from the pack while the snapshot's listing proves the packed copy
+    current, and from its own key otherwise (``read_tasks``). Without one:
+    one listing, then bounded concurrent reads; a storage that declares
+    ``read_many`` (``StorageFile``: one thread hop for many files) is asked
+    for every wanted key, no listing: a missing file costs one failed open,
+    and a directory or a FIFO where a record should be is refused by the
+    read instead of being left out of a listing as if there were no
+    checkpoint.
     """
     wanted = {task_storage_key(workflow_id, key): key for key in keys}
-    if Capabilities.of(storage).read_many is not None:
+    if snapshot is not None and snapshot.tokens is not None:
         names = list(wanted)
+        found = await read_tasks(storage, snapshot, names, concurrency=concurrency)
     else:
-        names = [name async for name in storage.list(task_prefix(workflow_id)) if name in wanted]
-    blobs = await read_many(storage, names, concurrency=concurrency)
+        if Capabilities.of(storage).read_many is not None:
+            names = list(wanted)
+        else:
+            prefix = task_prefix(workflow_id)
+            names = [name async for name in storage.list(prefix) if name in wanted]
+        found = [
+            None if blob is None else blob.data
+            for blob in await read_many(storage, names, concurrency=concurrency)
+        ]
     records: dict[str, CheckpointRecord] = {}
-    for where, blob in zip(names, blobs, strict=True):
-        if blob is not None:
+    for where, data in zip(names, found, strict=True):
+        if data is not None:
             key = wanted[where]
-            records[key] = decode_record(
-                blob.data,
-                where=where,
-                workflow_id=workflow_id,
-                key=key,
-                serializers=serializers,
-                signing_key=signing_key,
-            )
+            try:
+                records[key] = decode_record(
+                    data,
+                    where=where,
+                    workflow_id=workflow_id,
+                    key=key,
+                    serializers=serializers,
+                    signing_key=signing_key,
+                )
+            except CheckpointCorrupt as exc:
+                if snapshot is None or snapshot.packed(where) is None:
+                    raise
+                pack = pack_key(workflow_id)
+                raise CheckpointCorrupt(
+                    f"pack {pack}: its copy of {where} is bad ({exc}); delete the pack to"
+                    " resume from the task records themselves",
+                    key=pack,
+                ) from exc
     return await _resolve_blobs(storage, workflow_id, records, serializers, concurrency)
 
 
@@ -116,13 +142,13 @@ async def clear_workflow(storage: Storage, workflow_id: str, *, tasks_only: bool
     return len(names)
 
 
-_NEW_RUN_CLEARS = ("tasks/", "waits/", "signals/")
+_NEW_RUN_CLEARS = ("tasks/", "waits/", "signals/", "pack/")
 
 
 async def clear_for_new_run(storage: Storage, workflow_id: str) -> int:
     """What a fresh (non-resume) run deletes, found with one listing; returns how many.
 
-    The checkpoint records, armed waits and signals, then the blobs (after
+    The checkpoint records, their pack, armed waits and signals, then the blobs (after
     the records that use them, as in ``clear_workflow``). One listing of
     ``{workflow_id}/`` instead of one per folder: on an object store each
     listing is a round trip, and a workflow start paid four. The run history

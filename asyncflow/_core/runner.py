@@ -31,6 +31,7 @@ from asyncflow._kernel.checkpoint import (
 from asyncflow._kernel.errors import CheckpointMismatch, SerializationError, TaskTimeout
 from asyncflow._kernel.layout import task_prefix, task_storage_key
 from asyncflow._kernel.lease import Lease
+from asyncflow._kernel.snapshot import TaskSnapshot
 
 __all__ = ["CODE_CHANGE_POLICIES", "Runner", "call_callback"]
 
@@ -87,6 +88,9 @@ class Runner:
         self.serializer = config.serializer
         self.bus = bus
         self.records = records
+        #: the resume's snapshot (``asyncflow._kernel.snapshot``): a map's children
+        #: are restored through it too; ``None`` on a fresh run
+        self.snapshot: TaskSnapshot | None = None
         self.keep_going = keep_going
         self.halted = False
         self.on_wait = on_wait  # or "park": see asyncflow._core.waits

@@ -38,6 +38,7 @@ from asyncflow._kernel.errors import LeaseLost
 from asyncflow._kernel.layout import task_prefix, task_storage_key
 from asyncflow._kernel.manifest import Manifest
 from asyncflow._kernel.shape import RunShape, dependents, graph_edges
+from asyncflow._kernel.snapshot import TaskSnapshot
 from asyncflow._kernel.storage import Storage
 from asyncflow._kernel.summary import (
     ErrorInfo,
@@ -297,8 +298,13 @@ async def invalidate(
     key: str,
     mode: str,
     records: dict[str, CheckpointRecord],
+    snapshot: TaskSnapshot | None = None,
 ) -> list[str]:
-    """``rerun_from``: forget and delete the records of ``key`` and of what depends on it."""
+    """``rerun_from``: forget and delete the records of ``key`` and of what depends on it.
+
+    ``snapshot`` (the resume's, see ``asyncflow._kernel.snapshot``) forgets
+    them too: a deleted record never comes back from the pack.
+    """
     keys = [t.key for t in tasks]
     over = {t.key: t.over for t in tasks if t.over is not None}
     stale = dependents(
@@ -319,7 +325,10 @@ async def invalidate(
     with anyio.CancelScope(shield=True):
         for name in stale:
             records.pop(name, None)
-            await storage.delete(task_storage_key(workflow_id, name))
+            where = task_storage_key(workflow_id, name)
+            if snapshot is not None:
+                snapshot.forget([where])
+            await storage.delete(where)
         if maps:  # a map's children go with it
             prefix = task_prefix(workflow_id)
             for where in [n async for n in storage.list(prefix)]:
@@ -327,6 +336,8 @@ async def invalidate(
                 if map_child(child, maps) is not None:
                     records.pop(child, None)
                     consumed.add(child)
+                    if snapshot is not None:
+                        snapshot.forget([where])
                     await storage.delete(where)
         await rearm_waits(storage, workflow_id, is_stale, consumed)  # so a wait asks again
     return stale

@@ -19,6 +19,7 @@ from asyncflow._core.bus import EventBus
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
 from asyncflow._core.modes import MODES
+from asyncflow._core.packing import RunPack
 from asyncflow._core.prepare import prepare_run
 from asyncflow._core.run_options import RunOptions
 from asyncflow._core.runner import Runner
@@ -89,6 +90,7 @@ class RunSession:
         )
         self.manifest: Manifest | None = None
         self.runner: Runner | None = None
+        self.pack = RunPack(config, workflow_id)
 
     async def run(self) -> None:
         """Take the lease, then run every task under its heartbeat."""
@@ -100,7 +102,13 @@ class RunSession:
     async def _body(self) -> None:
         options = self.options
         self.manifest, records = await prepare_run(
-            self.config, self.workflow_id, self.tasks, options, self.recorder, self.parent
+            self.config,
+            self.workflow_id,
+            self.tasks,
+            options,
+            self.recorder,
+            self.pack,
+            self.parent,
         )
         runner = self.runner = Runner(
             workflow_id=self.workflow_id,
@@ -114,6 +122,8 @@ class RunSession:
             first_input=self.first_input,
             first_digest=self.first_digest,
         )
+        runner.snapshot = self.pack.snapshot
+        self.pack.watch(runner.committer)
         parent = PARENT.set(
             Parent(
                 config=self.config,
@@ -152,6 +162,8 @@ class RunSession:
                 waiting={key: spec.to_json() for key, spec in parked.items()},
                 due_at=due_at(parked.values()),
             )
+            if self.runner is not None:
+                await self.pack.end(self.recorder.run_id, status, self.runner.committer)
             await self.recorder.end(status, self.tasks, final)
         return status
 

@@ -9,7 +9,8 @@ workflow's lease so no runner is mid-run meanwhile; the next resume re-runs
 them. ``fork(storage, id, new_id, from_key=...)`` copies the checkpoints of
 the tasks that do *not* depend on ``from_key`` (all of them without it)
 into a new workflow, which a resume then continues: DBOS's fork, Inngest's
-rerun-from-step.
+rerun-from-step. Fork reads the source's records through its pack where the
+pack is current, and packs the copies for the new workflow's first resume.
 
 A record names its workflow and is checked on decode, so fork rewrites
 ``workflow_id`` in each copy, keeping the output's bytes (and so its digest)
@@ -25,7 +26,9 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from asyncflow._core.config import DEFAULT_PACK_MIN_RECORDS
 from asyncflow._core.index import write_manifest
+from asyncflow._core.packing import write_pack
 from asyncflow._core.records import rearm_waits
 from asyncflow._kernel.blobs import blob_prefix, collect_garbage
 from asyncflow._kernel.checkpoint import _SIG_PREFIX, sign, verify
@@ -37,6 +40,7 @@ from asyncflow._kernel.layout import is_own_key, manifest_key, task_prefix, task
 from asyncflow._kernel.lease import Lease
 from asyncflow._kernel.manifest import Manifest
 from asyncflow._kernel.shape import dependents, graph_edges
+from asyncflow._kernel.snapshot import TaskSnapshot, read_tasks, take_snapshot
 from asyncflow._kernel.storage import Storage
 from asyncflow._kernel.summary import RunSummary, new_run_id, run_summary_key
 from asyncflow.reading import map_child
@@ -133,6 +137,19 @@ async def reset(storage: Storage, workflow_id: str, from_key: str) -> list[str]:
     return stale
 
 
+async def _records(
+    storage: Storage, snapshot: TaskSnapshot, names: list[str]
+) -> list[bytes | None]:
+    """The source records: through the pack where it is current, else one read each."""
+    if snapshot.tokens is not None:
+        return await read_tasks(storage, snapshot, names, concurrency=16)
+    found: list[bytes | None] = []
+    for name in names:
+        blob = await storage.read(name)
+        found.append(None if blob is None else blob.data)
+    return found
+
+
 def _rewrite(data: bytes, where: str, source: str, target: str, signing_key: bytes | None) -> bytes:
     signed = data.startswith(_SIG_PREFIX)
     if signing_key is not None and not signed:
@@ -187,19 +204,27 @@ async def fork(
         prefix = task_prefix(workflow_id)
         maps = _maps(manifest)
         copied: list[str] = []
-        for name in [n async for n in storage.list(prefix)]:
+        snapshot = await take_snapshot(storage, workflow_id, signing_key=signing_key)
+        names = snapshot.tokens or [n async for n in storage.list(prefix)]
+        chosen: list[tuple[str, str]] = []
+        for name in sorted(names):
             key = name[len(prefix) : -len(".json")] if name.endswith(".json") else ""
             parent = _child_of(key, maps)
             if not key or "/" in key or key in skipped or parent in skipped:
                 continue
             if key not in manifest.tasks and parent is None:
                 continue
-            blob = await storage.read(name)
-            if blob is None:
+            chosen.append((name, key))
+        found = await _records(storage, snapshot, [name for name, _ in chosen])
+        landed: dict[str, bytes] = {}
+        for (name, key), data in zip(chosen, found, strict=True):
+            if data is None:
                 continue
-            data = _rewrite(blob.data, name, workflow_id, new_id, signing_key)
+            data = _rewrite(data, name, workflow_id, new_id, signing_key)
             lease.ensure()
-            await storage.write(task_storage_key(new_id, key), data)
+            where = task_storage_key(new_id, key)
+            await storage.write(where, data)
+            landed[where] = data
             copied.append(key)
         blobs = blob_prefix(workflow_id)
         for name in [n async for n in storage.list(blobs) if is_own_key(workflow_id, n)]:
@@ -209,6 +234,16 @@ async def fork(
         now = time.time()
         run_id = new_run_id(now)
         order = [key for key in manifest.tasks if key in copied]
+        await write_pack(
+            storage,
+            new_id,
+            run_id,
+            "forked",
+            landed=landed,
+            snapshot=None,
+            signing_key=signing_key,
+            min_records=DEFAULT_PACK_MIN_RECORDS,
+        )
         summary = RunSummary(
             workflow_id=new_id,
             run_id=run_id,

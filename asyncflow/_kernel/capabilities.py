@@ -46,11 +46,13 @@ __all__ = [
     "SupportsDeleteMany",
     "SupportsInstantWrite",
     "SupportsListChildren",
+    "SupportsListVersions",
     "SupportsReadMany",
     "SupportsTidy",
     "SupportsWriteMany",
     "delete_many",
     "list_children",
+    "list_versions",
     "read_many",
     "require_storage",
 ]
@@ -110,6 +112,22 @@ class SupportsListChildren(Protocol):
     def list_children(self, prefix: str) -> AsyncIterator[str]: ...
 
 
+class SupportsListVersions(Protocol):
+    """``list_versions(prefix)``: ``list`` with each key's version token, ``(key, token)``.
+
+    The same keys as ``list(prefix)``, in the same order, across all pages,
+    each with a token that a listing gives without reading the object (S3:
+    its ETag; GCS: its generation; files: inode, size and modification time).
+    Two listings give a key the same token only while it holds the same
+    bytes: any write of other bytes changes it. It need not be the
+    ``version`` that ``read`` gives. A resume trusts a record's copy in the
+    workflow's pack only while its token is the one the pack recorded
+    (DESIGN §15), so one listing replaces a read per record.
+    """
+
+    def list_versions(self, prefix: str) -> AsyncIterator[tuple[str, str]]: ...
+
+
 class SupportsTidy(Protocol):
     """``tidy(prefix)``: remove what deleted records left behind under ``prefix``.
 
@@ -146,7 +164,7 @@ class SupportsBackgroundWriter(Protocol):
     def background_writer(self) -> AbstractAsyncContextManager[WriterSession] | None: ...
 
 
-_PUBLIC = ("read_many", "write_many", "delete_many", "list_children", "tidy")
+_PUBLIC = ("read_many", "write_many", "delete_many", "list_children", "list_versions", "tidy")
 _ON_CLASS = ("instant_writer", "background_writer")
 
 
@@ -162,6 +180,7 @@ class Capabilities:
     write_many: Callable[[list[tuple[str, bytes]]], Awaitable[list[str]]] | None = None
     delete_many: Callable[[list[str]], Awaitable[None]] | None = None
     list_children: Callable[[str], AsyncIterator[str]] | None = None
+    list_versions: Callable[[str], AsyncIterator[tuple[str, str]]] | None = None
     tidy: Callable[[str], Awaitable[int]] | None = None
     instant_writer: Callable[[], Callable[[str, bytes], object] | None] | None = None
     background_writer: Callable[[], AbstractAsyncContextManager[WriterSession] | None] | None = None
@@ -279,3 +298,23 @@ async def list_children(storage: Storage, prefix: str) -> AsyncIterator[str]:
         if segment != last:
             last = segment
             yield segment
+
+
+async def list_versions(storage: Storage, prefix: str) -> dict[str, str] | None:
+    """Every key under ``prefix`` with its version token, or ``None`` without the capability.
+
+    ``None`` is the answer a caller must handle: without tokens nothing
+    proves that a packed copy is still its record, so every record is read.
+    """
+    own = Capabilities.of(storage).list_versions
+    if own is None:
+        return None
+    found: dict[str, str] = {}
+    async for key, token in own(prefix):
+        if not isinstance(key, str) or not isinstance(token, str) or not token:
+            raise StorageError(
+                f"{storage!r}.list_versions({prefix!r}) gave {(key, token)!r},"
+                " not a key and a non-empty token"
+            )
+        found[key] = token
+    return found

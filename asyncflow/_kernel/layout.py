@@ -9,6 +9,7 @@ Identical on every backend, relative to the backend's root (DESIGN §3)::
     {workflow_id}/signals/{name}.json   a signal sent to the workflow
     {workflow_id}/waits/{key}.json      the armed durable wait of task {key} (asyncflow._core.waits)
     {workflow_id}/blobs/{sha256 hex}    a large output, content-addressed
+    {workflow_id}/pack/tasks.pack       the task records of the last ended run, packed
 
 Everything that deletes (``clear``, ``prune``, retention, a fresh run) asks
 ``is_own_key`` first, so a file that merely sits beside the records (an
@@ -29,6 +30,7 @@ __all__ = [
     "lease_key",
     "manifest_key",
     "own_keys",
+    "pack_key",
     "run_summary_key",
     "signal_key",
     "signal_prefix",
@@ -48,7 +50,8 @@ _ID = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}"
 _KEY = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
 _OWN = re.compile(
     rf"(?:run\.json|lease\.json|tasks/(?P<task>{_KEY})\.json"
-    rf"|runs/{_ID}\.json|signals/{_ID}\.json|waits/{_KEY}\.json|blobs/[0-9a-f]{{64}})"
+    rf"|runs/{_ID}\.json|signals/{_ID}\.json|waits/{_KEY}\.json|blobs/[0-9a-f]{{64}}"
+    rf"|pack/{_ID}\.pack)"
 )
 _WORKFLOW = re.compile(_ID)
 
@@ -91,6 +94,11 @@ def wait_prefix(workflow_id: str) -> str:
 
 def blob_key(workflow_id: str, sha256: str) -> str:
     return f"{workflow_id}/blobs/{sha256}"
+
+
+def pack_key(workflow_id: str) -> str:
+    """The one pack of a workflow (``asyncflow._kernel.pack``): rewritten, never added to."""
+    return f"{workflow_id}/pack/tasks.pack"
 
 
 def _rest(workflow_id: str, key: str) -> str | None:

@@ -8,7 +8,8 @@ with an error naming the extra instead of a bare ``ModuleNotFoundError``.
 Beside ``Storage``, the optional capabilities a backend may declare
 (``SupportsReadMany`` ...), ``Capabilities.of(storage)`` that tells which
 one has, and the helpers that use a capability when it is there and the
-plain methods otherwise (``read_many``, ``delete_many``, ``list_children``);
+plain methods otherwise (``read_many``, ``delete_many``, ``list_children``,
+``list_versions``);
 see ``docs/storage.md``.
 """
 
@@ -20,11 +21,13 @@ from asyncflow._kernel.capabilities import (
     Capabilities,
     SupportsDeleteMany,
     SupportsListChildren,
+    SupportsListVersions,
     SupportsReadMany,
     SupportsTidy,
     SupportsWriteMany,
     delete_many,
     list_children,
+    list_versions,
     read_many,
 )
 from asyncflow._kernel.public import publish
@@ -46,11 +49,13 @@ __all__ = [
     "StorageS3",
     "SupportsDeleteMany",
     "SupportsListChildren",
+    "SupportsListVersions",
     "SupportsReadMany",
     "SupportsTidy",
     "SupportsWriteMany",
     "delete_many",
     "list_children",
+    "list_versions",
     "read_many",
     "storage_from_url",
 ]

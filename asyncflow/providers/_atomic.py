@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
+import time
 
 from asyncflow._kernel.errors import StorageError
 from asyncflow.providers._fs import (
@@ -34,6 +35,8 @@ def stage(parent: int, name: str, data: bytes, *, durable: bool, fsync: bool = T
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            stamp = time.time_ns()  # the nanosecond: what tells this write's listing token apart
+            os.utime(fd, ns=(stamp, stamp))
             if durable and fsync:
                 os.fsync(fd)
         finally:

@@ -31,6 +31,7 @@ __all__ = [
     "flush_filesystem",
     "fsync_dir",
     "has_syncfs",
+    "listing_token",
     "open_dir",
     "read_at",
     "storage_error",
@@ -40,6 +41,17 @@ __all__ = [
 
 def version(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def listing_token(info: os.stat_result) -> str:
+    """What a listing tells of a file's version: its inode, size and modification time.
+
+    A write replaces the file by a new inode (temp file and rename) whose
+    modification time the writer sets to the nanosecond (``_atomic.stage``),
+    so another write gives another token, even one of bytes of the same
+    length, however soon after.
+    """
+    return f"{info.st_ino:x}.{info.st_size:x}.{info.st_mtime_ns:x}"
 
 
 _READ_CHUNK = 1 << 16
@@ -189,14 +201,33 @@ class Root:
         sockets included: a record path taken by one of them must be read,
         and refused, not skipped as if there were no checkpoint.
         """
+        for key, _ in self._entries(fd, rel, path, versions=False):
+            yield key
+
+    def walk_versions(self, fd: int, rel: str, path: str) -> Iterator[tuple[str, str]]:
+        """``walk`` with each key's listing token (``listing_token``), one ``lstat`` each."""
+        return self._entries(fd, rel, path, versions=True)
+
+    def _entries(
+        self, fd: int, rel: str, path: str, *, versions: bool
+    ) -> Iterator[tuple[str, str]]:
         lead = f"{rel}/" if rel else ""
+        found: builtins.list[tuple[str, bool, str]] = []
         with os.scandir(fd) as scan:
-            entries = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan]
-        for name, is_dir in entries:
-            if name.startswith("."):
-                continue
+            for entry in scan:
+                if entry.name.startswith("."):
+                    continue
+                is_dir = entry.is_dir(follow_symlinks=False)
+                token = ""
+                if versions and not is_dir:
+                    try:
+                        token = listing_token(entry.stat(follow_symlinks=False))
+                    except FileNotFoundError:
+                        continue  # deleted since the scan
+                found.append((entry.name, is_dir, token))
+        for name, is_dir, token in found:
             if not is_dir:
-                yield lead + name
+                yield lead + name, token
                 continue
             child_path = os.path.join(path, name)
             try:
@@ -204,7 +235,7 @@ class Root:
             except FileNotFoundError:
                 continue  # deleted since the scan
             try:
-                yield from self.walk(child, lead + name, child_path)
+                yield from self._entries(child, lead + name, child_path, versions=versions)
             finally:
                 os.close(child)
 

@@ -233,11 +233,21 @@ class StorageFile(ClosingStorage):
             os.close(parent)
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
-        keys = await anyio.to_thread.run_sync(self._list_sync, prefix)
-        for key in keys:
+        keys = await anyio.to_thread.run_sync(self._list_sync, prefix, False)
+        for key, _ in keys:
             yield key
 
-    def _list_sync(self, prefix: str) -> builtins.list[str]:
+    async def list_versions(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
+        """``list`` with each file's listing token (the ``list_versions`` capability).
+
+        One ``lstat`` per file, no read: inode, size and the modification
+        time that every write sets to the nanosecond (``_fs.listing_token``).
+        """
+        found = await anyio.to_thread.run_sync(self._list_sync, prefix, True)
+        for item in found:
+            yield item
+
+    def _list_sync(self, prefix: str, versions: bool) -> builtins.list[tuple[str, str]]:
         head = prefix.rpartition("/")[0]
         base = self._file(head) if head else self._root.path
         try:
@@ -250,7 +260,11 @@ class StorageFile(ClosingStorage):
                     raise
                 return []  # a record's name used as a directory: nothing under it
             try:
-                found = sorted(k for k in self._root.walk(fd, head, base) if k.startswith(prefix))
+                if versions:
+                    entries = self._root.walk_versions(fd, head, base)
+                else:
+                    entries = ((key, "") for key in self._root.walk(fd, head, base))
+                found = sorted(item for item in entries if item[0].startswith(prefix))
             finally:
                 os.close(fd)
         except OSError as exc:

@@ -20,6 +20,7 @@ preconditions on; fake-gcs-server ignores them on simple media uploads.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -320,64 +321,62 @@ class StorageGCS(ClosingStorage):
         Every page is fetched before the first key is yielded, so a failure
         on a later page can never pass for a short listing.
         """
-        full_prefix = self.prefix + _check_list_prefix(prefix)
-        client = await self.client()
-        names: list[str] = []
-        token = ""
-        try:
-            while True:
-                params = {
-                    "prefix": full_prefix,
-                    "maxResults": str(self.page_size),
-                    "fields": "items(name),nextPageToken",
-                }
-                if token:
-                    params["pageToken"] = token
-                page = await self._retrying(
-                    functools.partial(
-                        client.list_objects, self.bucket, params=params, timeout=self._sdk_timeout
-                    )
-                )
-                names.extend(item["name"][len(self.prefix) :] for item in page.get("items", ()))
-                token = page.get("nextPageToken") or ""
-                if not token:
-                    break
-        except Exception as exc:
-            raise self._error("list", full_prefix + "*", exc) from exc
-        names.sort()
-        for name in names:
+        for name, _ in await self._listed(prefix, "items(name),nextPageToken"):
             yield name
+
+    async def list_versions(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
+        """``list`` with each object's generation, from the same pages (``list_versions``)."""
+        for item in await self._listed(prefix, "items(name,generation),nextPageToken"):
+            yield item
+
+    async def _listed(self, prefix: str, fields: str) -> builtins.list[tuple[str, str]]:
+        full_prefix = self.prefix + _check_list_prefix(prefix)
+        skip = len(self.prefix)
+        found: builtins.list[tuple[str, str]] = []
+        async for page in self._pages("list", {"prefix": full_prefix, "fields": fields}):
+            found.extend(
+                (item["name"][skip:], str(item.get("generation", "")))
+                for item in page.get("items", ())
+            )
+        found.sort()
+        return found
 
     async def list_children(self, prefix: str) -> AsyncIterator[str]:
         """The next path segments under ``prefix``: a listing with ``delimiter=/``."""
         full_prefix = self.prefix + _check_list_prefix(check_children_prefix(prefix))
-        client = await self.client()
         found: set[str] = set()
-        token = ""
-        try:
-            while True:
-                params = {
-                    "prefix": full_prefix,
-                    "delimiter": "/",
-                    "maxResults": str(self.page_size),
-                    "fields": "items(name),prefixes,nextPageToken",
-                }
-                if token:
-                    params["pageToken"] = token
-                page = await self._retrying(
-                    functools.partial(
-                        client.list_objects, self.bucket, params=params, timeout=self._sdk_timeout
-                    )
-                )
-                found.update(p[len(full_prefix) :] for p in page.get("prefixes", ()))
-                found.update(item["name"][len(full_prefix) :] for item in page.get("items", ()))
-                token = page.get("nextPageToken") or ""
-                if not token:
-                    break
-        except Exception as exc:
-            raise self._error("list", full_prefix + "*", exc) from exc
+        params = {
+            "prefix": full_prefix,
+            "delimiter": "/",
+            "fields": "items(name),prefixes,nextPageToken",
+        }
+        async for page in self._pages("list", params):
+            found.update(p[len(full_prefix) :] for p in page.get("prefixes", ()))
+            found.update(item["name"][len(full_prefix) :] for item in page.get("items", ()))
         for segment in sorted(found):
             yield segment
+
+    async def _pages(self, op: str, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        """Every page of one listing, in order; a failure on any page raises ``StorageError``."""
+        client = await self.client()
+        token = ""
+        where = params["prefix"] + "*"
+        while True:
+            asked = {**params, "maxResults": str(self.page_size)}
+            if token:
+                asked["pageToken"] = token
+            try:
+                page = await self._retrying(
+                    functools.partial(
+                        client.list_objects, self.bucket, params=asked, timeout=self._sdk_timeout
+                    )
+                )
+            except Exception as exc:
+                raise self._error(op, where, exc) from exc
+            yield page
+            token = page.get("nextPageToken") or ""
+            if not token:
+                return
 
     # -- retries and errors -------------------------------------------------
 

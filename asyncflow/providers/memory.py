@@ -85,6 +85,12 @@ class StorageDefault(ClosingStorage):
         for key in sorted(k for k in self._data if k.startswith(prefix)):
             yield key
 
+    async def list_versions(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
+        """``list`` with each key's version (the ``list_versions`` capability)."""
+        found = sorted((k, v[1]) for k, v in self._data.items() if k.startswith(prefix))
+        for item in found:
+            yield item
+
     async def list_children(self, prefix: str) -> AsyncIterator[str]:
         check_children_prefix(prefix)
         segments = set()

@@ -20,6 +20,7 @@ ETag. See ``docs/storage.md`` for which server answer maps to which error.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import random
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -30,7 +31,6 @@ from asyncflow._kernel.errors import (
     ConfigurationError,
     PreconditionFailed,
     StorageError,
-    StorageUnavailable,
 )
 from asyncflow._kernel.ids import validate_storage_key
 from asyncflow._kernel.storage import Blob, ClosingStorage, check_children_prefix
@@ -43,15 +43,20 @@ try:
     from botocore.exceptions import (  # type: ignore[import-untyped]
         BotoCoreError,
         ClientError,
-        NoCredentialsError,
-        ParamValidationError,
-        PartialCredentialsError,
     )
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         f"StorageS3 needs aiobotocore, which is not installed ({exc}); "
         "install it with: pip install 'asyncflow-durable[s3]'"
     ) from exc
+
+from asyncflow.providers._s3_errors import (
+    MISSING_KEY_CODES,
+    PRECONDITION_CODES,
+    code_of,
+    status_of,
+    translate,
+)
 
 __all__ = ["StorageS3"]
 
@@ -63,35 +68,6 @@ MAX_POOL_CONNECTIONS = 64
 #: Attempts at a GetObject whose body is cut off or stalls mid-read (botocore
 #: retries only up to the response headers).
 _BODY_ATTEMPTS = 3
-
-#: Error codes meaning "the condition did not hold"; 412 is the standard
-#: answer, real S3 may answer 409 ConditionalRequestConflict when two
-#: conditional writes to one key overlap.
-_PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
-_MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-_THROTTLE_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequests",
-        "ServiceUnavailable",
-        "InternalError",
-        "RequestTimeout",
-    }
-)
-_AUTH_CODES = frozenset(
-    {
-        "AccessDenied",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "InvalidToken",
-        "TokenRefreshRequired",
-        "AllAccessDisabled",
-    }
-)
 
 
 def _default_config() -> Any:
@@ -242,8 +218,8 @@ class StorageS3(ClosingStorage):
             try:
                 response = await client.get_object(Bucket=self.bucket, Key=full)
             except ClientError as exc:
-                if _code(exc) in _MISSING_KEY_CODES or (
-                    _status(exc) == 404 and _code(exc) != "NoSuchBucket"
+                if code_of(exc) in MISSING_KEY_CODES or (
+                    status_of(exc) == 404 and code_of(exc) != "NoSuchBucket"
                 ):
                     return None
                 raise self._error("read", full, exc) from exc
@@ -320,11 +296,11 @@ class StorageS3(ClosingStorage):
         try:
             await client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
-            if _status(exc) == 404 or _code(exc) in ("NoSuchBucket", "404"):
+            if status_of(exc) == 404 or code_of(exc) in ("NoSuchBucket", "404"):
                 raise StorageError(
                     f"S3 {op} {self._where(full_key)} failed: bucket {self.bucket!r} does not exist"
                 ) from exc
-            if _status(exc) != 403:  # no ListBucket right is fine: the 412 stands
+            if status_of(exc) != 403:  # no ListBucket right is fine: the 412 stands
                 raise self._error(op, full_key, exc) from exc
         except Exception as exc:
             raise self._error(op, full_key, exc) from exc
@@ -342,14 +318,14 @@ class StorageS3(ClosingStorage):
         return None
 
     def _is_precondition(self, exc: Any, compare_and_swap: bool) -> bool:
-        code, status = _code(exc), _status(exc)
-        if code in _PRECONDITION_CODES or status in (412, 409):
+        code, status = code_of(exc), status_of(exc)
+        if code in PRECONDITION_CODES or status in (412, 409):
             return True
         # Some servers answer If-Match on a missing key with 404.
         return (
             compare_and_swap
             and code != "NoSuchBucket"
-            and (code in _MISSING_KEY_CODES or status == 404)
+            and (code in MISSING_KEY_CODES or status == 404)
         )
 
     async def delete(self, key: str) -> None:
@@ -358,7 +334,7 @@ class StorageS3(ClosingStorage):
         try:
             await client.delete_object(Bucket=self.bucket, Key=full)
         except ClientError as exc:
-            if _code(exc) in _MISSING_KEY_CODES:
+            if code_of(exc) in MISSING_KEY_CODES:
                 return
             raise self._error("delete", full, exc) from exc
         except Exception as exc:
@@ -401,18 +377,30 @@ class StorageS3(ClosingStorage):
         listing order; a failure on any page raises before anything is
         yielded, so a caller never acts on a silently truncated listing.
         """
+        for key, _ in await self._listed(prefix):
+            yield key
+
+    async def list_versions(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
+        """``list`` with each key's ETag, from the same pages (``list_versions``)."""
+        for item in await self._listed(prefix):
+            yield item
+
+    async def _listed(self, prefix: str) -> builtins.list[tuple[str, str]]:
         full_prefix = self.prefix + _check_list_prefix(prefix)
         client = await self.client()
-        keys: list[str] = []
+        found: builtins.list[tuple[str, str]] = []
+        skip = len(self.prefix)
         try:
             paginator = client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
-                keys.extend(item["Key"][len(self.prefix) :] for item in page.get("Contents", ()))
+                found.extend(
+                    (item["Key"][skip:], str(item.get("ETag", "")))
+                    for item in page.get("Contents", ())
+                )
         except Exception as exc:
             raise self._error("list", full_prefix + "*", exc) from exc
-        keys.sort()
-        for key in keys:
-            yield key
+        found.sort()
+        return found
 
     async def list_children(self, prefix: str) -> AsyncIterator[str]:
         """The next path segments under ``prefix``: ListObjectsV2 with ``Delimiter="/"``."""
@@ -433,58 +421,8 @@ class StorageS3(ClosingStorage):
         for segment in sorted(found):
             yield segment
 
-    # -- errors -------------------------------------------------------------
-
     def _error(self, op: str, full_key: str, exc: Exception) -> AsyncflowError:
-        """Translate an SDK exception into asyncflow's error tree.
-
-        The message names the operation, bucket and key, the service's code
-        and message; never credentials (botocore does not put them in its
-        messages, and nothing of the client configuration is added here).
-        """
-        where = self._where(full_key)
-        if isinstance(exc, StorageError):
-            return exc
-        if isinstance(exc, ClientError):
-            code, status = _code(exc), _status(exc)
-            detail = f"{code} (HTTP {status}): {_message(exc)}"
-            if code == "NoSuchBucket":
-                return StorageError(
-                    f"S3 {op} {where} failed: bucket {self.bucket!r} does not exist"
-                )
-            if code in _THROTTLE_CODES or status == 429 or (status is not None and status >= 500):
-                return StorageUnavailable(f"S3 {op} {where} failed after retries: {detail}")
-            if code in _AUTH_CODES or status in (401, 403):
-                return StorageError(
-                    f"S3 {op} {where} was refused: {detail}; check the credentials "
-                    "and the bucket policy"
-                )
-            return StorageError(f"S3 {op} {where} failed: {detail}")
-        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-            return StorageError(
-                f"S3 {op} {where}: no usable AWS credentials were found "
-                "(environment, ~/.aws, SSO or instance role)"
-            )
-        if isinstance(exc, ParamValidationError):
-            return ConfigurationError(f"S3 {op} {where}: invalid request: {exc}")
-        if isinstance(exc, (BotoCoreError, aiohttp.ClientError, OSError, asyncio.TimeoutError)):
-            return StorageUnavailable(
-                f"S3 {op} {where} failed: cannot reach the server: {type(exc).__name__}: {exc}"
-            )
-        return StorageError(f"S3 {op} {where} failed: {type(exc).__name__}: {exc}")
+        return translate(op, self._where(full_key), self.bucket, exc)
 
     def __repr__(self) -> str:
         return f"StorageS3(bucket={self.bucket!r}, prefix={self.prefix!r})"
-
-
-def _code(exc: Any) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: Any) -> int | None:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return int(status) if status is not None else None
-
-
-def _message(exc: Any) -> str:
-    return str(exc.response.get("Error", {}).get("Message", "")) or "no message"

@@ -22,6 +22,7 @@ from asyncflow._kernel.decoding import decode_record
 from asyncflow._kernel.errors import CheckpointCorrupt
 from asyncflow._kernel.layout import task_prefix
 from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.snapshot import add_pack, read_tasks, take_snapshot
 from asyncflow._kernel.storage import Storage
 from asyncflow.reading._keys import record_keys
 from asyncflow.reading._progress import Finished
@@ -38,6 +39,8 @@ __all__ = [
 
 #: Records read at once.
 CONCURRENCY = 32
+#: Up to this many records to read, they are read from their keys, not the pack.
+_FEW = 8
 
 
 class _Opaque:
@@ -165,30 +168,42 @@ async def read_ended(
     skip: Container[str] = (),
 ) -> tuple[dict[str, Finished], dict[str, str], dict[str, bool]]:
     """Every task record as a ``completed`` entry: one listing, then the records not
-    ``known`` yet and not in ``skip`` (the keys the progress index already tells).
+    ``known`` yet and not in ``skip`` (the keys the progress index already tells),
+    from the workflow's pack where the listing proves its copy current
+    (``asyncflow._kernel.snapshot``; a torn or altered pack is
+    ``CheckpointCorrupt`` naming it), from their own keys otherwise.
 
     ``known`` is updated in place: records gone from the listing leave it.
     Also returns each record that could not be parsed (key: why) and, for
     each record read now, whether it is signed.
     """
-    found = record_keys(
-        workflow_id, [name async for name in storage.list(task_prefix(workflow_id))]
-    )
+    snapshot = await take_snapshot(storage, workflow_id, signing_key=None, with_pack=False)
+    listed = snapshot.tokens
+    if listed is None:
+        listed = {name: "" async for name in storage.list(task_prefix(workflow_id))}
+    found = record_keys(workflow_id, listed)
     records = {} if known is None else known
     for gone in [key for key in records if key not in found]:
         del records[gone]
     problems: dict[str, str] = {}
     signed: dict[str, bool] = {}
     wanted = [(key, name) for key, name in found.items() if key not in records and key not in skip]
-    blobs = await read_many(storage, [name for _, name in wanted], concurrency=CONCURRENCY)
-    for (key, name), blob in zip(wanted, blobs, strict=True):
-        if blob is None:
+    names = [name for _, name in wanted]
+    if snapshot.tokens is not None:
+        if len(names) > _FEW:  # a few records cost less than the pack
+            await add_pack(storage, snapshot, signing_key=None, check_signature=False)
+        datas = await read_tasks(storage, snapshot, names, concurrency=CONCURRENCY)
+    else:
+        blobs = await read_many(storage, names, concurrency=CONCURRENCY)
+        datas = [None if blob is None else blob.data for blob in blobs]
+    for (key, name), data in zip(wanted, datas, strict=True):
+        if data is None:
             continue
         try:
-            times = record_times(blob.data, name, workflow_id, key)
+            times = record_times(data, name, workflow_id, key)
         except CheckpointCorrupt as exc:
             problems[key] = str(exc)
             continue
         records[key] = ended_from_record(key, times)
-        signed[key] = blob.data.startswith(SIG_PREFIX)
+        signed[key] = data.startswith(SIG_PREFIX)
     return records, problems, signed

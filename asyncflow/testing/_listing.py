@@ -1,5 +1,6 @@
 """The checks of listing: ``list`` sorted across pages and mid-segment prefixes,
-``list_children`` (the backend's own when declared, else derived from ``list``).
+``list_children`` (the backend's own when declared, else derived from ``list``),
+``list_versions`` (when declared: the keys of ``list`` with tokens that tell writes apart).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from asyncflow.testing._support import (
 
 __all__ = [
     "check_list_children",
+    "check_list_versions",
     "check_listing",
     "check_many_keys",
 ]
@@ -127,4 +129,71 @@ async def check_many_keys(storage: Storage, options: ConformanceOptions) -> None
         found = await listed(storage, f"{ns}/")
         expect(len(found) == len(keys), f"listed {len(found)} of {len(keys)} keys")
         expect(found == keys, "listing differs from what was written (order or content)")
+        own = Capabilities.of(storage).list_versions
+        if own is not None:
+            versioned = [key async for key, _ in own(f"{ns}/")]
+            expect(versioned == keys, f"list_versions listed {len(versioned)} of {len(keys)} keys")
     expect(await listed(storage, f"{ns}/") == [], "keys survived their deletion")
+
+
+async def _versions(storage: Storage, prefix: str) -> list[tuple[str, str]]:
+    own = Capabilities.of(storage).list_versions
+    if own is None:
+        raise ConfigurationError(f"{storage!r} does not declare list_versions: nothing to check")
+    found = [item async for item in own(prefix)]
+    for item in found:
+        expect(
+            isinstance(item, tuple) and len(item) == 2,
+            f"list_versions must yield (key, token) pairs, got {item!r}",
+        )
+        key, token = item
+        expect(isinstance(token, str) and token, f"list_versions gave {key} the token {token!r}")
+    return found
+
+
+async def check_list_versions(storage: Storage, options: ConformanceOptions) -> None:
+    """``list_versions(prefix)`` yields the keys ``list`` yields, in its order,
+    each with a non-empty token; two listings agree while nothing is written;
+    a write of other bytes (of the same length too, at once, twice) changes a
+    key's token and leaves the others'; a deleted key is gone. A pack is
+    trusted only while its records' tokens are the ones it recorded, so a
+    token that stayed put across a write would restore a stale record."""
+    ns = namespace()
+    keys = [f"{ns}/wf/tasks/a.json", f"{ns}/wf/tasks/b.json", f"{ns}/wf/tasks/b2.json"]
+    other = f"{ns}/wf-2/run.json"
+    async with cleaned_up(storage, [*keys, other]):
+        for key in [*keys, other]:
+            await storage.write(key, b"one")
+        for prefix in (f"{ns}/", f"{ns}/wf/", f"{ns}/wf/tasks/b", f"{ns}/wf", f"{ns}/none/"):
+            plain = await listed(storage, prefix)
+            versioned = await _versions(storage, prefix)
+            expect(
+                [key for key, _ in versioned] == plain,
+                f"list_versions({prefix!r}) gave {[k for k, _ in versioned]}, list gave {plain}",
+            )
+        first = dict(await _versions(storage, f"{ns}/"))
+        again = dict(await _versions(storage, f"{ns}/"))
+        expect(first == again, f"two listings without a write disagree: {first} {again}")
+        a, b, b2 = keys
+        seen = [first[a]]
+        for data in (b"two", b"six"):  # same length, back to back
+            await storage.write(a, data)
+            now = dict(await _versions(storage, f"{ns}/"))
+            expect(
+                now[a] != seen[-1], f"{a}: rewritten with other bytes, its token stayed {now[a]!r}"
+            )
+            seen.append(now[a])
+            for key in (b, b2, other):
+                expect(now[key] == first[key], f"{key}: a write of {a} changed its token")
+        await storage.delete(b)
+        after = dict(await _versions(storage, f"{ns}/"))
+        expect(b not in after, f"list_versions still yields the deleted {b}")
+        expect(after[b2] == first[b2], f"{b2}: deleting {b} changed its token")
+        whole = await _versions(storage, "")
+        expect([k for k, _ in whole] == sorted(k for k, _ in whole), "list_versions('') unsorted")
+        for hostile in ("../", "/", "/etc/", "a//", "..\\"):
+            try:
+                found = await _versions(storage, hostile)
+            except ConfigurationError:
+                continue
+            expect(found == [], f"list_versions({hostile!r}) yielded {found[:5]}")

@@ -8,7 +8,7 @@ hold. They need nothing but anyio, so they run under pytest, unittest or a
 plain script, on asyncio or trio.
 
 The checks of an optional capability (``read_many``, ``write_many``,
-``delete_many``, ``tidy``, ...) run only on a backend that declares it
+``delete_many``, ``list_versions``, ``tidy``, ...) run only on a backend that declares it
 (``REQUIRES`` names which check needs which), and then as strictly as the
 rest: a backend that declares one and gets it wrong fails.
 
@@ -56,7 +56,12 @@ from asyncflow.testing._conditional import (
     check_if_absent,
     check_if_version,
 )
-from asyncflow.testing._listing import check_list_children, check_listing, check_many_keys
+from asyncflow.testing._listing import (
+    check_list_children,
+    check_list_versions,
+    check_listing,
+    check_many_keys,
+)
 from asyncflow.testing._records import (
     check_delete,
     check_hostile_keys,
@@ -85,6 +90,7 @@ __all__ = [
     "check_if_version",
     "check_instant_writer",
     "check_list_children",
+    "check_list_versions",
     "check_listing",
     "check_many_keys",
     "check_missing_key",
@@ -113,6 +119,7 @@ CHECKS: dict[str, Check] = {
         check_concurrent_if_version,
         check_listing,
         check_list_children,
+        check_list_versions,
         check_many_keys,
         check_delete,
         check_hostile_keys,
@@ -127,6 +134,7 @@ CHECKS: dict[str, Check] = {
 
 #: The checks of an optional capability: check name -> the capability it needs.
 REQUIRES: dict[str, str] = {
+    "list_versions": "list_versions",
     "read_many": "read_many",
     "write_many": "write_many",
     "delete_many": "delete_many",
@@ -225,6 +233,9 @@ class StorageConformance:
 
     async def test_list_children(self, storage: Storage) -> None:
         await self._check("list_children", storage)
+
+    async def test_list_versions(self, storage: Storage) -> None:
+        await self._check("list_versions", storage)
 
     async def test_many_keys(self, storage: Storage) -> None:
         await self._check("many_keys", storage)

@@ -162,6 +162,7 @@ async def test_a_capability_check_refuses_a_backend_without_it(check: str) -> No
 
     class Bare(StorageDefault):
         instant_writer = None  # type: ignore[assignment]
+        list_versions = None  # type: ignore[assignment]
 
     with pytest.raises(ConfigurationError, match=f"does not declare {REQUIRES[check]}"):
         await CHECKS[check](Bare(), ConformanceOptions())
@@ -274,6 +275,30 @@ class _ChildrenUnsorted(StorageDefault):
             yield segment
 
 
+class _VersionsBySize(StorageDefault):
+    """A token a listing could give cheaply, but one that a same-size rewrite keeps."""
+
+    async def list_versions(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
+        async for key in self.list(prefix):
+            yield key, str(len(self._data[key][0]))
+
+
+class _VersionsMissAKey(StorageDefault):
+    async def list_versions(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
+        found = [item async for item in super().list_versions(prefix)]
+        for item in found[1:]:
+            yield item
+
+
+class _VersionsUnchecked(StorageDefault):
+    async def list_versions(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
+        for key in sorted(self._data):
+            if key.startswith(prefix):
+                yield key, self._data[key][1]
+        if prefix.startswith(("/", "..")):
+            yield "escaped", "1"
+
+
 class _InstantWriterAwaits(StorageDefault):
     def instant_writer(self) -> Any:
         async def put(key: str, data: bytes) -> str:
@@ -321,6 +346,9 @@ class _BackgroundWriterReorders(_Complete):
     ("broken", "check"),
     [
         (_BackgroundWriterReorders, "background_writer"),
+        (_VersionsBySize, "list_versions"),
+        (_VersionsMissAKey, "list_versions"),
+        (_VersionsUnchecked, "list_versions"),
         (_ReadManyReordered, "read_many"),
         (_ReadManyMissingIsEmpty, "read_many"),
         (_ReadManyUnvalidated, "read_many"),
