@@ -162,21 +162,24 @@ def test_an_impossible_wake_time_read_back_is_shown_invalid(place: Place) -> Non
 
 
 def test_a_live_map_shows_its_childrens_progress(place: Place) -> None:
-    child = spawn(place, "conv-1", "map:12:0.4", "block")
+    child = spawn(place, "conv-1", "map:20:0.5", "block")
     try:
         deadline = time.monotonic() + 60
         seen = ""
         while child.poll() is None:
             live = status(place, "conv-1")
+            if "no workflow conv-1" in live.stderr:  # not started yet
+                time.sleep(0.1)
+                continue
             assert live.returncode == 0, live.stderr
             row = next((ln for ln in live.stdout.splitlines() if " convert " in ln), "")
-            if "running (" in row and "/12 children)" in row and "(12/12" not in row:
+            if "running (" in row and "/20 children)" in row and "(20/20" not in row:
                 seen = row
                 break
             assert time.monotonic() < deadline, live.stdout
             time.sleep(0.2)
         assert "running" in seen, seen
-        assert "/12 children)" in seen, seen
+        assert "/20 children)" in seen, seen
         out, err = child.communicate(timeout=60)
         assert child.returncode == 0, err
         assert "status completed" in out
