@@ -6,7 +6,7 @@ from typing import Any
 from asyncflow import wait
 from asyncflow._core.action import Action, action
 from asyncflow._core.clearing import Cleared, clear
-from asyncflow._core.config import Config
+from asyncflow._core.config import DEFAULT_MAX_OUTPUT_BYTES, Config
 from asyncflow._core.context import Context
 from asyncflow._core.flow import AsyncFlow, Mode
 from asyncflow._core.retention import Pruned, prune
@@ -74,17 +74,32 @@ __all__ = [
 ]
 
 
-async def signal(storage: Storage, workflow_id: str, name: str, payload: Any = None) -> None:
+async def signal(
+    storage: Storage,
+    workflow_id: str,
+    name: str,
+    payload: Any = None,
+    *,
+    before_start: bool = False,
+    max_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
+) -> None:
     """Send the signal ``name`` (with a JSON payload) to ``workflow_id``, exactly once.
 
     Stored at ``{workflow_id}/signals/{name}.json`` with a conditional
-    create: a second send of the same name raises ``PreconditionFailed``; a
-    bad id or name raises ``ConfigurationError`` and a payload JSON cannot
-    carry ``SerializationError``. A run blocked on it in this process wakes
-    at once, one elsewhere at its next poll (``Config.signal_poll``), a
-    parked one when a worker or ``start(resume=True)`` resumes it.
+    create: a second send of the same name raises ``PreconditionFailed``. A
+    bad id or name, a workflow that does not exist (unless
+    ``before_start=True``: the signal is then kept by the workflow's first
+    start, fresh or not) or a completed run raise ``ConfigurationError``; a
+    payload JSON cannot carry, or over ``max_bytes`` encoded (a flow's
+    ``Config.max_output_bytes``, 64 MiB by default), ``SerializationError``.
+    Nothing is written then. A run blocked on it in this process wakes at
+    once, one elsewhere at its next poll (``Config.signal_poll``), a parked
+    one when a worker or ``start(resume=True)`` resumes it. A signal sent
+    after a wait's deadline does not complete it: the wait times out.
     """
-    await send_signal(storage, workflow_id, name, payload)
+    await send_signal(
+        storage, workflow_id, name, payload, before_start=before_start, max_bytes=max_bytes
+    )
 
 
 logging.getLogger("asyncflow").addHandler(logging.NullHandler())

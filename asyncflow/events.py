@@ -66,7 +66,8 @@ class TaskStarted(TaskEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskSkipped(TaskEvent):
-    """The task was restored from its checkpoint; ``reason`` says why it did not run."""
+    """The task did not run; ``reason`` says why: ``"checkpoint"`` (restored from it) or
+    ``"upstream failed"`` (graph mode: a task it depends on failed)."""
 
     reason: str
 

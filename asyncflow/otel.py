@@ -210,7 +210,10 @@ class _Tracer:
         elif isinstance(event, events.TaskSkipped):
             span = self._step_span(event)
             span.set_attributes(
-                {"asyncflow.skipped_from_checkpoint": True, "asyncflow.skip.reason": event.reason}
+                {
+                    "asyncflow.skipped_from_checkpoint": event.reason == "checkpoint",
+                    "asyncflow.skip.reason": event.reason,
+                }
             )
             span.set_status(Status(StatusCode.OK))
             self._end_step(event)

@@ -91,7 +91,7 @@ def test_signal_refuses_bad_input(setup: tuple[Path, str, Path]) -> None:
     code, _, err = invoke("signal", "../wf", "go", "--storage", url)
     assert code == 2
     assert "workflow id" in err
-    assert invoke("signal", "wf", "go", "--storage", url)[0] == 0
-    code, _, err = invoke("signal", "wf", "go", "--storage", url)
+    assert invoke("signal", "wf", "go", "--before-start", "--storage", url)[0] == 0
+    code, _, err = invoke("signal", "wf", "go", "--before-start", "--storage", url)
     assert code == 1
     assert "already sent to workflow wf" in err

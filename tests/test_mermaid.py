@@ -120,13 +120,13 @@ A -->|completed| C
 C -->|completed| D
 B -->|failed| D
 A -->|completed| E
-D -->|not run| F((stop))
-E -->|cancelled| F
+D -->|skipped| F((stop))
+E -->|completed| F
 style A fill:#4caf50,color:#fff
 style B fill:#f44336,color:#fff
 style C fill:#4caf50,color:#fff
 style D fill:#9e9e9e,color:#fff
-style E fill:#9e9e9e,color:#fff
+style E fill:#4caf50,color:#fff
 """
 
 

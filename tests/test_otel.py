@@ -301,3 +301,27 @@ async def test_map_children_get_their_own_spans_under_the_workflow(telemetry: Te
         assert span.parent is not None
         assert span.parent.span_id == workflow.context.span_id
         assert span.end_time is not None
+
+
+async def test_a_task_skipped_upstream_failed_is_not_from_a_checkpoint(
+    telemetry: Telemetry,
+) -> None:
+    from asyncflow import Context
+
+    @action
+    async def load() -> None:
+        raise RuntimeError("down")
+
+    @action
+    async def enrich(previous_context: Context) -> Any:
+        return previous_context.storage
+
+    flow = AsyncFlow(workflow_id="upstream")
+    flow.task.add(step=load, key="load")
+    flow.task.add(step=enrich, key="enrich", depends_on="load")
+    async with instrument(flow, **telemetry.providers):
+        await flow.start(keep_going=True)
+    [span] = [s for s in telemetry.spans() if s.name.endswith(".enrich")]
+    attributes = dict(span.attributes or {})
+    assert attributes["asyncflow.skipped_from_checkpoint"] is False
+    assert attributes["asyncflow.skip.reason"] == "upstream failed"

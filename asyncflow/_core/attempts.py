@@ -23,6 +23,7 @@ from asyncflow._core.bus import EventBus
 from asyncflow._core.context import Context
 from asyncflow._core.failures import carry_fields
 from asyncflow._core.task import Task, TaskStatus
+from asyncflow._core.waits import WaitParked
 from asyncflow._kernel.errors import TaskTimeout
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ async def run_attempts(
                 output = await action.func(**kwargs)
             else:
                 output = await _attempt(task, action, kwargs, stragglers, executor, workflow_id)
+        except WaitParked:  # a child flow parked: the step parks, it did not fail
+            raise
         except Exception as exc:
             task.errors.append(exc)
             if attempt == action.attempts:

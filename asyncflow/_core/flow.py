@@ -16,7 +16,7 @@ from asyncflow._core.background import Detached
 from asyncflow._core.bus import EventBus, EventStream
 from asyncflow._core.config import Config
 from asyncflow._core.context import Context
-from asyncflow._core.run_options import RunOptions, check_options
+from asyncflow._core.run_options import RunOptions, check_options, infer_mode
 from asyncflow._core.runner import call_callback
 from asyncflow._core.runs import report_unhandled
 from asyncflow._core.session import RunSession
@@ -83,11 +83,13 @@ class AsyncFlow:
         self._background: Detached | None = None
         #: What the first tasks receive as ``previous_context`` (``copy(input=...)``).
         self._input: Context | None = None
+        #: A child flow's parent workflow id, recorded in its ``run.json``.
+        self._parent: str | None = None
         self.run_id: str | None = None
 
     async def start(
         self,
-        mode: Mode = "sequential",
+        mode: Mode | None = None,
         *,
         resume: bool = False,
         keep_going: bool = False,
@@ -123,9 +125,13 @@ class AsyncFlow:
         step whose code changed does: ``"reuse"`` (default, with a WARNING),
         ``"rerun"`` or ``"raise"``. Each start is a run with a new
         ``flow.run_id`` and a summary in ``{workflow_id}/runs/``.
+
+        Without ``mode``, a flow with ``depends_on`` or ``task.map`` runs as
+        ``"graph"``, any other as ``"sequential"`` (as ``asyncflow run`` does).
         """
+        chosen = infer_mode(self.task.queue) if mode is None else mode
         options = RunOptions(
-            mode=mode,
+            mode=chosen,
             resume=resume,
             keep_going=keep_going,
             on_success=on_success,
@@ -140,7 +146,7 @@ class AsyncFlow:
             on_code_change=on_code_change,
         )
         self._begin(options)
-        if mode == "background":
+        if chosen == "background":
 
             async def job() -> None:
                 await self._run(options)
@@ -178,6 +184,7 @@ class AsyncFlow:
             options=options,
             first_input=self._input,
             first_digest=self._input_digest(),
+            parent=self._parent,
         )
         raised: BaseException | None = None
         try:

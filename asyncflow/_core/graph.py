@@ -2,10 +2,17 @@
 
 The graph is checked before anything runs (unknown keys, cycles, graph-only
 features in another mode are ``ConfigurationError``). The scheduler keeps
-three outcomes of a task apart: COMPLETED releases its dependents, FAILED
-halts the run (or, with ``keep_going``, releases its dependents without its
-output), and anything else (a cancelled task, or a wait that parked) simply
-never releases them.
+three outcomes of a task apart: COMPLETED releases its dependents; FAILED
+skips them, and theirs, with the reason ``"upstream failed"`` (they never
+run, whatever ``keep_going`` says: a step given ``None`` for a failed input
+only fails again, further from the cause) and halts the run unless
+``keep_going``; anything else (a cancelled task, or a wait that parked)
+simply never releases them.
+
+A map tries every child, even after one failed (the items are independent,
+and a user fixing bad items wants them all in one run), then fails naming
+how many failed and the first; a child that parks at a durable wait parks
+the map.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from asyncflow._core.context import Context
 from asyncflow._core.records import load_records
 from asyncflow._core.runner import Runner, call_callback
 from asyncflow._core.task import Task, TaskStatus
+from asyncflow._kernel.checkpoint import encode_output
 from asyncflow._kernel.concurrency import run_all
 from asyncflow._kernel.errors import (
     CheckpointMismatch,
@@ -33,7 +41,10 @@ from asyncflow._kernel.errors import (
 from asyncflow._kernel.layout import task_storage_key
 from asyncflow.reading import child_key, map_child
 
-__all__ = ["check_graph", "run_graph"]
+__all__ = ["UPSTREAM_FAILED", "check_graph", "run_graph"]
+
+#: Why a task of a graph whose dependency failed never ran.
+UPSTREAM_FAILED = "upstream failed"
 
 #: Unbounded maps start this many children between turns of the loop.
 _SPAWN_BATCH = 64
@@ -151,13 +162,30 @@ class _Graph:
 
     def settle(self, task: Task) -> None:
         status = task.status
-        if status is TaskStatus.COMPLETED or (
-            status is TaskStatus.FAILED and self.runner.keep_going
-        ):
+        if status is TaskStatus.COMPLETED:
             for dependent in self.dependents.get(task.key, ()):
                 self.waiting[dependent.key] -= 1
                 if self.waiting[dependent.key] == 0:
                     self.ready.append(dependent)
+        elif status is TaskStatus.FAILED:
+            self.skip_dependents(task)
+
+    def skip_dependents(self, failed: Task) -> None:
+        """Every task downstream of ``failed`` ends skipped, "upstream failed"; none runs."""
+        runner = self.runner
+        pending = list(self.dependents.get(failed.key, ()))
+        while pending:
+            task = pending.pop()
+            if task.skip_reason is not None or task.status is not TaskStatus.NOT_STARTED:
+                continue
+            task.skip_reason = UPSTREAM_FAILED
+            self.waiting[task.key] = -1  # never ready, whatever else completes
+            runner.finished.append(task)
+            if runner.bus.subscribers:
+                runner.bus.task_event(
+                    events.TaskSkipped, runner.workflow_id, task, reason=UPSTREAM_FAILED
+                )
+            pending.extend(self.dependents.get(task.key, ()))
 
     def inputs(self, task: Task) -> tuple[Context, str | None]:
         """What ``task`` receives: one dependency's output, or ``{key: output}`` of several."""
@@ -237,6 +265,7 @@ class _Graph:
         del keys
         outputs: list[Any] = [None] * count
         failed: list[Task] = []
+        parked: list[Task] = []
         taken = 0  # children handed to a worker so far
         receives = "initial_context" in task.step.params or task.step.is_class
         started = time.time()
@@ -247,7 +276,7 @@ class _Graph:
 
         async def worker() -> None:
             nonlocal taken
-            while taken < count and not runner.halted:
+            while taken < count:  # every child is tried, even once the run halted
                 index = taken
                 taken += 1
                 key = child_key(task.key, index)
@@ -261,11 +290,13 @@ class _Graph:
                     workflow_id=runner.workflow_id,
                     empty=self.empty,
                 )
-                child_digest = _combine([f"{digest}", str(index)]) if receives else None
+                child_digest = self.item_digest(key, items[index], digest, index, receives)
                 ok = await runner.step(child, self.empty, child_digest)
                 runner.records.pop(key, None)
                 if ok:
                     outputs[index] = child.current_context.storage
+                elif child.status is TaskStatus.WAITING:
+                    parked.append(child)
                 else:
                     failed.append(child)
 
@@ -276,7 +307,7 @@ class _Graph:
 
             def workers() -> Iterator[Callable[[], Awaitable[None]]]:
                 for _ in range(count):  # never more workers than children left
-                    if taken >= count or runner.halted:
+                    if taken >= count:
                         return
                     yield worker
 
@@ -291,10 +322,27 @@ class _Graph:
             )
             self.fail(task, error, cause=first.error)
             return
-        if runner.halted:  # another task failed: the children left never started
-            task.status = TaskStatus.CANCELLED
+        if parked:  # the children at a wait are in ``runner.parked``: the run parks
+            task.status = TaskStatus.WAITING
             return
         await self.complete(task, outputs, digest, started, clock)
+
+    def item_digest(
+        self, key: str, item: Any, over: str | None, index: int, receives: bool
+    ) -> str | None:
+        """A child's input digest: its own item's, so only children whose item changed re-run.
+
+        A record made before (its digest was the over task's output and the
+        index) holds for the same item too: that output and index are the item.
+        """
+        if not receives:
+            return None
+        runner = self.runner
+        record = runner.records.get(key)
+        legacy = _combine([f"{over}", str(index)])
+        if record is not None and record.input_digest == legacy:
+            return legacy
+        return encode_output(runner.serializer, item, key).digest
 
     async def complete(
         self, task: Task, output: list[Any], digest: str | None, started: float, clock: float

@@ -68,11 +68,13 @@ async def prepare_run(
     options: RunOptions,
     recorder: RunRecorder,
     pack: RunPack | None = None,
+    parent: str | None = None,
 ) -> tuple[Manifest, dict[str, CheckpointRecord]]:
     """Read the manifest, apply the input-change policy, load what resume needs.
 
     With ``pack``, a resume restores through its snapshot (the workflow's pack
-    where one listing proves it current, the records otherwise).
+    where one listing proves it current, the records otherwise). ``parent``:
+    a child flow's parent workflow id, recorded in ``run.json``.
     """
     resume, policy = options.resume, options.on_input_change
     fingerprint, mode = options.fingerprint, options.mode
@@ -149,6 +151,7 @@ async def prepare_run(
         host=recorder.host,
         pid=recorder.pid,
         started_at=recorder.started_at,
+        parent=parent,
     )
     with anyio.CancelScope(shield=True):
         if storage.persistent:

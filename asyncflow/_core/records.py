@@ -1,5 +1,7 @@
 """A workflow's records in bulk: load the ones a run needs, clear the ones it owns.
 
+A reset also forgets the armed waits of the tasks it re-runs (``rearm_waits``).
+
 Loading reads many keys at once (``read_many`` where the backend has it,
 bounded concurrency otherwise) because resume cost is round trips on object
 stores; clearing asks ``layout.is_own_key`` before every delete.
@@ -7,10 +9,12 @@ stores; clearing asks ``layout.is_own_key`` before every delete.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from asyncflow._kernel.capabilities import Capabilities, delete_many, read_many
 from asyncflow._kernel.checkpoint import CheckpointRecord
+from asyncflow._kernel.codec import loads
 from asyncflow._kernel.concurrency import run_all
 from asyncflow._kernel.decoding import decode_record
 from asyncflow._kernel.errors import CheckpointCorrupt
@@ -18,15 +22,17 @@ from asyncflow._kernel.layout import (
     is_own_key,
     manifest_key,
     pack_key,
+    signal_key,
     task_prefix,
     task_storage_key,
+    wait_prefix,
     workflow_keys,
 )
 from asyncflow._kernel.serializers import Serializer
 from asyncflow._kernel.snapshot import TaskSnapshot, read_tasks
 from asyncflow._kernel.storage import Storage
 
-__all__ = ["clear_for_new_run", "clear_workflow", "load_records"]
+__all__ = ["clear_for_new_run", "clear_workflow", "load_records", "rearm_waits"]
 
 
 async def load_records(
@@ -147,10 +153,56 @@ async def clear_for_new_run(storage: Storage, workflow_id: str) -> int:
     ``{workflow_id}/`` instead of one per folder: on an object store each
     listing is a round trip, and a workflow start paid four. The run history
     (``runs/``), ``run.json`` and the lease are listed but never touched.
+
+    A workflow's first start (no ``run.json`` yet) keeps its signals: they
+    were sent for it (``signal(..., before_start=True)``), not left by an
+    earlier execution.
     """
     prefix = f"{workflow_id}/"
     names = [name async for name in storage.list(prefix) if is_own_key(workflow_id, name)]
     blobs = f"{prefix}blobs/"
-    await delete_many(storage, [n for n in names if n[len(prefix) :].startswith(_NEW_RUN_CLEARS)])
+    first = manifest_key(workflow_id) not in names
+    clears = _NEW_RUN_CLEARS[:2] if first else _NEW_RUN_CLEARS
+    await delete_many(storage, [n for n in names if n[len(prefix) :].startswith(clears)])
     await delete_many(storage, [n for n in names if n.startswith(blobs)])
-    return sum(1 for n in names if n[len(prefix) :].startswith((*_NEW_RUN_CLEARS, "blobs/")))
+    return sum(1 for n in names if n[len(prefix) :].startswith((*clears, "blobs/")))
+
+
+async def rearm_waits(
+    storage: Storage, workflow_id: str, stale: Callable[[str], bool], consumed: set[str]
+) -> list[str]:
+    """Forget the armed waits of the keys ``stale`` accepts (``reset --from``, ``rerun_from``).
+
+    The next run arms them anew (a sleep counts from then; a signal wait's
+    deadline too), and the signal a wait in ``consumed`` (its task had
+    completed) took is deleted, so the run asks again instead of completing
+    at once with the old payload. Returns the keys re-armed.
+    """
+    prefix = wait_prefix(workflow_id)
+    rearmed = []
+    for name in [n async for n in storage.list(prefix) if is_own_key(workflow_id, n)]:
+        key = name[len(prefix) : -len(".json")]
+        if not stale(key):
+            continue
+        if key in consumed:
+            blob = await storage.read(name)
+            raw = _loads_or_none(blob.data if blob is not None else None)
+            spec = raw.get("wait") if isinstance(raw, dict) else None
+            if isinstance(spec, dict) and spec.get("kind") == "signal":
+                signal_name = spec.get("signal")
+                if isinstance(signal_name, str):
+                    where = signal_key(workflow_id, signal_name)
+                    if is_own_key(workflow_id, where):
+                        await storage.delete(where)
+        await storage.delete(name)
+        rearmed.append(key)
+    return rearmed
+
+
+def _loads_or_none(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    try:
+        return loads(data)
+    except ValueError:
+        return None  # a corrupt arming is deleted all the same: it is armed anew

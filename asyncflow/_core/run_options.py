@@ -18,10 +18,15 @@ from asyncflow._core.task import Task
 from asyncflow._kernel.errors import ConfigurationError
 from asyncflow._kernel.shape import close_matches
 
-__all__ = ["RunOptions", "check_options"]
+__all__ = ["RunOptions", "check_options", "infer_mode"]
 
 _POLICIES = ("reuse", "reset", "raise")
 _ON_WAIT = ("block", "park")
+
+
+def infer_mode(tasks: Sequence[Task]) -> str:
+    """The mode of a ``start()`` that names none: ``graph`` for a flow with a graph."""
+    return "graph" if any(t.depends_on or t.kind == "map" for t in tasks) else "sequential"
 
 
 @dataclass(frozen=True, slots=True)

@@ -257,6 +257,8 @@ class Runner:
                     self.bus.task_event(events.TaskStarted, self.workflow_id, task, attempt=1)
                 try:
                     output = await action.func(**kwargs)
+                except WaitParked:  # a child flow parked: so does this step
+                    raise
                 except Exception as exc:
                     task.errors.append(exc)
                     self._fail(task, exc, None)
@@ -306,7 +308,7 @@ class Runner:
             done = time.time()
         except WaitParked as parked:
             task.status = TaskStatus.WAITING
-            self.parked[task.key] = parked.spec
+            self.parked.update(parked.entries(task.key))
             return
         except anyio.get_cancelled_exc_class():
             task.status = TaskStatus.CANCELLED

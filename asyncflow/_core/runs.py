@@ -30,6 +30,7 @@ import anyio
 from asyncflow._core.index import write_manifest
 from asyncflow._core.loud import log_loudly
 from asyncflow._core.progress import ProgressIndex
+from asyncflow._core.records import rearm_waits
 from asyncflow._core.task import TaskStatus
 from asyncflow._kernel.checkpoint import CheckpointRecord
 from asyncflow._kernel.concurrency import run_beside
@@ -75,6 +76,11 @@ def _interrupted(tasks: Sequence[Task]) -> tuple[str, ...]:
         for t in tasks
         if t.status in (TaskStatus.IN_PROGRESS, TaskStatus.RETRY, TaskStatus.CANCELLED)
     )
+
+
+def _children(tasks: Sequence[Task]) -> dict[str, int]:
+    """Each map's number of children once it expanded: a reader shows a live map's progress."""
+    return {t.key: t.children for t in tasks if t.children is not None}
 
 
 def _running(tasks: Sequence[Task]) -> tuple[str, ...]:
@@ -143,6 +149,7 @@ class RunRecorder:
             status=status,
             outcomes={t.key: t.outcome for t in tasks},
             errors={t.key: _error_line(t.error) for t in failed},
+            skipped={t.key: t.skip_reason for t in tasks if t.skip_reason is not None},
             running=(),
             interrupted=summary.interrupted,
             progress=None,
@@ -235,7 +242,12 @@ class RunRecorder:
                     return  # the heartbeat stops the run; nothing more to show
             clock = anyio.current_time()
             try:
-                live = manifest.replace(running=running, progress=progress.to_json())
+                live = manifest.replace(
+                    running=running,
+                    progress=progress.to_json(),
+                    children=_children(tasks),
+                    skipped={t.key: t.skip_reason for t in tasks if t.skip_reason is not None},
+                )
                 await write_manifest(self.storage, live, previous=manifest)
             except Exception as exc:  # progress is advisory; the run goes on
                 logger.warning(
@@ -304,6 +316,12 @@ async def invalidate(
     )
     logger.info("%s: rerun_from %s re-runs %s", workflow_id, key, ", ".join(stale))
     maps = {t.key for t in tasks if t.kind == "map" and t.key in stale}
+    stale_set = set(stale)
+
+    def is_stale(name: str) -> bool:
+        return name in stale_set or map_child(name, maps) is not None
+
+    consumed = {name for name in stale if name in records}
     with anyio.CancelScope(shield=True):
         for name in stale:
             records.pop(name, None)
@@ -317,7 +335,9 @@ async def invalidate(
                 child = where[len(prefix) : -len(".json")]
                 if map_child(child, maps) is not None:
                     records.pop(child, None)
+                    consumed.add(child)
                     if snapshot is not None:
                         snapshot.forget([where])
                     await storage.delete(where)
+        await rearm_waits(storage, workflow_id, is_stale, consumed)  # so a wait asks again
     return stale

@@ -24,7 +24,7 @@ from asyncflow._core.prepare import prepare_run
 from asyncflow._core.run_options import RunOptions
 from asyncflow._core.runner import Runner
 from asyncflow._core.runs import RunRecorder
-from asyncflow._core.subflow import PARENT, Parent
+from asyncflow._core.subflow import PARENT, Parent, check_children
 from asyncflow._core.task import Task, TaskStatus
 from asyncflow._core.waits import due_at
 from asyncflow._kernel.blobs import collect_garbage
@@ -67,6 +67,7 @@ class RunSession:
         options: RunOptions,
         first_input: Context | None,
         first_digest: str | None,
+        parent: str | None = None,
     ) -> None:
         self.workflow_id = workflow_id
         self.config = config
@@ -75,6 +76,7 @@ class RunSession:
         self.options = options
         self.first_input = first_input
         self.first_digest = first_digest
+        self.parent = parent
         self.lease = Lease(
             config.storage, workflow_id, ttl=config.lease_ttl, renew_every=config.lease_renew_every
         )
@@ -92,13 +94,21 @@ class RunSession:
 
     async def run(self) -> None:
         """Take the lease, then run every task under its heartbeat."""
+        if any(task.kind == "flow" for task in self.tasks):
+            await check_children(self.config.storage, self.workflow_id, self.tasks)
         await self.lease.acquire(self.options.wait_for_lease)
         await _with_heartbeat(self.lease, self._body)
 
     async def _body(self) -> None:
         options = self.options
         self.manifest, records = await prepare_run(
-            self.config, self.workflow_id, self.tasks, options, self.recorder, self.pack
+            self.config,
+            self.workflow_id,
+            self.tasks,
+            options,
+            self.recorder,
+            self.pack,
+            self.parent,
         )
         runner = self.runner = Runner(
             workflow_id=self.workflow_id,
@@ -120,6 +130,7 @@ class RunSession:
                 workflow_id=self.workflow_id,
                 resume=options.resume,
                 max_concurrency=options.max_concurrency,
+                on_wait=options.on_wait,
             )
         )
 

@@ -29,6 +29,7 @@ from dataclasses import replace
 from asyncflow._core.config import DEFAULT_PACK_MIN_RECORDS
 from asyncflow._core.index import write_manifest
 from asyncflow._core.packing import write_pack
+from asyncflow._core.records import rearm_waits
 from asyncflow._kernel.blobs import blob_prefix, collect_garbage
 from asyncflow._kernel.checkpoint import _SIG_PREFIX, sign, verify
 from asyncflow._kernel.codec import dumps, loads
@@ -87,7 +88,9 @@ async def reset(storage: Storage, workflow_id: str, from_key: str) -> list[str]:
     the run as ``reset`` (its old ``completed``/``failed``/... no longer
     says what a resume will do), except a ``waiting`` run: it stays
     ``waiting``, parked on the same armed waits, so a worker still resumes it
-    when it is due (and then re-runs the reset tasks).
+    when it is due (and then re-runs the reset tasks). A durable wait among
+    the reset tasks is re-armed, and the signal it consumed is discarded:
+    the re-run waits and asks again.
     """
     validate_id(workflow_id, "workflow_id")
     manifest = await _manifest(storage, workflow_id)
@@ -98,22 +101,32 @@ async def reset(storage: Storage, workflow_id: str, from_key: str) -> list[str]:
         manifest = await _manifest(storage, workflow_id)  # a run may have ended meanwhile
         maps = _maps(manifest)
         prefix = task_prefix(workflow_id)
+
+        def is_stale(key: str) -> bool:
+            return key in stale or _child_of(key, maps) in stale
+
+        deleted: set[str] = set()
         for name in [n async for n in storage.list(prefix)]:
             key = name[len(prefix) : -len(".json")] if name.endswith(".json") else ""
-            if key in stale or _child_of(key, maps) in stale:
+            if is_stale(key):
                 await storage.delete(name)
+                deleted.add(key)
+        await rearm_waits(storage, workflow_id, is_stale, deleted)  # so a wait asks again
         await collect_garbage(storage, workflow_id)  # blobs only the deleted records used
         outcomes = dict(manifest.outcomes)
         errors = dict(manifest.errors)
+        skipped = dict(manifest.skipped)
         for key in stale:
             if key in outcomes:
                 outcomes[key] = "not run"
             errors.pop(key, None)
+            skipped.pop(key, None)
         status = "waiting" if manifest.status == "waiting" else RESET
         reset_run = manifest.replace(
             status=status,
             outcomes=outcomes,
             errors=errors,
+            skipped=skipped,
             running=(),
             interrupted=manifest.interrupted if status == "waiting" else (),
             progress=None,
@@ -251,6 +264,7 @@ async def fork(
             status="forked",
             outcomes={key: ("completed" if key in copied else "not run") for key in manifest.tasks},
             errors={},
+            skipped={},
             run_id=run_id,
             running=(),
             interrupted=(),
@@ -259,6 +273,7 @@ async def fork(
             started_at=now,
             created_at=now,
             updated_at=now,
+            parent=None,  # a fork is no child of its source's parent
         )
         await write_manifest(storage, forked)
     finally:

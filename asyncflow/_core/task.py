@@ -96,6 +96,7 @@ class Task:
         "over",
         "previous_context",
         "restored",
+        "skip_reason",
         "started",
         "status",
         "step",
@@ -153,6 +154,8 @@ class Task:
         self.finished: float | None = None
         self.duration = 0.0
         self.restored = False
+        #: Why a task that never ran was skipped (graph mode: ``"upstream failed"``).
+        self.skip_reason: str | None = None
         self.digest: str | None = None
         #: A map's number of children once ``over`` expanded (None before).
         self.children: int | None = None
@@ -169,8 +172,9 @@ class Task:
     @property
     def outcome(self) -> Outcome:
         """What happened to this task in the run that just ended, in the words storage keeps
-        (``run.json``, run summaries, ``asyncflow status``): ``skipped`` is restored."""
-        if self.restored:
+        (``run.json``, run summaries, ``asyncflow status``): ``skipped`` is restored,
+        or never run for ``skip_reason`` (a dependency failed)."""
+        if self.restored or self.skip_reason is not None:
             return "skipped"
         status = self.status
         if status is TaskStatus.COMPLETED:

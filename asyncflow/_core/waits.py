@@ -43,7 +43,10 @@ from asyncflow._kernel.errors import (
     TaskTimeout,
 )
 from asyncflow._kernel.ids import validate_id
-from asyncflow._kernel.layout import is_own_key, signal_prefix, wait_key, wait_prefix
+from asyncflow._kernel.layout import (
+    wait_key,
+)
+from asyncflow._kernel.moments import LATEST_TEXT, is_moment
 from asyncflow._kernel.storage import Storage
 
 if TYPE_CHECKING:
@@ -57,7 +60,6 @@ __all__ = [
     "WaitParked",
     "WaitSpec",
     "arm",
-    "clear_waits",
     "due_at",
     "run_wait",
     "signal",
@@ -83,19 +85,24 @@ class WaitSpec:
     wake_at: float | None = None
     signal: str | None = None
     deadline: float | None = None
+    #: The workflow whose signal this waits for, when not the run's own (a child flow's).
+    workflow: str | None = None
 
     @property
     def due_at(self) -> float | None:
         return self.wake_at if self.kind == "sleep" else self.deadline
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        raw: dict[str, Any] = {
             "kind": self.kind,
             "armed_at": self.armed_at,
             "wake_at": self.wake_at,
             "signal": self.signal,
             "deadline": self.deadline,
         }
+        if self.workflow is not None:
+            raw["workflow"] = self.workflow
+        return raw
 
     @classmethod
     def from_json(cls, raw: Any, where: str) -> WaitSpec:
@@ -109,11 +116,14 @@ class WaitSpec:
                 wake_at=_optional_number(raw.get("wake_at"), "wake_at"),
                 signal=raw.get("signal"),
                 deadline=_optional_number(raw.get("deadline"), "deadline"),
+                workflow=raw.get("workflow"),
             )
             if kind == "sleep" and spec.wake_at is None:
                 raise ValueError("a sleep without 'wake_at'")
             if kind == "signal":
                 validate_id(spec.signal, "signal name")
+            if spec.workflow is not None:
+                validate_id(spec.workflow, "workflow")
         except (ValueError, TypeError) as exc:  # ConfigurationError is a ValueError
             raise CheckpointCorrupt(f"{where} is not a valid wait: {exc}", key=where) from exc
         return spec
@@ -122,6 +132,8 @@ class WaitSpec:
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"field {name!r} is missing or not a finite number")
+    if not is_moment(value):
+        raise ValueError(f"field {name!r} is {value!r}, not a time before {LATEST_TEXT}")
     return float(value)
 
 
@@ -145,11 +157,23 @@ class NotParked(Exception):
 
 
 class WaitParked(Exception):
-    """Raised inside the runner when a wait is not due and the run parks."""
+    """Raised inside the runner when a wait is not due and the run parks.
 
-    def __init__(self, spec: WaitSpec) -> None:
-        super().__init__(spec.kind)
+    A child flow that parked raises it with the child's waits (``inner``,
+    by the child's keys): the parent's step parks on all of them.
+    """
+
+    def __init__(self, spec: WaitSpec | None, *, inner: dict[str, WaitSpec] | None = None) -> None:
+        super().__init__(spec.kind if spec is not None else "child flow")
         self.spec = spec
+        self.inner = inner
+
+    def entries(self, key: str) -> dict[str, WaitSpec]:
+        """What ``run.json`` records of this park under task ``key``."""
+        if self.inner is None:
+            assert self.spec is not None
+            return {key: self.spec}
+        return {f"{key}/{inner}": spec for inner, spec in self.inner.items()}
 
 
 async def _called_outside_a_flow(**_: Any) -> Any:
@@ -182,12 +206,19 @@ class WaitAction(Action):
         """What this wait waits for, were it armed at ``now``."""
         if self.kind == "signal":
             deadline = None if self.wait_timeout is None else now + self.wait_timeout
+            _real(deadline, f"{self.name}: its deadline")
             return WaitSpec("signal", now, signal=self.signal, deadline=deadline)
         wake = self.until.timestamp() if self.until is not None else now + (self.seconds or 0.0)
+        _real(wake, f"{self.name}: its wake time")
         return WaitSpec("sleep", now, wake_at=wake)
 
     def __repr__(self) -> str:
         return f"<wait {self.name}>"
+
+
+#: The longest a wait may last: its wake time must be a date every reader can show.
+MAX_WAIT = 100 * 365.25 * 86400.0
+_MAX_WAIT_TEXT = f"100 years ({MAX_WAIT:,.0f} s)"
 
 
 def _seconds(value: object, what: str) -> float:
@@ -197,7 +228,18 @@ def _seconds(value: object, what: str) -> float:
         raise ConfigurationError(f"{what} must be seconds or a timedelta, got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ConfigurationError(f"{what} must be finite and >= 0, got {value!r}")
+    if value > MAX_WAIT:
+        raise ConfigurationError(
+            f"{what} is {value:,.0f} s, over the limit of {_MAX_WAIT_TEXT}:"
+            " a wake time must be a real date"
+        )
     return float(value)
+
+
+def _real(moment: float | None, what: str) -> None:
+    """Refuse a wake time or deadline past what a datetime holds (a clock set far ahead)."""
+    if moment is not None and not is_moment(moment):
+        raise ConfigurationError(f"{what} would be {moment!r}, past {LATEST_TEXT}")
 
 
 def sleep(duration: float | dt.timedelta) -> WaitAction:
@@ -224,7 +266,13 @@ def signal(name: str, timeout: float | dt.timedelta | None = None) -> WaitAction
     with ``TaskTimeout`` if no signal came by then.
     """
     validate_id(name, "signal name")
-    limit = None if timeout is None else _seconds(timeout, "wait.signal timeout")
+    if timeout is None:
+        limit = None
+    else:
+        try:
+            limit = _seconds(timeout, "wait.signal timeout")
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{exc} (for no timeout, pass timeout=None)") from None
     return WaitAction("signal", f"wait.signal.{name}", signal=name, timeout=limit)
 
 
@@ -258,12 +306,9 @@ async def arm(
     return spec
 
 
-async def clear_waits(storage: Storage, workflow_id: str) -> None:
-    """Delete the armed waits and the signals of a workflow (a fresh run starts clean)."""
-    for prefix in (wait_prefix(workflow_id), signal_prefix(workflow_id)):
-        for name in [key async for key in storage.list(prefix)]:
-            if is_own_key(workflow_id, name):  # never a file that only sits there
-                await storage.delete(name)
+def _limit(spec: WaitSpec) -> float:
+    assert spec.deadline is not None
+    return spec.deadline - spec.armed_at
 
 
 def _clock(runner: Runner) -> Clock:
@@ -291,12 +336,15 @@ async def run_wait(runner: Runner, task: Task, action: WaitAction) -> Any:
         else:
             assert spec.signal is not None
             sent = await read_signal(storage, workflow_id, spec.signal)
-            if sent is not None:
+            if sent is not None and (spec.deadline is None or sent.sent_at <= spec.deadline):
                 return sent.payload
-            if spec.deadline is not None and now >= spec.deadline:
+            if spec.deadline is not None and (now >= spec.deadline or sent is not None):
+                late = ""
+                if sent is not None:
+                    late = f" (it came {sent.sent_at - spec.deadline:.3g}s after the deadline)"
                 raise TaskTimeout(
                     f"step {action.name} (key {task.key}) timed out: no signal"
-                    f" {spec.signal!r} within {action.wait_timeout:g}s",
+                    f" {spec.signal!r} within {_limit(spec):g}s{late}",
                     key=task.key,
                     step=action.name,
                 )

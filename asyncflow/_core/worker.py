@@ -44,6 +44,7 @@ from asyncflow._kernel.errors import (
 )
 from asyncflow._kernel.layout import manifest_key
 from asyncflow._kernel.manifest import Manifest
+from asyncflow._kernel.moments import is_moment
 from asyncflow._kernel.storage import Blob, Storage
 
 if TYPE_CHECKING:
@@ -168,6 +169,10 @@ class Worker:
                 key: WaitSpec.from_json(raw, f"{where} waiting[{key}]")
                 for key, raw in manifest.waiting.items()
             }
+            if manifest.due_at is not None and not is_moment(manifest.due_at):
+                raise CheckpointCorrupt(
+                    f"{where} due_at {manifest.due_at!r} is not a real date", key=where
+                )
         except CheckpointCorrupt as exc:
             logger.warning("%s: skipped by the worker: %s", workflow_id, exc)
             return None
@@ -178,10 +183,14 @@ class Worker:
         now = self.clock.now().timestamp()
         if parked.due_at is not None and parked.due_at <= now:
             return True
-        wanted = {spec.signal for spec in parked.waiting.values() if spec.kind == "signal"}
-        if not wanted:
-            return False
-        return bool(wanted & await signal_names(self.storage, parked.workflow_id))
+        wanted: dict[str, set[str | None]] = {}  # a child flow's waits name its workflow
+        for spec in parked.waiting.values():
+            if spec.kind == "signal":
+                wanted.setdefault(spec.workflow or parked.workflow_id, set()).add(spec.signal)
+        for workflow_id, names in wanted.items():
+            if names & await signal_names(self.storage, workflow_id):
+                return True
+        return False
 
     async def due(self) -> list[Parked]:
         """The parked runs that are due now, not already being resumed here."""

@@ -43,11 +43,14 @@ __all__ = [
     "workflow_of_manifest",
 ]
 
-# The alphabet of ``validate_id``: workflow ids, task keys, run ids, signal names.
+# The alphabet of ``validate_id``: workflow ids, run ids, signal names.
 _ID = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}"
+# Task keys: the same alphabet, any length (a map child ``{key}.{index}`` of a
+# 128-character key is longer than an id; the storage key's limit bounds it).
+_KEY = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
 _OWN = re.compile(
-    rf"(?:run\.json|lease\.json|tasks/(?P<task>{_ID})\.json"
-    rf"|runs/{_ID}\.json|signals/{_ID}\.json|waits/{_ID}\.json|blobs/[0-9a-f]{{64}}"
+    rf"(?:run\.json|lease\.json|tasks/(?P<task>{_KEY})\.json"
+    rf"|runs/{_ID}\.json|signals/{_ID}\.json|waits/{_KEY}\.json|blobs/[0-9a-f]{{64}}"
     rf"|pack/{_ID}\.pack)"
 )
 _WORKFLOW = re.compile(_ID)

@@ -95,6 +95,11 @@ class Manifest:
     progress: dict[str, Any] | None = None
     #: The flow's name (``AsyncFlow(name=...)``): workers match queued runs by it.
     flow: str | None = None
+    #: A child flow's parent workflow id (its own id is ``{parent}.{key}``).
+    parent: str | None = None
+    #: Why each task whose outcome is ``skipped`` without a checkpoint never ran
+    #: (``"upstream failed"``); a ``skipped`` key not here was restored.
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         shape: dict[str, Any] = {}
@@ -115,6 +120,10 @@ class Manifest:
             extra["progress"] = self.progress
         if self.flow is not None:
             extra["flow"] = self.flow
+        if self.parent is not None:
+            extra["parent"] = self.parent
+        if self.skipped:
+            extra["skipped"] = self.skipped
         return dumps(
             {
                 "asyncflow": FORMAT,
@@ -175,6 +184,8 @@ class Manifest:
                 started_at=optional_field(raw, "started_at", (int, float)),
                 progress=optional_field(raw, "progress", dict),
                 flow=optional_field(raw, "flow", str),
+                parent=optional_field(raw, "parent", str),
+                skipped=str_dict(raw.get("skipped", {}), "skipped"),
             )
         except ValueError as exc:
             raise CheckpointCorrupt(f"{where} is malformed: {exc}", key=where) from exc

@@ -217,7 +217,10 @@ def validated_id(value: str) -> str:
 def when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
-    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+    try:
+        moment = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+    except (ValueError, OverflowError, OSError, TypeError):  # a tampered record's time
+        return f"invalid time {timestamp!r}"
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 

@@ -78,7 +78,8 @@ class RunProgress:
         elif isinstance(event, events.TaskSkipped):
             self.skipped += 1
             advance = 1
-            description = f"{event.step} (restored)"
+            why = "restored" if event.reason == "checkpoint" else event.reason
+            description = f"{event.step} ({why})"
         elif isinstance(event, events.TaskFailed):
             self.in_flight.discard(event.key)
             self.failed += 1
@@ -303,12 +304,9 @@ def run(
                     if storage is not None or workflow_id is not None:
                         chosen = rebuild(chosen, storage, workflow_id)
 
-                    graph = any(t.depends_on or t.kind == "map" for t in chosen.task.queue)
-                    default = "graph" if graph else "sequential"
-
                     async def start() -> None:
                         await chosen.start(
-                            mode=cast(Mode, mode or default),
+                            mode=cast(Mode, mode) if mode else None,  # None: start() infers
                             resume=resume or rerun_from is not None,
                             keep_going=keep_going,
                             on_wait="park" if park else "block",

@@ -29,12 +29,33 @@ __all__ = ["signal"]
 @click.argument("workflow_id", metavar="ID")
 @click.argument("name")
 @click.option("--data", metavar="JSON", help="The payload, as JSON (default: null).")
+@click.option(
+    "--before-start",
+    is_flag=True,
+    help="ID has not started yet: keep the signal for its first start.",
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Refuse a payload over N bytes encoded (default: 64 MiB, Config's max_output_bytes).",
+)
 @storage_option
 @debug_option
 def signal(
-    workflow_id: str, name: str, data: str | None, storage_url: str | None, debug: bool
+    workflow_id: str,
+    name: str,
+    data: str | None,
+    before_start: bool,
+    max_bytes: int | None,
+    storage_url: str | None,
+    debug: bool,
 ) -> int:
-    """Send the signal NAME to workflow ID, once (a second send of NAME is an error)."""
+    """Send the signal NAME to workflow ID, once (a second send of NAME is an error).
+
+    Refused for a workflow that does not exist (unless --before-start) or
+    that has completed.
+    """
     with reporting(debug):
         workflow_id = validated_id(workflow_id)
         try:
@@ -51,10 +72,23 @@ def signal(
 
         async def send() -> None:
             try:
-                await send_signal(storage, workflow_id, name, payload)
+                if max_bytes is None:
+                    await send_signal(
+                        storage, workflow_id, name, payload, before_start=before_start
+                    )
+                else:
+                    await send_signal(
+                        storage,
+                        workflow_id,
+                        name,
+                        payload,
+                        before_start=before_start,
+                        max_bytes=max_bytes,
+                    )
             finally:
                 await storage.aclose()
 
         anyio.run(send)
-        click.echo(f"sent signal {name} to workflow {workflow_id}")
+        kept = " (kept for its first start)" if before_start else ""
+        click.echo(f"sent signal {name} to workflow {workflow_id}{kept}")
     return EXIT_OK

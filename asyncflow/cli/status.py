@@ -34,6 +34,7 @@ from asyncflow.reading import (
     LeaseState,
     RunState,
     RunSummary,
+    TaskState,
     close_matches,
     read_run,
     read_summary,
@@ -64,6 +65,17 @@ def _styled(text: str) -> rich.text.Text:
     return rich.text.Text(text, style=STYLES.get(text, ""))
 
 
+def _task_status(state: RunState, task: TaskState) -> rich.text.Text:
+    """A row's status, with why a task was skipped and a map's children that ended."""
+    cell = _styled(task.status)
+    if task.reason is not None:
+        cell.append(f" ({task.reason})")
+    done = state.children_done(task.key) if task.kind == "map" else None
+    if done is not None and task.status in ("running", "waiting", "pending", "cancelled"):
+        cell.append(f" ({done[0]}/{done[1]} children)")
+    return cell
+
+
 def _status_table(state: RunState, runs: list[RunSummary], out: rich.console.Console) -> None:
     head = rich.text.Text(f"workflow {state.workflow_id}: ")
     head.append(_styled(state.status))
@@ -72,16 +84,15 @@ def _status_table(state: RunState, runs: list[RunSummary], out: rich.console.Con
     if state.run_id:
         out.print(f"run {state.run_id}", markup=False)
     out.print(f"lease: {_lease_text(state.lease)}", markup=False)
-    for key, wait in state.waiting.items():
-        if wait.get("kind") == "signal":
-            limit = wait.get("deadline")
-            until = f", times out at {when(limit)}" if limit is not None else ""
-            text = f"signal {wait.get('signal')!r}{until}"
+    for wait in state.waits:
+        if wait.received_at is not None:
+            out.print(f"waiting: key {wait.key}: {wait.text}", markup=False)
         else:
-            text = f"its wake time {when(wait.get('wake_at'))}"
-        out.print(f"waiting: key {key} for {text}", markup=False)
+            out.print(f"waiting: key {wait.key} for {wait.text}", markup=False)
     if state.status == "waiting":
         due = "when a signal arrives" if state.due_at is None else when(state.due_at)
+        if any(wait.received_at is not None for wait in state.waits):
+            due = "now (a signal arrived)"
         out.print(
             f"due: {due}; `asyncflow worker` (or `asyncflow run --resume --park`) resumes it",
             markup=False,
@@ -111,7 +122,7 @@ def _status_table(state: RunState, runs: list[RunSummary], out: rich.console.Con
             str(task.index),
             task.step,
             task.key,
-            _styled(task.status),
+            _task_status(state, task),
             "-" if not attempts else str(attempts),
             seconds(duration),
         )

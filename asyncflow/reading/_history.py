@@ -21,7 +21,13 @@ from asyncflow._kernel.storage import Storage
 from asyncflow._kernel.summary import RunSummary, runs_prefix
 from asyncflow.reading._leases import live_run_id, read_lease, seen_status
 from asyncflow.reading._records import RecordCache
-from asyncflow.reading._runs import RunState, read_manifest, read_run, run_from_summary
+from asyncflow.reading._runs import (
+    RunState,
+    read_manifest,
+    read_run,
+    run_from_summary,
+    with_waits,
+)
 from asyncflow.reading._tasks import TaskState
 
 __all__ = [
@@ -136,7 +142,7 @@ async def read_latest(
             and (summary.shape is not None or not manifest.children)
         ):
             lease = await read_lease(storage, workflow_id)
-            return run_from_summary(
+            state = run_from_summary(
                 workflow_id,
                 manifest,
                 lease,
@@ -144,6 +150,7 @@ async def read_latest(
                 status=seen_status(manifest.status, lease),
                 latest=True,
             )
+            return await with_waits(storage, state, manifest)
     return await read_run(storage, workflow_id, cache, manifest=manifest)
 
 

@@ -43,6 +43,7 @@ from asyncflow.reading._tasks import (
     waits_of,
     with_shape,
 )
+from asyncflow.reading._waits import armed_waits, due_problem, wait_steps, with_arrivals
 
 __all__ = [
     "LIVE",
@@ -52,6 +53,7 @@ __all__ = [
     "read_run",
     "read_task",
     "run_from_summary",
+    "with_waits",
 ]
 
 #: Statuses of a run that is still changing.
@@ -96,6 +98,18 @@ class RunState:
         """The flow's own tasks, in flow order: a map's children left out (its row counts them)."""
         return tuple(task for task in self.tasks if task.parent is None)
 
+    def children_done(self, key: str) -> tuple[int, int] | None:
+        """``(ended, total)`` children of map ``key`` (``None`` before it expanded)."""
+        task = next((t for t in self.tasks if t.key == key and t.parent is None), None)
+        if task is None or task.kind != "map":
+            return None
+        rows = [t for t in self.tasks if t.parent == key]
+        total = task.children if task.children is not None else len(rows)
+        if not total and not rows:
+            return None
+        ended = sum(1 for t in rows if t.status not in ("pending", "running", "not run"))
+        return ended, max(total, len(rows))
+
     def counts(self) -> dict[str, int]:
         """How many tasks are in each status (map children included)."""
         found: dict[str, int] = {}
@@ -118,6 +132,7 @@ class RunState:
             "extra_records": list(self.extra_records),
             "problems": list(self.problems),
             "waiting": self.waiting,
+            "waits": [wait.to_json() for wait in self.waits],
             "due_at": self.due_at,
         }
 
@@ -168,7 +183,39 @@ async def read_run(
         records, problems, signed = await read_ended(storage, workflow_id, known, skip=indexed)
     if manifest is None and not records and not problems:
         return None
-    return run_state(workflow_id, manifest, lease, {**records, **indexed}, problems, signed)
+    state = run_state(workflow_id, manifest, lease, {**records, **indexed}, problems, signed)
+    return await with_waits(storage, state, manifest)
+
+
+async def with_waits(storage: Storage, state: RunState, manifest: Manifest | None) -> RunState:
+    """``state`` with what it waits for and whether each signal arrived.
+
+    A parked run's waits come from ``run.json``; a run blocked on a wait,
+    or one that crashed there, from the wait's arming record (one read per
+    wait step in progress): a crashed run's armed wait reads ``waiting``,
+    with its wake time. A time no date can hold is ``None`` with a note.
+    """
+    if manifest is None or not state.latest:
+        return state
+    due, problem = due_problem(manifest)
+    notes = state.problems + ((f"{manifest_key(state.workflow_id)}: {problem}",) if problem else ())
+    tasks = state.tasks
+    if state.status == "waiting":
+        waits = waits_of(manifest)
+    elif state.status in ("running", "crashed"):
+        going = ("running",) if state.status == "running" else ("running", "pending")
+        keys = [t.key for t in state.flow_tasks if t.status in going]
+        waits = await armed_waits(storage, state.workflow_id, wait_steps(manifest, keys))
+        if state.status == "crashed" and waits:
+            armed = {wait.key for wait in waits}
+            tasks = tuple(
+                replace(t, status="waiting") if t.key in armed and t.parent is None else t
+                for t in tasks
+            )
+    else:
+        waits = ()
+    waits = await with_arrivals(storage, state.workflow_id, waits)
+    return replace(state, waits=waits, tasks=tasks, due_at=due, problems=notes)
 
 
 def run_state(
@@ -205,7 +252,13 @@ def run_state(
         created_at=manifest.created_at,
         updated_at=manifest.updated_at,
         tasks=with_shape(
-            workflow_id, manifest.status, tasks, shape_of(manifest), ended, manifest.outcomes
+            workflow_id,
+            manifest.status,
+            tasks,
+            shape_of(manifest),
+            ended,
+            manifest.outcomes,
+            since=manifest.started_at if manifest.status == "running" else None,
         ),
         lease=lease,
         waits=waits_of(manifest),

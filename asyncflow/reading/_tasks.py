@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from asyncflow._kernel.manifest import Manifest
 from asyncflow._kernel.shape import RunShape
 from asyncflow.reading._keys import child_key, map_child
+from asyncflow.reading._waits import WaitState, waits_of
 
 __all__ = ["Ended", "TaskState", "WaitState", "shape_of", "task_states", "waits_of", "with_shape"]
 
@@ -56,7 +57,8 @@ class TaskState:
     is live, ``running`` / ``pending``. A map's children follow their map,
     with ``parent`` naming it; ``child`` is the workflow id of a child flow.
     ``problem`` says why its record could not be read. ``signed`` is
-    ``None`` when no record was read to tell.
+    ``None`` when no record was read to tell. ``reason`` says why a
+    ``skipped`` task that was not restored never ran (``upstream failed``).
     """
 
     key: str
@@ -78,6 +80,7 @@ class TaskState:
     problem: str | None = None
     child: str | None = None
     parent: str | None = None
+    reason: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -106,35 +109,8 @@ class TaskState:
             "parent": self.parent,
             "child": self.child,
             "problem": self.problem,
+            "reason": self.reason,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class WaitState:
-    """What a parked run waits for: a signal by name, a time, or both."""
-
-    key: str | None
-    kind: str | None
-    signal: str | None
-    due_at: float | None
-
-
-def waits_of(manifest: Manifest) -> tuple[WaitState, ...]:
-    """What a parked run waits for, from ``run.json``."""
-    found = []
-    for key, spec in manifest.waiting.items():
-        kind = spec.get("kind")
-        signal = spec.get("signal")
-        due = spec.get("wake_at") if kind == "sleep" else spec.get("deadline")
-        found.append(
-            WaitState(
-                key=key,
-                kind=kind if isinstance(kind, str) else None,
-                signal=signal if isinstance(signal, str) else None,
-                due_at=float(due) if isinstance(due, (int, float)) else None,
-            )
-        )
-    return tuple(found)
 
 
 def error_type(text: str | None) -> str | None:
@@ -222,7 +198,11 @@ def task_states(
             problem=problems.get(key),
             signed=signed.get(key),
         )
-        tasks.append(_from_entry(state, entry))
+        state = _from_entry(state, entry)
+        reason = manifest.skipped.get(key) if manifest is not None else None
+        if reason is not None and state.status == "skipped":
+            state = replace(state, reason=reason, checkpoint=False)
+        tasks.append(state)
     return tasks
 
 
@@ -267,6 +247,14 @@ def _counts(shape: RunShape, ended: Mapping[str, Ended]) -> dict[str, int]:
     return counts
 
 
+def _ran_since(map_key: str, ended: Mapping[str, Ended], since: float) -> bool:
+    for key, entry in ended.items():
+        found = map_child(key, (map_key,))
+        if found is not None and entry.finished_at is not None and entry.finished_at >= since:
+            return True
+    return False
+
+
 def with_shape(
     workflow_id: str,
     run_status: str,
@@ -274,9 +262,11 @@ def with_shape(
     shape: RunShape | None,
     ended: Mapping[str, Ended] | None = None,
     outcomes: Mapping[str, str] | None = None,
+    since: float | None = None,
 ) -> tuple[TaskState, ...]:
     """``tasks`` with ``shape``; ``ended`` tells the map children that ended, ``outcomes``
-    (an ended run's ``run.json``) may override their status."""
+    (an ended run's ``run.json``) may override their status. ``since``: when a live
+    run started (a map with a child that ended since is running)."""
     if shape is None or not shape:
         return tuple(tasks)
     ended = ended or {}
@@ -294,6 +284,10 @@ def with_shape(
             children=shape.children.get(task.key),
             child=f"{workflow_id}.{task.key}" if kind == "flow" else None,
         )
+        if shaped.status == "pending" and since is not None and _ran_since(task.key, ended, since):
+            # a child that ended in this run means its map runs: run.json's list
+            # of running tasks lags the records (it is rewritten once a second)
+            shaped = replace(shaped, status="running")
         shaped_tasks.append(shaped)
         for index in range(counts.get(task.key, 0)):
             key = child_key(task.key, index)

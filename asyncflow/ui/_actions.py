@@ -9,7 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from asyncflow import PreconditionFailed, WorkflowLocked, reset, signal
+from asyncflow import (
+    ConfigurationError,
+    PreconditionFailed,
+    SerializationError,
+    WorkflowLocked,
+    reset,
+    signal,
+)
 from asyncflow.providers import Storage
 from asyncflow.ui._guard import Refused
 
@@ -32,13 +39,16 @@ def parse_payload(text: str) -> Any:
 
 
 async def send_signal(storage: Storage, workflow_id: str, name: str, payload: Any) -> None:
-    """``asyncflow.signal``: delivered once; a second send of one name is refused (409)."""
+    """``asyncflow.signal``: delivered once; a second send of one name, a signal to a
+    completed run or a payload too large is refused (409)."""
     try:
         await signal(storage, workflow_id, name, payload)
     except PreconditionFailed:
         raise Refused(
             409, "Signal already sent", f"signal {name} was already sent to {workflow_id}"
         ) from None
+    except (ConfigurationError, SerializationError) as exc:  # a completed run, a payload too big
+        raise Refused(409, "Signal refused", str(exc)) from None
 
 
 async def reset_from(storage: Storage, workflow_id: str, key: str) -> list[str]:

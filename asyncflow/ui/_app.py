@@ -79,7 +79,10 @@ _CSP = (
 def _when(timestamp: float | None) -> str:
     if not timestamp:
         return "-"
-    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+    try:
+        moment = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+    except (ValueError, OverflowError, OSError, TypeError):  # a tampered record's time
+        return f"invalid time {timestamp!r}"
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

@@ -113,16 +113,23 @@ async def test_a_failure_stops_its_dependents(storage: Storage) -> None:
     assert log.ran() == ["left", "bottom"]
 
 
-async def test_keep_going_runs_dependents_without_the_failed_input(storage: Storage) -> None:
+async def test_keep_going_never_runs_a_task_whose_dependency_failed(storage: Storage) -> None:
     log = Log()
     log.failing.add("left")
     flow = diamond(storage, log)
     flow.task.add(step=log.step("after_left"), depends_on="left")
+    flow.task.add(step=log.step("after_right"), depends_on="right")
+    flow.task.add(step=log.step("last"), depends_on="after_left")
     await flow.start(mode="graph", keep_going=True)
     assert flow.status == "failed"
-    out = flow.result_storage()
-    assert out[3] == {"bottom": {"right": {"right": {"top": None}}}}  # no "left" key
-    assert out[4] == {"after_left": None}  # its only dependency failed: empty input
+    assert "bottom" not in log.ran()
+    assert "after_left" not in log.ran()
+    tasks = {t.key: t for t in flow.result_task()}
+    for key in ("bottom", "after_left", "last"):  # downstream of left, transitively
+        assert tasks[key].outcome == "skipped"
+        assert tasks[key].skip_reason == "upstream failed"
+        assert tasks[key].status is TaskStatus.NOT_STARTED
+    assert tasks["after_right"].status is TaskStatus.COMPLETED  # an independent branch goes on
 
 
 async def test_bad_graphs_are_refused_before_anything_runs(storage: Storage) -> None:
@@ -178,9 +185,10 @@ def test_not_completed_is_not_failed() -> None:
     graph.settle(a)
     assert list(graph.ready) == []
     assert not runner.halted
-    a.status = TaskStatus.FAILED  # with keep_going a failure releases them
+    a.status = TaskStatus.FAILED  # even with keep_going a failure never releases them
     graph.settle(a)
-    assert list(graph.ready) == [b]
+    assert list(graph.ready) == []
+    assert b.skip_reason == "upstream failed"
     assert isinstance(b, Task)
 
 
@@ -316,17 +324,23 @@ def test_random_dags_run_in_order_once_and_resume_exactly_the_rest(
         for what, name in events:
             if what == "start":
                 j = int(name[1:])
-                # every dependency ended first (with keep_going, a failed one counts)
+                # every dependency completed first (never a failed one, keep_going or not)
                 assert {f"t{i}" for i in deps[j]} <= ended, (name, deps[j], ended)
-            elif name not in log.failing or keep_going:
+            elif name not in log.failing:
                 ended.add(name)
 
     async def scenario() -> None:
         first = build()
         await first.start(mode="graph", resume=True, max_concurrency=limit, keep_going=keep_going)
         check_order(log.events, set())
-        if keep_going:  # everything ran once, failed or not
-            assert sorted(log.ran()) == sorted(f"t{j}" for j in range(n))
+        skipped: set[str] = set()  # downstream of a failure, keep_going or not
+        for j in range(n):  # edges go from lower to higher indices
+            if any(f"t{i}" in skipped or i in failing for i in deps[j]):
+                skipped.add(f"t{j}")
+        if keep_going:  # everything ran once but what lies downstream of a failure
+            assert sorted(log.ran()) == sorted({f"t{j}" for j in range(n)} - skipped)
+            outcomes = {t.key: t.outcome for t in first.result_task()}
+            assert {key for key, o in outcomes.items() if o == "skipped"} == skipped
         done = {t.key for t in first.result_task() if t.status is TaskStatus.COMPLETED}
         log.events.clear()
         log.failing.clear()
@@ -335,14 +349,7 @@ def test_random_dags_run_in_order_once_and_resume_exactly_the_rest(
         check_order(log.events, done)
         rerun = set(log.ran())
         without_checkpoint = {f"t{j}" for j in range(n)} - done
-        if keep_going:  # plus dependents of a failed task, whose input changed
-            downstream = {f"t{j}" for j in failing}
-            for j in range(n):  # edges go from lower to higher indices
-                if any(f"t{i}" in downstream for i in deps[j]):
-                    downstream.add(f"t{j}")
-            assert without_checkpoint <= rerun <= without_checkpoint | downstream
-        else:
-            assert rerun == without_checkpoint
+        assert rerun == without_checkpoint
         assert second.status == "completed"
 
     anyio.run(scenario)

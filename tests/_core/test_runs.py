@@ -365,7 +365,7 @@ async def test_live_run_json_backs_off_when_its_writes_are_slow() -> None:
     )
     with anyio.move_on_after(0.6):
         await recorder._watch(
-            [Flipping(key="a")],  # type: ignore[list-item]
+            [Flipping(key="a", children=None, skip_reason=None)],  # type: ignore[list-item]
             manifest,
             None,
             ProgressIndex([]),

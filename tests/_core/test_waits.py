@@ -274,9 +274,9 @@ async def test_a_fresh_start_forgets_armed_waits_and_signals(storage: Storage) -
 
 
 async def test_signal_errors_are_clear(storage: Storage) -> None:
-    await asyncflow.signal(storage, "w", "once", {"n": 1})
+    await asyncflow.signal(storage, "w", "once", {"n": 1}, before_start=True)
     with pytest.raises(PreconditionFailed, match="already sent"):
-        await asyncflow.signal(storage, "w", "once", {"n": 2})
+        await asyncflow.signal(storage, "w", "once", {"n": 2}, before_start=True)
     with pytest.raises(ConfigurationError, match="signal name"):
         await asyncflow.signal(storage, "w", "../x")
     with pytest.raises(ConfigurationError, match="workflow_id"):
